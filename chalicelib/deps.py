@@ -1,0 +1,76 @@
+"""Composition root: builds every client and domain object once per process.
+
+Used by ``app.py`` (lazily, once per Lambda container), the ``dtq`` command and the
+workers. Tests build their own ``Services`` from explicit ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from psycopg_pool import ConnectionPool
+
+from chalicelib.client import Client
+from chalicelib.keys import Keys
+from chalicelib.queue import Queue
+from chalicelib.settings import Settings
+from chalicelib.store import Store, make_pool
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Any
+    pool: ConnectionPool
+    keys: Keys
+    queue: Queue
+    store: Store
+    client: Client
+
+    def close(self) -> None:
+        self.pool.close()
+        self.redis.close()
+
+
+def make_redis(settings: Settings) -> Any:
+    """A Redis client that fails fast (a request answers 503 instead of hanging)."""
+    opts: dict[str, Any] = {
+        "socket_timeout": settings.io_timeout_seconds,
+        "socket_connect_timeout": settings.io_timeout_seconds,
+        "health_check_interval": 30,
+    }
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.redis_url, **opts)
+    return redis.Redis.from_url(settings.redis_url, **opts)
+
+
+def build(settings: Settings, *, pool_size: int = 10) -> Services:
+    client_redis = make_redis(settings)
+    keys = Keys(settings.key_prefix)
+    queue = Queue(client_redis, keys, finished_ttl_ms=settings.finished_ttl_seconds * 1000)
+    pool = make_pool(
+        settings.database_url, max_size=pool_size, timeout_s=settings.io_timeout_seconds
+    )
+    store = Store(pool)
+    client = Client(queue, store, max_payload_bytes=settings.max_payload_bytes)
+    return Services(settings, client_redis, pool, keys, queue, store, client)
+
+
+_services: Services | None = None
+_lock = threading.Lock()
+
+
+def services() -> Services:
+    """The process-wide services, built from the environment on first use."""
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                _services = build(Settings.from_env(os.environ))
+    return _services

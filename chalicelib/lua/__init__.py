@@ -1,0 +1,34 @@
+"""Loads the queue's Lua scripts: one atomic state change per ``<name>.lua`` file.
+
+``_lib.lua`` (shared helpers and the queue key table) is prepended to every script, so
+each file holds only its own transition while the retry, lock and event rules exist
+once. Scripts are registered with redis-py, which runs them by SHA and reloads them if
+the server lost its script cache.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "extend_lease",
+    "complete",
+    "fail",
+    "cancel",
+    "replay",
+    "release",
+    "reap",
+    "configure_queue",
+)
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of one script, library included."""
+    here = resources.files(__package__)
+    lib = (here / "_lib.lua").read_text(encoding="utf-8")
+    body = (here / f"{name}.lua").read_text(encoding="utf-8")
+    return f"{lib}\n{body}"

@@ -1,0 +1,213 @@
+-- Shared helpers, prepended to every script by chalicelib/lua/__init__.py so that each
+-- state-change file stays short and the retry/lock/event rules exist exactly once.
+-- Helpers only touch keys derived from key-argument prefixes of the same hash tag.
+
+local _t = redis.call('TIME')
+local NOW = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
+local PRIO_SPAN = 281474976710656 -- 2^48: FIFO sequences below it, priority above
+
+-- Every script receives the same 13 queue keys first (chalicelib/queue.py builds them),
+-- so this one table names them for all scripts.
+local K = {ready = KEYS[1], scheduled = KEYS[2], retrying = KEYS[3], running = KEYS[4],
+           dead = KEYS[5], meta = KEYS[6], stats = KEYS[7], seq = KEYS[8], events = KEYS[9],
+           signal = KEYS[10], task_prefix = KEYS[11], lock_prefix = KEYS[12],
+           lockwait_prefix = KEYS[13]}
+
+local function ready_score(pri)
+  return (9 - tonumber(pri)) * PRIO_SPAN + redis.call('INCR', K.seq)
+end
+
+-- Idle workers block on the signal list; it carries no task, so a lost or extra push
+-- costs at most one wasted claim. Trimmed so that nobody listening costs no memory.
+local function wake(n)
+  for _ = 1, n do redis.call('LPUSH', K.signal, 1) end
+  redis.call('LTRIM', K.signal, 0, 63)
+end
+
+-- Append one transition to the queue's event stream. The event carries a full snapshot
+-- of the recorded fields, so the Postgres recorder can apply the newest event alone and
+-- out-of-order batches from several recorders can never regress a task's row.
+local function emit(task_key, id, event, extra)
+  local v = redis.call('HINCRBY', task_key, 'v', 1)
+  local h = redis.call('HMGET', task_key, 'st', 'att', 'wid', 'sa', 'fa', 'run', 'err', 'cr', 'fence')
+  local e = {id = id, v = v, ev = event, at = NOW, st = h[1], att = tonumber(h[2]) or 0,
+             w = h[3] or false, sa = tonumber(h[4]) or false, fa = tonumber(h[5]) or false,
+             run = tonumber(h[6]) or false, err = h[7] or false, cr = h[8] == '1',
+             fence = tonumber(h[9]) or 0}
+  if extra then for k, val in pairs(extra) do e[k] = val end end
+  redis.call('XADD', K.events, '*', 'd', cjson.encode(e))
+end
+
+local function bump(field, by)
+  redis.call('HINCRBY', K.stats, field, by or 1)
+end
+
+-- Histogram buckets (seconds) shared with chalicelib/metrics.py.
+local BUCKETS = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+local function observe(name, ms)
+  if ms < 0 then ms = 0 end
+  local i = #BUCKETS + 1
+  for b = 1, #BUCKETS do
+    if ms <= BUCKETS[b] * 1000 then i = b; break end
+  end
+  redis.call('HINCRBY', K.stats, name .. ':b' .. i, 1)
+  redis.call('HINCRBY', K.stats, name .. ':count', 1)
+  redis.call('HINCRBYFLOAT', K.stats, name .. ':sum', ms / 1000)
+end
+
+-- Free the task's lock_key (only if this task holds it) and hand the lock's turn to the
+-- oldest parked task, which goes back to the ready set with its original score.
+local function release_lock(task_key, id)
+  local lk = redis.call('HGET', task_key, 'lk')
+  if not lk then return end
+  local lock_key = K.lock_prefix .. lk
+  if redis.call('GET', lock_key) == id then redis.call('DEL', lock_key) end
+  if redis.call('EXISTS', lock_key) == 0 then
+    local waiter = redis.call('ZPOPMIN', K.lockwait_prefix .. lk)
+    if waiter[1] then
+      redis.call('ZADD', K.ready, waiter[2], waiter[1])
+      wake(1)
+    end
+  end
+end
+
+-- A task id sits in at most one of these sets; removing from all is cheaper than asking.
+local function unlist(id)
+  for _, key in ipairs({K.ready, K.scheduled, K.retrying, K.running}) do
+    redis.call('ZREM', key, id)
+  end
+end
+
+-- Backoff of API.md: base * factor^(attempt-1), capped at max, optionally full jitter.
+local function backoff_ms(bo, attempt, rand)
+  local base, factor, cap, jitter = 1.0, 2.0, 3600.0, 1
+  if bo then
+    local parts = {}
+    for p in string.gmatch(bo, '[^,]+') do parts[#parts + 1] = p end
+    base, factor, cap, jitter = tonumber(parts[1]), tonumber(parts[2]), tonumber(parts[3]), tonumber(parts[4])
+  end
+  local d = base * (factor ^ (attempt - 1))
+  if d > cap then d = cap end
+  if jitter == 1 then d = d * rand end
+  return math.floor(d * 1000)
+end
+
+-- The lease ends; its token is kept so that a late outcome from it can still be matched.
+local function retire_token(task_key)
+  local h = redis.call('HMGET', task_key, 'tok', 'ptok')
+  if h[1] then
+    redis.call('HSET', task_key, 'ptok', h[2] and (h[2] .. ' ' .. h[1]) or h[1])
+    redis.call('HDEL', task_key, 'tok', 'lx')
+  end
+end
+
+-- A finished task: terminal status, lock released, payload kept only if replayable.
+local function finish(task_key, id, status, ttl_ms)
+  redis.call('HSET', task_key, 'st', status, 'fa', NOW)
+  retire_token(task_key)
+  release_lock(task_key, id)
+  if status == 'succeeded' then redis.call('HDEL', task_key, 'payload') end
+  if status == 'dead' then
+    redis.call('ZADD', K.dead, NOW, id)
+  else
+    redis.call('PEXPIRE', task_key, ttl_ms)
+  end
+end
+
+-- One failed attempt (raised, timed out or lease lost): retry after backoff or die.
+-- Returns the new status.
+local function fail_attempt(task_key, id, event, err, rand, delay_override, ttl_ms)
+  local h = redis.call('HMGET', task_key, 'att', 'max', 'bo', 'cr')
+  local att, maxa = tonumber(h[1]) or 0, tonumber(h[2]) or 1
+  redis.call('HSET', task_key, 'err', err)
+  retire_token(task_key)
+  redis.call('ZREM', K.running, id)
+  bump('failures')
+  emit(task_key, id, event)
+  if h[4] == '1' then
+    finish(task_key, id, 'canceled', ttl_ms)
+    emit(task_key, id, 'canceled')
+    return 'canceled'
+  end
+  if att >= maxa then
+    finish(task_key, id, 'dead', ttl_ms)
+    bump('dead')
+    emit(task_key, id, 'dead')
+    return 'dead'
+  end
+  local delay = delay_override
+  if delay < 0 then delay = backoff_ms(h[3], att, rand) end
+  release_lock(task_key, id)
+  redis.call('HSET', task_key, 'st', 'retrying', 'run', NOW + delay)
+  redis.call('ZADD', K.retrying, NOW + delay, id)
+  bump('retries')
+  emit(task_key, id, 'retrying')
+  return 'retrying'
+end
+
+-- Move due scheduled and retrying tasks to the ready set (bounded per call).
+local function promote_due(limit)
+  local moved = 0
+  for _, zset in ipairs({K.scheduled, K.retrying}) do
+    local due = redis.call('ZRANGEBYSCORE', zset, '-inf', NOW, 'LIMIT', 0, limit)
+    for _, id in ipairs(due) do
+      local task_key = K.task_prefix .. id
+      redis.call('ZREM', zset, id)
+      local pri = redis.call('HGET', task_key, 'pri')
+      if pri then
+        redis.call('ZADD', K.ready, ready_score(pri), id)
+        redis.call('HSET', task_key, 'st', 'queued')
+        emit(task_key, id, 'queued')
+        moved = moved + 1
+      end
+    end
+  end
+  if moved > 0 then wake(moved) end
+  return moved
+end
+
+-- Leases past their deadline count as failed attempts (or end canceled tasks).
+local function requeue_expired(limit, seed, ttl_ms)
+  local expired = redis.call('ZRANGEBYSCORE', K.running, '-inf', NOW, 'LIMIT', 0, limit)
+  if #expired > 0 then math.randomseed(seed) end
+  for _, id in ipairs(expired) do
+    local task_key = K.task_prefix .. id
+    if redis.call('EXISTS', task_key) == 1 then
+      fail_attempt(task_key, id, 'lease_expired', 'lease expired', math.random(), -1, ttl_ms)
+    else
+      redis.call('ZREM', K.running, id)
+    end
+  end
+  return #expired
+end
+
+-- Codes returned first by every script; chalicelib/queue.py maps them to exceptions.
+local OK, NOT_FOUND, LEASE_LOST, ALREADY_FINISHED, CANCELED, INVALID_STATE, EXISTS, CANCEL_PENDING =
+  0, 1, 2, 3, 4, 5, 6, 7
+
+-- Decide whether an outcome reported with `token` may be recorded.
+-- Returns OK for the current lease, and also for an earlier lease of the same task when
+-- nobody has finished it since (a late result is not thrown away); otherwise the refusal
+-- code, after counting the duplicate and noting it in the task's history.
+local function check_outcome(task_key, id, token, worker, late_ok)
+  local h = redis.call('HMGET', task_key, 'st', 'tok', 'ptok')
+  local st = h[1]
+  if not st then return NOT_FOUND end
+  local code
+  if st == 'succeeded' or st == 'dead' then
+    code = ALREADY_FINISHED
+  elseif st == 'canceled' then
+    code = CANCELED
+  elseif st == 'running' and h[2] == token then
+    return OK
+  elseif late_ok and h[3] and string.find(' ' .. h[3] .. ' ', ' ' .. token .. ' ', 1, true) then
+    return OK
+  else
+    code = LEASE_LOST
+  end
+  bump('duplicates')
+  -- Only a real duplicate (the task already ended) enters the history; a foreign or stale
+  -- token must leave the task exactly as it was.
+  if code ~= LEASE_LOST then emit(task_key, id, 'duplicate_result', {by = worker, reason = code}) end
+  return code
+end

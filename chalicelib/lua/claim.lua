@@ -1,0 +1,75 @@
+-- claim: lease up to ARGV[2] tasks of one queue to a worker, highest priority first,
+-- FIFO within a priority. Due scheduled/retrying tasks are promoted and expired leases
+-- requeued first, so neither waits for a timer.
+-- Honours, in order: paused, concurrency (running count), rate limit (token bucket in
+-- meta), and lock_key (a task whose lock is held is parked until the lock frees).
+--
+-- KEYS[1..13]  the queue keys (see _lib.lua)
+-- ARGV[1]  worker id
+-- ARGV[2]  max tasks
+-- ARGV[3]  lease length ms
+-- ARGV[4]  lease token base (random; token = base .. ':' .. fence)
+-- ARGV[5]  bound on promotions/requeues per call
+-- ARGV[6]  random seed (backoff jitter of requeued leases)
+-- ARGV[7]  ttl ms of finished task hashes
+--
+-- Returns {OK, retry_after_ms, {id, {field, value, ...}}, ...}; retry_after_ms > 0 when
+-- the rate limit held tasks back.
+local worker, want, lease_ms, token_base = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local bound, ttl_ms = tonumber(ARGV[5]), tonumber(ARGV[7])
+promote_due(bound)
+requeue_expired(bound, tonumber(ARGV[6]), ttl_ms)
+
+local meta = redis.call('HMGET', K.meta, 'paused', 'concurrency', 'rl_rate', 'rl_burst', 'rl_tokens', 'rl_ts')
+if meta[1] == '1' then return {OK, 0} end
+local n = want
+if meta[2] then
+  n = math.min(n, tonumber(meta[2]) - redis.call('ZCARD', K.running))
+end
+local rate, tokens, wait_ms = tonumber(meta[3]), 0, 0
+if rate then
+  local burst = tonumber(meta[4])
+  tokens = math.min(burst, (tonumber(meta[5]) or burst) + (NOW - (tonumber(meta[6]) or NOW)) * rate / 1000)
+  n = math.min(n, math.floor(tokens))
+  if n < 1 then wait_ms = math.ceil((1 - tokens) * 1000 / rate) end
+end
+
+local out, claimed, scanned = {OK, wait_ms}, 0, 0
+local expiry = NOW + lease_ms
+while claimed < n and scanned < n + 64 do
+  local head = redis.call('ZPOPMIN', K.ready)
+  if not head[1] then break end
+  scanned = scanned + 1
+  local id, score = head[1], head[2]
+  local task_key = K.task_prefix .. id
+  local h = redis.call('HMGET', task_key, 'st', 'lk', 'run')
+  if h[1] == 'queued' then
+    local free = true
+    if h[2] then
+      local lock_key = K.lock_prefix .. h[2]
+      local holder = redis.call('GET', lock_key)
+      if holder and holder ~= id then
+        redis.call('ZADD', K.lockwait_prefix .. h[2], score, id)
+        free = false
+      else
+        redis.call('SET', lock_key, id, 'PX', lease_ms)
+      end
+    end
+    if free then
+      local fence = redis.call('HINCRBY', task_key, 'fence', 1)
+      local att = redis.call('HINCRBY', task_key, 'att', 1)
+      local token = token_base .. ':' .. fence
+      redis.call('HSET', task_key, 'st', 'running', 'wid', worker, 'tok', token, 'lx', expiry, 'sa', NOW)
+      redis.call('HDEL', task_key, 'fa')
+      redis.call('ZADD', K.running, expiry, id)
+      observe('wait', NOW - (tonumber(h[3]) or NOW))
+      emit(task_key, id, 'claimed')
+      claimed = claimed + 1
+      out[#out + 1] = {id, redis.call('HGETALL', task_key)}
+    end
+  end
+end
+if rate then
+  redis.call('HSET', K.meta, 'rl_tokens', tokens - claimed, 'rl_ts', NOW)
+end
+return out

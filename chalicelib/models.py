@@ -1,0 +1,99 @@
+"""The domain's data: task statuses, backoff policy, tasks to create and leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    SCHEDULED = "scheduled"  #: waiting for run_at
+    QUEUED = "queued"  #: ready to be claimed
+    RUNNING = "running"  #: leased by a worker
+    RETRYING = "retrying"  #: an attempt failed; waiting for its backoff
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"  #: attempts exhausted: the dead-letter queue
+    CANCELED = "canceled"
+
+
+TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.CANCELED})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before attempt n+1: ``base * factor**(n-1)`` capped at ``max``; with
+    ``jitter`` a uniformly random fraction of it ("full jitter", so that a burst of
+    failures does not retry in lockstep)."""
+
+    base_seconds: float = 1.0
+    factor: float = 2.0
+    max_seconds: float = 3600.0
+    jitter: bool = True
+
+    def encode(self) -> str:
+        """The compact form stored in the task hash and read by the Lua scripts."""
+        return f"{self.base_seconds!r},{self.factor!r},{self.max_seconds!r},{int(self.jitter)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "base_seconds": self.base_seconds,
+            "factor": self.factor,
+            "max_seconds": self.max_seconds,
+            "jitter": self.jitter,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Backoff:
+        return cls(
+            base_seconds=float(data["base_seconds"]),
+            factor=float(data["factor"]),
+            max_seconds=float(data["max_seconds"]),
+            jitter=bool(data["jitter"]),
+        )
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A validated task about to be created (the id is chosen before anything is written)."""
+
+    id: str
+    name: str
+    queue: str
+    priority: int
+    payload: dict[str, Any]
+    payload_json: str
+    max_attempts: int
+    timeout_seconds: int
+    backoff: Backoff
+    run_at_ms: int
+    created_at_ms: int
+    scheduled: bool  #: True when run_at lies in the future at creation
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    lock_key: str | None = None
+    schedule_id: str | None = None
+    webhook_url: str | None = None
+
+    @property
+    def status(self) -> TaskStatus:
+        return TaskStatus.SCHEDULED if self.scheduled else TaskStatus.QUEUED
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed task as a worker sees it."""
+
+    task_id: str
+    queue: str
+    name: str
+    payload: dict[str, Any]
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout_seconds: int
+    fence: int
+    lease_token: str
+    lease_expires_ms: int
+    lock_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

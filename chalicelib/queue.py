@@ -1,0 +1,406 @@
+"""The Redis side of the queue: one typed wrapper per Lua script.
+
+This module is the only caller of ``chalicelib/lua``. Script return codes become
+exceptions in exactly one function, :func:`raise_for`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from chalicelib import lua
+from chalicelib.errors import (
+    AlreadyFinished,
+    ConfigError,
+    InvalidTransition,
+    LeaseLost,
+    NotFound,
+    TaskCanceled,
+)
+from chalicelib.keys import Keys
+from chalicelib.models import Lease, NewTask, TaskStatus
+
+#: How many due/expired tasks one script call moves at most, so one call stays short.
+SWEEP_BOUND = 200
+#: Cap of tasks claimed per call.
+MAX_CLAIM = 100
+
+
+class Code(IntEnum):
+    """First element of every script's reply (see ``_lib.lua``)."""
+
+    OK = 0
+    NOT_FOUND = 1
+    LEASE_LOST = 2
+    ALREADY_FINISHED = 3
+    CANCELED = 4
+    INVALID_STATE = 5
+    EXISTS = 6
+    CANCEL_PENDING = 7
+
+
+#: Reasons used by ``/tasks/sync`` for refused outcomes.
+REASONS = {
+    Code.NOT_FOUND: "not_found",
+    Code.LEASE_LOST: "lease_lost",
+    Code.ALREADY_FINISHED: "already_finished",
+    Code.CANCELED: "canceled",
+}
+
+
+def raise_for(code: int, task_id: str) -> None:
+    """The one mapping from script codes to exceptions."""
+    if code in (Code.OK, Code.EXISTS, Code.CANCEL_PENDING):
+        return
+    if code == Code.NOT_FOUND:
+        raise NotFound(f"task {task_id} not found")
+    if code == Code.LEASE_LOST:
+        raise LeaseLost(f"the lease of task {task_id} is no longer yours")
+    if code == Code.ALREADY_FINISHED:
+        raise AlreadyFinished(f"task {task_id} already finished")
+    if code == Code.CANCELED:
+        raise TaskCanceled(f"task {task_id} was canceled")
+    raise InvalidTransition(f"task {task_id} is not in a state that allows this")
+
+
+@dataclass(frozen=True)
+class Claim:
+    leases: list[Lease]
+    #: > 0 when a queue's rate limit held tasks back: when to ask again.
+    retry_after_ms: int = 0
+
+
+class ServerClock:
+    """Redis server time, estimated locally: one ``TIME`` call per ``refresh_s`` keeps
+    ``run_at`` on the same clock as the scripts' lease deadlines without a round trip
+    per task."""
+
+    def __init__(self, client: redis.Redis, refresh_s: float = 30.0) -> None:
+        self._client = client
+        self._refresh_s = refresh_s
+        self._offset_ms = 0.0
+        self._checked = -1e18
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        mono = time.monotonic()
+        if mono - self._checked > self._refresh_s:
+            with self._lock:
+                try:
+                    before = time.time()
+                    sec, usec = self._client.time()
+                    after = time.time()
+                except redis.RedisError:
+                    # Redis is down: keep the last estimate. The task is still recorded
+                    # in Postgres and dispatched once Redis returns.
+                    pass
+                else:
+                    local_mid = (before + after) / 2 * 1000
+                    self._offset_ms = sec * 1000 + usec / 1000 - local_mid
+                    self._checked = mono
+        return int(time.time() * 1000 + self._offset_ms)
+
+
+class Queue:
+    """Atomic state changes of tasks in Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        finished_ttl_ms: int = 86_400_000,
+    ) -> None:
+        # redis-py annotates replies as sync/async unions; typed wrappers below say what
+        # each call really returns.
+        self.redis: Any = client
+        self.keys = keys
+        self.finished_ttl_ms = finished_ttl_ms
+        self.clock = ServerClock(client)
+        self._scripts: dict[str, Script] = {
+            name: client.register_script(lua.source(name)) for name in lua.SCRIPT_NAMES
+        }
+        self._known_queues: set[str] = set()
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _k(self, queue: str) -> list[str]:
+        qk = self.keys.queue(queue)
+        return [
+            qk.ready, qk.scheduled, qk.retrying, qk.running, qk.dead, qk.meta, qk.stats,
+            qk.seq, qk.events, qk.signal, qk.task_prefix, qk.lock_prefix, qk.lockwait_prefix,
+        ]  # fmt: skip
+
+    def _run(self, name: str, queue: str, args: Sequence[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=self._k(queue), args=list(args), client=client)
+
+    def _remember_queues(self, queues: Iterable[str], pipe: Any = None) -> None:
+        new = set(queues) - self._known_queues
+        if new:
+            (pipe or self.redis).sadd(self.keys.queues, *new)
+            self._known_queues |= new
+
+    def check_eviction_policy(self, allow_evicting: bool) -> None:
+        """Refuse a Redis that may evict keys: an evicted task would be silently lost."""
+        if allow_evicting:
+            return
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError as exc:
+            raise ConfigError(
+                "Redis hides CONFIG; set DTQ_ALLOW_EVICTING_REDIS=true once you have checked "
+                "that its maxmemory-policy is noeviction"
+            ) from exc
+        if policy not in (None, "noeviction"):
+            raise ConfigError(
+                f"Redis maxmemory-policy is {policy!r}: it may evict queued tasks; set it to "
+                "noeviction (or DTQ_ALLOW_EVICTING_REDIS=true to accept the risk)"
+            )
+
+    # -- enqueue -----------------------------------------------------------------
+
+    @staticmethod
+    def _fields(task: NewTask) -> list[Any]:
+        fields: list[Any] = [
+            "name", task.name, "pri", task.priority, "payload", task.payload_json,
+            "max", task.max_attempts, "tmo", task.timeout_seconds, "bo", task.backoff.encode(),
+        ]  # fmt: skip
+        if task.lock_key is not None:
+            fields += ["lk", task.lock_key]
+        return fields
+
+    def enqueue_many(self, tasks: Sequence[NewTask]) -> list[bool]:
+        """Add tasks (already recorded in Postgres) in one pipelined round trip.
+        Returns, per task, whether it was added (False: it already existed)."""
+        if not tasks:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        self._remember_queues({t.queue for t in tasks}, pipe)
+        for t in tasks:
+            args = [t.id, t.status.value, t.run_at_ms, "", *self._fields(t)]
+            self._run("enqueue", t.queue, args, client=pipe)
+        replies = pipe.execute()
+        return [r[0] == Code.OK for r in replies[-len(tasks) :]]
+
+    def restore(self, queue: str, task_id: str, status: TaskStatus, run_at_ms: int,
+                fields: Sequence[Any], event: str) -> bool:  # fmt: skip
+        """Re-create a task hash from the record (recovery, replay of an expired hash)."""
+        self._remember_queues([queue])
+        reply = self._run("enqueue", queue, [task_id, status.value, run_at_ms, event, *fields])
+        return bool(reply[0] == Code.OK)
+
+    # -- claim and leases --------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], worker_id: str, max_tasks: int,
+              lease_ms: int) -> Claim:  # fmt: skip
+        """Lease up to ``max_tasks`` tasks, highest priority first across ``queues``."""
+        want = max(1, min(max_tasks, MAX_CLAIM))
+        order = self._order_by_head(queues) if len(queues) > 1 else list(queues)
+        leases: list[Lease] = []
+        retry_after = 0
+        for queue in order:
+            if len(leases) >= want:
+                break
+            reply = self._run(
+                "claim",
+                queue,
+                [worker_id, want - len(leases), lease_ms, secrets.token_hex(12), SWEEP_BOUND,
+                 random.randrange(1, 2**31), self.finished_ttl_ms],
+            )  # fmt: skip
+            if reply[1]:
+                retry_after = max(retry_after, int(reply[1]))
+            leases.extend(_lease(queue, item) for item in reply[2:])
+        return Claim(leases, retry_after)
+
+    def _order_by_head(self, queues: Sequence[str]) -> list[str]:
+        """Queues ordered by the score of their best ready task (best first); queues with
+        nothing ready keep their given order at the end (they may have due tasks)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrange(self.keys.queue(queue).ready, 0, 0, withscores=True)
+        heads = pipe.execute()
+        ranked = sorted(
+            range(len(queues)),
+            key=lambda i: (heads[i][0][1] if heads[i] else float("inf"), i),
+        )
+        return [queues[i] for i in ranked]
+
+    def extend(self, queue: str, task_id: str, token: str, extend_ms: int) -> tuple[int, bool]:
+        """New lease deadline (server ms) and whether the task was canceled."""
+        reply = self._run("extend_lease", queue, [task_id, token, extend_ms, self.finished_ttl_ms])
+        raise_for(reply[0], task_id)
+        return int(reply[1]), bool(reply[2])
+
+    def complete(self, queue: str, task_id: str, token: str, result_json: str,
+                 worker_id: str = "") -> None:  # fmt: skip
+        reply = self._run(
+            "complete", queue, [task_id, token, result_json, self.finished_ttl_ms, worker_id]
+        )
+        raise_for(reply[0], task_id)
+
+    def fail(self, queue: str, task_id: str, token: str, error: str,
+             retry_delay_ms: int | None = None, worker_id: str = "") -> TaskStatus:  # fmt: skip
+        """Record a failed attempt; returns the task's new status (retrying/dead/canceled)."""
+        reply = self._run(
+            "fail",
+            queue,
+            [task_id, token, error, random.random(),
+             -1 if retry_delay_ms is None else max(0, retry_delay_ms),
+             self.finished_ttl_ms, worker_id],
+        )  # fmt: skip
+        raise_for(reply[0], task_id)
+        return TaskStatus(reply[1].decode() if isinstance(reply[1], bytes) else reply[1])
+
+    def report_many(self, outcomes: Sequence[Outcome]) -> list[int]:
+        """Outcomes of many tasks in one pipelined round trip; returns each script code
+        (a refused outcome is a code, not an exception, so one never fails the rest)."""
+        if not outcomes:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for o in outcomes:
+            if o.succeeded:
+                args = [o.task_id, o.token, o.result_json, self.finished_ttl_ms, o.worker_id]
+                self._run("complete", o.queue, args, client=pipe)
+            else:
+                args = [o.task_id, o.token, o.error, random.random(),
+                        -1 if o.retry_delay_ms is None else o.retry_delay_ms,
+                        self.finished_ttl_ms, o.worker_id]  # fmt: skip
+                self._run("fail", o.queue, args, client=pipe)
+        return [int(r[0]) for r in pipe.execute()]
+
+    def release(self, queue: str, task_id: str, token: str) -> None:
+        """Give a task back without counting the attempt (graceful shutdown)."""
+        raise_for(self._run("release", queue, [task_id, token])[0], task_id)
+
+    # -- admin -------------------------------------------------------------------
+
+    def cancel(self, queue: str, task_id: str) -> Code:
+        """Code.OK: canceled now; Code.CANCEL_PENDING: running, ends at its next lease
+        extension. Raises for finished or unknown tasks."""
+        code = Code(self._run("cancel", queue, [task_id, self.finished_ttl_ms])[0])
+        raise_for(code, task_id)
+        return code
+
+    def replay(self, queue: str, task_id: str) -> Code:
+        """Code.OK, or Code.NOT_FOUND when the hash is gone (restore from the record).
+        Raises InvalidTransition unless the task is dead or canceled."""
+        code = Code(self._run("replay", queue, [task_id])[0])
+        if code != Code.NOT_FOUND:
+            raise_for(code, task_id)
+        return code
+
+    def reap(self, queue: str) -> tuple[int, int]:
+        """(promoted, expired) for one queue: the periodic sweep."""
+        args = [SWEEP_BOUND, random.randrange(1, 2**31), self.finished_ttl_ms]
+        reply = self._run("reap", queue, args)
+        return int(reply[1]), int(reply[2])
+
+    def configure(self, queue: str, **fields: str) -> None:
+        """Set queue meta fields (paused, concurrency, rl_rate, rl_burst; '' removes)."""
+        flat: list[str] = []
+        for key, value in fields.items():
+            flat += [key, value]
+        self._remember_queues([queue])
+        self._run("configure_queue", queue, flat)
+
+    # -- reads -------------------------------------------------------------------
+
+    def known_queues(self) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
+
+    def live(self, queue: str, task_id: str) -> dict[str, str] | None:
+        """The task's hash as strings, or None when Redis no longer holds it."""
+        raw = self.redis.hgetall(self.keys.queue(queue).task(task_id))
+        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+
+    def live_many(self, items: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id in items:
+            pipe.hgetall(self.keys.queue(queue).task(task_id))
+        return [
+            {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+            for raw in pipe.execute()
+        ]
+
+    def depths(self, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per queue: sizes of every state set, meta settings and the oldest ready task."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            qk = self.keys.queue(queue)
+            pipe.zcard(qk.scheduled)
+            pipe.zcard(qk.ready)
+            pipe.zcard(qk.running)
+            pipe.zcard(qk.retrying)
+            pipe.zcard(qk.dead)
+            pipe.hgetall(qk.meta)
+            pipe.xlen(qk.events)
+        replies = pipe.execute()
+        out: dict[str, dict[str, Any]] = {}
+        for i, queue in enumerate(queues):
+            sch, rdy, run, rty, dead, meta, backlog = replies[i * 7 : i * 7 + 7]
+            out[queue] = {
+                "scheduled": sch, "queued": rdy, "running": run, "retrying": rty, "dead": dead,
+                "meta": {k.decode(): v.decode() for k, v in meta.items()},
+                "unrecorded_events": backlog,
+            }  # fmt: skip
+        return out
+
+    def stats(self, queues: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Cluster-wide counters kept by the scripts, per queue."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hgetall(self.keys.queue(queue).stats)
+        return {
+            queue: {k.decode(): float(v) for k, v in raw.items()}
+            for queue, raw in zip(queues, pipe.execute(), strict=True)
+        }
+
+    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
+        """Block until an enqueue signals one of ``queues`` (or the timeout passes)."""
+        signals = [self.keys.queue(q).signal for q in queues]
+        return self.redis.blpop(signals, timeout=timeout_s) is not None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One reported outcome, for :meth:`Queue.report_many`."""
+
+    queue: str
+    task_id: str
+    token: str
+    succeeded: bool
+    result_json: str = "null"
+    error: str = ""
+    retry_delay_ms: int | None = None
+    worker_id: str = ""
+
+
+def _lease(queue: str, item: list[Any]) -> Lease:
+    task_id = item[0].decode()
+    flat = item[1]
+    h = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    return Lease(
+        task_id=task_id,
+        queue=queue,
+        name=h["name"],
+        payload=json.loads(h["payload"]),
+        priority=int(h["pri"]),
+        attempt=int(h["att"]),
+        max_attempts=int(h["max"]),
+        timeout_seconds=int(h["tmo"]),
+        fence=int(h["fence"]),
+        lease_token=h["tok"],
+        lease_expires_ms=int(h["lx"]),
+        lock_key=h.get("lk"),
+    )

@@ -1,0 +1,131 @@
+"""Moves transitions from the queues' Redis event streams into the Postgres record.
+
+Every Lua state change appends its event to ``P:{queue}:events`` in the same atomic
+step, so Redis and the record can never disagree about what happened, only about when
+the record learns it. Recorders read the streams through one consumer group (several
+processes share the load), write each batch with COPY, and acknowledge only after the
+commit. If Postgres is down the entries stay pending and are written when it returns;
+a replayed batch is a no-op (history is keyed by (task, seq), rows by version).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import redis
+
+from chalicelib.errors import Unavailable
+from chalicelib.queue import Queue
+from chalicelib.store import Store
+
+log = logging.getLogger("dtq.recorder")
+
+GROUP = "recorder"
+#: Entries read per queue per round; one COPY per round.
+BATCH = 5000
+#: Pending entries of a consumer idle this long are taken over (it probably died).
+CLAIM_IDLE_MS = 30_000
+
+
+class Recorder:
+    def __init__(self, queue: Queue, store: Store, consumer: str) -> None:
+        self.queue = queue
+        self.store = store
+        self.consumer = consumer
+        self._grouped: set[str] = set()
+        self._rounds = 0
+
+    def _streams(self) -> list[str]:
+        return [self.queue.keys.queue(q).events for q in self.queue.known_queues()]
+
+    def _ensure_group(self, stream: str) -> None:
+        try:
+            self.queue.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._grouped.add(stream)
+
+    def _read(
+        self, streams: list[str], start: str
+    ) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]:
+        """One pipelined XREADGROUP per stream (Cluster-safe: one key per command)."""
+        r = self.queue.redis
+        for s in streams:
+            if s not in self._grouped:
+                self._ensure_group(s)
+        pipe = r.pipeline(transaction=False)
+        for s in streams:
+            pipe.xreadgroup(GROUP, self.consumer, {s: start}, count=BATCH)
+        out = []
+        for s, reply in zip(streams, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, redis.ResponseError):
+                if "NOGROUP" in str(reply):  # the stream was lost (FLUSHALL): start over
+                    self._grouped.discard(s)
+                    continue
+                raise reply
+            for _, entries in reply or []:
+                if entries:
+                    out.append((s, entries))
+        return out
+
+    def _take_over_abandoned(self, streams: list[str]) -> None:
+        for s in streams:
+            try:
+                self.queue.redis.xautoclaim(
+                    s, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=BATCH, justid=True
+                )
+            except redis.ResponseError:
+                self._grouped.discard(s)
+
+    def drain_once(self) -> int:
+        """Record one round: our own pending entries first (a batch whose commit failed),
+        then new ones. Returns the number of events recorded."""
+        streams = self._streams()
+        if not streams:
+            return 0
+        self._rounds += 1
+        if self._rounds % 50 == 1:
+            self._take_over_abandoned(streams)
+        batches = self._read(streams, "0") or self._read(streams, ">")
+        if not batches:
+            return 0
+        events: list[dict[str, Any]] = []
+        for _, entries in batches:
+            events.extend(json.loads(fields[b"d"]) for _, fields in entries)
+        orphans = self.store.record(events)
+        if orphans:
+            log.warning(
+                "events for %d task(s) unknown to the record: %s", len(orphans), orphans[:5]
+            )
+        pipe = self.queue.redis.pipeline(transaction=False)
+        for s, entries in batches:
+            ids = [eid for eid, _ in entries]
+            pipe.xack(s, GROUP, *ids)
+            pipe.xdel(s, *ids)
+        pipe.execute()
+        return len(events)
+
+    def drain(self) -> int:
+        """Record until the streams are empty (tests, `dtq recover`, shutdown)."""
+        total = 0
+        while n := self.drain_once():
+            total += n
+        return total
+
+    def run(self, stop: threading.Event, idle_wait_s: float = 0.05) -> None:
+        """Record until ``stop`` is set; back off while Postgres or Redis is down."""
+        backoff = idle_wait_s
+        while not stop.is_set():
+            try:
+                n = self.drain_once()
+                backoff = idle_wait_s
+            except (Unavailable, redis.RedisError) as exc:
+                log.warning("recorder waiting: %s", exc)
+                n = 0
+                backoff = min(backoff * 2, 5.0)
+            if n == 0:
+                stop.wait(backoff)

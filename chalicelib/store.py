@@ -1,0 +1,226 @@
+"""The Postgres record (psycopg 3): tasks, their history, users and workers.
+
+Every query is a named one from ``sql/queries.sql``; driver errors are translated at this
+boundary by :func:`db_errors`, keeping the cause.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from chalicelib.clock import from_ms
+from chalicelib.errors import Conflict, Unavailable
+from chalicelib.models import NewTask
+from chalicelib.sql import q
+
+Row = dict[str, Any]
+
+
+@contextmanager
+def db_errors() -> Iterator[None]:
+    """Driver errors → DTQ errors: unreachable database → 503, constraint → 409."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict("a record with the same unique key exists") from exc
+    except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+        raise Unavailable("PostgreSQL is unavailable") from exc
+    except PoolTimeout as exc:
+        raise Unavailable("PostgreSQL is unavailable (no connection)") from exc
+
+
+def make_pool(url: str, *, max_size: int = 10, timeout_s: float = 5.0) -> ConnectionPool:
+    """A lazily-opened pool; connections fail fast so requests answer 503, never hang."""
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        timeout=timeout_s,
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": max(1, int(timeout_s)),
+            "row_factory": dict_row,
+        },
+        open=False,
+        check=ConnectionPool.check_connection,
+        reconnect_timeout=timeout_s * 2,
+    )
+
+
+class Store:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with db_errors():
+            if self.pool.closed:
+                self.pool.open(wait=False)
+            with self.pool.connection() as conn:
+                yield conn
+
+    # -- tasks -------------------------------------------------------------------
+
+    def insert_tasks(self, tasks: Sequence[NewTask]) -> list[bool]:
+        """Create task rows in one transaction; per task, False when its idempotency key
+        already existed (nothing created for it). All-or-nothing."""
+        with self.connection() as conn, conn.transaction():
+            plain = [t for t in tasks if t.idempotency_key is None]
+            keyed = [t for t in tasks if t.idempotency_key is not None]
+            if len(plain) > 1:
+                # COPY is 3x executemany here; only possible when no conflict can occur.
+                with conn.cursor().copy(q("copy_tasks")) as copy:
+                    for t in plain:
+                        copy.write_row(_copy_row(t))
+                plain = []
+            created: dict[str, bool] = {t.id: True for t in tasks}
+            for t in plain + keyed:
+                with conn.execute(q("insert_task"), _insert_params(t)) as cur:
+                    created[t.id] = cur.fetchone() is not None
+            return [created[t.id] for t in tasks]
+
+    def task_by_idempotency_key(self, key: str) -> Row | None:
+        with self.connection() as conn:
+            return conn.execute(q("task_by_idempotency_key"), {"key": key}).fetchone()
+
+    def get_task(self, task_id: str) -> Row | None:
+        with self.connection() as conn:
+            return conn.execute(q("get_task"), {"id": task_id}).fetchone()
+
+    def get_tasks(self, ids: Sequence[str]) -> list[Row]:
+        with self.connection() as conn:
+            return conn.execute(q("get_tasks"), {"ids": list(ids)}).fetchall()
+
+    def history(self, task_id: str) -> list[Row]:
+        with self.connection() as conn:
+            return conn.execute(q("task_history"), {"id": task_id}).fetchall()
+
+    def list_tasks(self, *, status: str | None, queue: str | None, name: str | None,
+                   limit: int, after: tuple[datetime, str] | None) -> list[Row]:  # fmt: skip
+        params = {
+            "status": status, "queue": queue, "name": name, "limit": limit,
+            "after_created": after[0] if after else None, "after_id": after[1] if after else None,
+        }  # fmt: skip
+        with self.connection() as conn:
+            return conn.execute(q("list_tasks"), params).fetchall()
+
+    def queue_of(self, task_id: str) -> str | None:
+        with self.connection() as conn:
+            row = conn.execute(q("queue_of"), {"id": task_id}).fetchone()
+            return None if row is None else str(row["queue"])
+
+    def live_tasks(self, after: str, limit: int) -> list[Row]:
+        with self.connection() as conn:
+            return conn.execute(q("live_tasks"), {"after": after, "limit": limit}).fetchall()
+
+    def counts_by_status(self) -> list[Row]:
+        with self.connection() as conn:
+            return conn.execute(q("count_by_status")).fetchall()
+
+    # -- recording transitions -----------------------------------------------------
+
+    def record(self, events: Sequence[dict[str, Any]]) -> list[str]:
+        """Apply a batch of transition events (as emitted by the Lua scripts): history
+        rows by COPY, then one snapshot per task, newest version wins. Idempotent.
+        Returns the ids of tasks unknown to the record (reported, not retried)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for e in events:
+            cur = latest.get(e["id"])
+            if cur is None or e["v"] > cur["v"]:
+                latest[e["id"]] = e
+        with self.connection() as conn, conn.transaction():
+            conn.execute(q("create_event_stage"))
+            with conn.cursor().copy(q("copy_stage_events")) as copy:
+                for e in events:
+                    copy.write_row(_history_row(e))
+            with conn.cursor().copy(q("copy_stage_tasks")) as copy:
+                for e in latest.values():
+                    copy.write_row(_snapshot_row(e))
+            orphans = [str(r["task_id"]) for r in conn.execute(q("stage_orphans")).fetchall()]
+            conn.execute(q("apply_stage_events"))
+            conn.execute(q("apply_stage_tasks"))
+            return orphans
+
+    # -- users and workers -----------------------------------------------------------
+
+    def upsert_user(self, username: str, password_hash: str, role: str) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                q("upsert_user"), {"username": username, "hash": password_hash, "role": role}
+            )
+
+    def get_user(self, username: str) -> Row | None:
+        with self.connection() as conn:
+            return conn.execute(q("get_user"), {"username": username}).fetchone()
+
+    def upsert_worker(self, worker_id: str, hostname: str, queues: Sequence[str], mode: str,
+                      concurrency: int) -> None:  # fmt: skip
+        params = {
+            "worker_id": worker_id, "hostname": hostname, "queues": list(queues),
+            "mode": mode, "concurrency": concurrency,
+        }  # fmt: skip
+        with self.connection() as conn:
+            conn.execute(q("upsert_worker"), params)
+
+
+def _insert_params(t: NewTask) -> dict[str, Any]:
+    return {
+        "id": t.id, "name": t.name, "queue": t.queue, "priority": t.priority,
+        "payload": Jsonb(t.payload), "status": t.status.value, "max_attempts": t.max_attempts,
+        "timeout_seconds": t.timeout_seconds, "backoff": Jsonb(t.backoff.to_json()),
+        "idempotency_key": t.idempotency_key, "request_hash": t.request_hash,
+        "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
+        "run_at": from_ms(t.run_at_ms), "created_at": from_ms(t.created_at_ms),
+    }  # fmt: skip
+
+
+def _copy_row(t: NewTask) -> tuple[Any, ...]:
+    return (
+        t.id, t.name, t.queue, t.priority, t.payload_json, t.status.value, t.max_attempts,
+        t.timeout_seconds, json.dumps(t.backoff.to_json()), t.lock_key, t.schedule_id,
+        t.webhook_url, from_ms(t.run_at_ms), from_ms(t.created_at_ms),
+    )  # fmt: skip
+
+
+def _opt(value: Any) -> Any:
+    # cjson encodes Lua's nil-stand-in `false` for absent fields.
+    return None if value is False else value
+
+
+def _history_row(e: dict[str, Any]) -> tuple[Any, ...]:
+    data = {k: e[k] for k in ("reason", "by", "run", "fence") if _opt(e.get(k)) is not None}
+    error = _opt(e.get("err")) if e["ev"] in ("failed", "lease_expired") else None
+    worker = _opt(e.get("by")) or _opt(e.get("w"))
+    return (
+        e["id"],
+        e["v"],
+        from_ms(int(e["at"])),
+        e["ev"],
+        int(e.get("att") or 0),
+        worker,
+        error,
+        json.dumps(data),
+    )
+
+
+def _snapshot_row(e: dict[str, Any]) -> tuple[Any, ...]:
+    has_result = e["ev"] == "succeeded" and "res" in e
+    return (
+        e["id"], e["v"], e["st"], int(e.get("att") or 0), _opt(e.get("w")),
+        int(e.get("fence") or 0), bool(e.get("cr")), _ms(e.get("run")), _ms(e.get("sa")),
+        _ms(e.get("fa")), e["res"] if has_result else None, has_result, _opt(e.get("err")),
+    )  # fmt: skip
+
+
+def _ms(value: Any) -> datetime | None:
+    value = _opt(value)
+    return None if value is None else from_ms(int(value))
