@@ -129,7 +129,7 @@ class Queue:
         self.finished_ttl_ms = finished_ttl_ms
         self.clock = ServerClock(client)
         self._scripts: dict[str, Script] = {
-            name: client.register_script(lua.source(name)) for name in lua.SCRIPT_NAMES
+            name: client.register_script(lua.source(name)) for name in lua.script_names()
         }
         self._known_queues: set[str] = set()
 

@@ -11,18 +11,13 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-SCRIPT_NAMES = (
-    "enqueue",
-    "claim",
-    "extend_lease",
-    "complete",
-    "fail",
-    "cancel",
-    "replay",
-    "release",
-    "reap",
-    "configure_queue",
-)
+
+def script_names() -> list[str]:
+    """Every ``<name>.lua`` beside this file except the shared library."""
+    here = resources.files(__package__)
+    return sorted(
+        e.name[:-4] for e in here.iterdir() if e.name.endswith(".lua") and e.name != "_lib.lua"
+    )
 
 
 @cache
