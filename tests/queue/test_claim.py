@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Any
 
 import pytest
 
@@ -25,7 +24,11 @@ def test_enqueue_claim_complete_round_trip(services: Services) -> None:
     task = services.client.enqueue("reports.daily", {"day": "2026-11-28"}, priority=7)
     assert task["status"] == "queued"
     [lease] = claim(services)
-    assert (lease.task_id, lease.name, lease.payload) == (task["id"], "reports.daily", {"day": "2026-11-28"})
+    assert (lease.task_id, lease.name, lease.payload) == (
+        task["id"],
+        "reports.daily",
+        {"day": "2026-11-28"},
+    )
     assert (lease.attempt, lease.fence, lease.priority) == (1, 1, 7)
     assert lease.lease_expires_ms > services.queue.clock.now_ms()
     services.queue.complete("default", lease.task_id, lease.lease_token, '{"rows": 3}')
@@ -40,7 +43,9 @@ def test_claim_on_empty_and_unknown_queue_returns_nothing(services: Services) ->
 
 def test_priority_is_strict_and_fifo_within_priority(services: Services) -> None:
     rng = random.Random(7)
-    bodies = [{"name": "t", "priority": rng.randint(0, 9), "payload": {"i": i}} for i in range(1000)]
+    bodies = [
+        {"name": "t", "priority": rng.randint(0, 9), "payload": {"i": i}} for i in range(1000)
+    ]
     services.client.enqueue_many(bodies)
     got: list[Lease] = []
     while batch := claim(services, 37):
@@ -135,7 +140,9 @@ def test_outcome_after_finish_is_refused_as_duplicate(services: Services) -> Non
 def _expire(services: Services, lease: Lease) -> None:
     """Wait (on the Redis clock) until the lease is past its deadline, then sweep."""
     wait_until(lambda: services.queue.clock.now_ms() > lease.lease_expires_ms + 5, what="expiry")
-    wait_until(lambda: services.queue.reap(lease.queue)[1] >= 1 or _status(services, lease) != "running")
+    wait_until(
+        lambda: services.queue.reap(lease.queue)[1] >= 1 or _status(services, lease) != "running"
+    )
 
 
 def _status(services: Services, lease: Lease) -> str | None:
@@ -144,7 +151,9 @@ def _status(services: Services, lease: Lease) -> str | None:
 
 
 def test_expired_lease_counts_as_failed_attempt_and_fence_grows(services: Services) -> None:
-    services.client.enqueue("t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False})
+    services.client.enqueue(
+        "t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
+    )
     [first] = claim(services, lease_ms=20)
     _expire(services, first)
     [second] = wait_until(lambda: claim(services, worker="w2"))
@@ -154,7 +163,9 @@ def test_expired_lease_counts_as_failed_attempt_and_fence_grows(services: Servic
 
 
 def test_late_result_is_accepted_when_nobody_finished_first(services: Services) -> None:
-    services.client.enqueue("t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False})
+    services.client.enqueue(
+        "t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
+    )
     [first] = claim(services, lease_ms=20)
     _expire(services, first)
     [second] = wait_until(lambda: claim(services, worker="w2"))
@@ -169,7 +180,9 @@ def test_late_result_is_accepted_when_nobody_finished_first(services: Services) 
 
 
 def test_late_result_is_refused_when_another_worker_finished_first(services: Services) -> None:
-    services.client.enqueue("t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False})
+    services.client.enqueue(
+        "t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
+    )
     [first] = claim(services, lease_ms=20)
     _expire(services, first)
     [second] = wait_until(lambda: claim(services, worker="w2"))
@@ -191,5 +204,3 @@ def test_release_gives_the_task_back_without_counting_the_attempt(services: Serv
     assert again.attempt == 1 and again.fence == 2
     with pytest.raises(LeaseLost):
         services.queue.complete("default", lease.task_id, lease.lease_token + "x", "null")
-
-

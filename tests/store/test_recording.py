@@ -1,0 +1,127 @@
+"""The Postgres record follows Redis: every transition lands once, in order."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from chalicelib.deps import Services
+from chalicelib.errors import Unavailable
+from chalicelib.recorder import Recorder
+from chalicelib.store import Store, make_pool
+
+NO_WAIT = {"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
+
+
+def test_ten_thousand_tasks_recorded_with_one_terminal_status_each(services: Services) -> None:
+    n = 10_000
+    bodies = [
+        {"name": "t", "payload": {"i": i}, "max_attempts": 2, "backoff": NO_WAIT} for i in range(n)
+    ]
+    tasks = services.client.enqueue_many(bodies)
+    recorder = Recorder(services.queue, services.store, "test")
+    expected: dict[str, str] = {}
+    while True:
+        claim = services.queue.claim(["default"], "w", 100, 30_000)
+        if not claim.leases:
+            if services.redis.zcard(services.keys.queue("default").retrying) == 0:
+                break
+            continue
+        for lease in claim.leases:
+            i = lease.payload["i"]
+            if i % 10 == 0:  # always fails: dead after 2 attempts
+                services.queue.fail("default", lease.task_id, lease.lease_token, f"boom {i}")
+                expected[lease.task_id] = "dead"
+            elif i % 10 == 1 and lease.attempt == 1:  # fails once, then succeeds
+                services.queue.fail("default", lease.task_id, lease.lease_token, "once")
+            else:
+                services.queue.complete("default", lease.task_id, lease.lease_token, str(i))
+                expected[lease.task_id] = "succeeded"
+        recorder.drain_once()  # recording runs alongside, as in a worker
+    recorder.drain()
+    assert len(expected) == n
+
+    live = services.queue.live_many([("default", t["id"]) for t in tasks])
+    with psycopg.connect(services.settings.database_url) as conn:
+        rows = {
+            str(r[0]): r[1:]
+            for r in conn.execute("SELECT id, status, version, attempts, result FROM dtq_tasks")
+        }
+        events = {
+            str(r[0]): (r[1], r[2], r[3])
+            for r in conn.execute(
+                "SELECT task_id, count(*), max(seq), array_agg(event ORDER BY seq) "
+                "FROM dtq_task_events GROUP BY task_id"
+            )
+        }
+    assert len(rows) == n
+    for task, state in zip(tasks, live, strict=True):
+        status, version, attempts, result = rows[task["id"]]
+        assert state is not None
+        assert status == expected[task["id"]] == state["st"]
+        assert version == int(state["v"])
+        count, max_seq, history = events[task["id"]]
+        assert count == max_seq == version  # contiguous 1..v, nothing lost or doubled
+        assert history[-1] == status
+        assert attempts == int(state["att"])
+        if status == "succeeded":
+            assert result == int(task["payload"]["i"])
+            assert history.count("claimed") == attempts
+        else:
+            assert history == [
+                "claimed",
+                "failed",
+                "retrying",
+                "queued",
+                "claimed",
+                "failed",
+                "dead",
+            ]
+
+
+def test_recording_waits_while_postgres_is_down_and_loses_nothing(services: Services) -> None:
+    task = services.client.enqueue("t")
+    [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
+    services.queue.complete("default", lease.task_id, lease.lease_token, '"ok"')
+    # A store whose database does not answer: the batch fails, entries stay pending.
+    dead_pool = make_pool("postgresql://postgres@127.0.0.1:1/none", timeout_s=0.5)
+    down = Recorder(services.queue, Store(dead_pool), "test")
+    with pytest.raises(Unavailable):
+        down.drain_once()
+    dead_pool.close()
+    assert services.store.get_task(task["id"])["status"] == "queued"  # type: ignore[index]
+    # The same consumer retries its pending batch once Postgres answers again.
+    up = Recorder(services.queue, services.store, "test")
+    assert up.drain() == 2
+    row = services.store.get_task(task["id"])
+    assert row is not None and row["status"] == "succeeded" and row["result"] == "ok"
+    assert services.redis.xlen(services.keys.queue("default").events) == 0
+
+
+def test_replayed_batch_is_a_no_op(services: Services) -> None:
+    task = services.client.enqueue("t")
+    [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
+    services.queue.complete("default", lease.task_id, lease.lease_token, "1")
+    stream = services.keys.queue("default").events
+    entries = services.redis.xrange(stream)
+    events = [json.loads(f[b"d"]) for _, f in entries]
+    services.store.record(events)
+    services.store.record(events)  # again, as after a crash before XACK
+    services.store.record(events[:1])  # an older batch arriving late
+    assert services.store.get_task(task["id"])["status"] == "succeeded"  # type: ignore[index]
+    assert [h["event"] for h in services.store.history(task["id"])] == ["claimed", "succeeded"]
+
+
+def test_get_sees_live_state_before_the_recorder_catches_up(services: Services) -> None:
+    task = services.client.enqueue("t")
+    [lease] = services.queue.claim(["default"], "w9", 1, 30_000).leases
+    got = services.client.get(task["id"])
+    assert got["status"] == "running" and got["worker_id"] == "w9" and got["attempts"] == 1
+    assert [h["event"] for h in got["history"]] == ["created", "queued"]
+    Recorder(services.queue, services.store, "t").drain()
+    got = services.client.get(task["id"])
+    assert [h["event"] for h in got["history"]] == ["created", "queued", "claimed"]
+    assert got["history"][-1]["worker_id"] == "w9" and got["history"][-1]["attempt"] == 1
+    assert lease.fence == 1
