@@ -131,7 +131,6 @@ class Queue:
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua.source(name)) for name in lua.script_names()
         }
-        self._known_queues: set[str] = set()
 
     # -- helpers -----------------------------------------------------------------
 
@@ -146,10 +145,9 @@ class Queue:
         return self._scripts[name](keys=self._k(queue), args=list(args), client=client)
 
     def _remember_queues(self, queues: Iterable[str], pipe: Any = None) -> None:
-        new = set(queues) - self._known_queues
-        if new:
-            (pipe or self.redis).sadd(self.keys.queues, *new)
-            self._known_queues |= new
+        # Always sent (it rides in the same pipeline): a cache here would go stale the
+        # moment Redis loses its data, and recorders find queues through this set.
+        (pipe or self.redis).sadd(self.keys.queues, *set(queues))
 
     def check_eviction_policy(self, allow_evicting: bool) -> None:
         """Refuse a Redis that may evict keys: an evicted task would be silently lost."""
@@ -370,6 +368,35 @@ class Queue:
         """Block until an enqueue signals one of ``queues`` (or the timeout passes)."""
         signals = [self.keys.queue(q).signal for q in queues]
         return self.redis.blpop(signals, timeout=timeout_s) is not None
+
+    def extend_many(
+        self, items: Sequence[tuple[str, str, str, int]]
+    ) -> list[tuple[int, int, bool]]:
+        """Extend many leases ``(queue, task_id, token, extend_ms)`` in one pipelined round
+        trip (a worker's heartbeat); per item ``(code, expires_ms, canceled)``. A refused
+        extension is a code, not an exception, so one lost lease never fails the rest."""
+        if not items:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id, token, extend_ms in items:
+            args = [task_id, token, extend_ms, self.finished_ttl_ms]
+            self._run("extend_lease", queue, args, client=pipe)
+        return [
+            (int(r[0]), int(r[1]), bool(r[2])) if r[0] == Code.OK else (int(r[0]), 0, False)
+            for r in pipe.execute()
+        ]
+
+    def next_due_ms(self, queues: Sequence[str]) -> int | None:
+        """Earliest server time (ms) at which a scheduled or retrying task becomes due or a
+        lease expires in ``queues``: such changes happen without a wake-up signal, so an
+        idle worker bounds its blocking wait by this."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            qk = self.keys.queue(queue)
+            for zset in (qk.scheduled, qk.retrying, qk.running):
+                pipe.zrange(zset, 0, 0, withscores=True)
+        heads = [int(h[0][1]) for h in pipe.execute() if h]
+        return min(heads) if heads else None
 
 
 @dataclass(frozen=True)

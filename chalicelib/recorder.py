@@ -96,11 +96,7 @@ class Recorder:
         events: list[dict[str, Any]] = []
         for _, entries in batches:
             events.extend(json.loads(fields[b"d"]) for _, fields in entries)
-        orphans = self.store.record(events)
-        if orphans:
-            log.warning(
-                "events for %d task(s) unknown to the record: %s", len(orphans), orphans[:5]
-            )
+        self.store.record(events)
         pipe = self.queue.redis.pipeline(transaction=False)
         for s, entries in batches:
             ids = [eid for eid, _ in entries]

@@ -7,7 +7,7 @@ boundary by :func:`db_errors`, keeping the cause.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -128,27 +128,33 @@ class Store:
 
     # -- recording transitions -----------------------------------------------------
 
-    def record(self, events: Sequence[dict[str, Any]]) -> list[str]:
+    def record(self, events: Sequence[dict[str, Any]]) -> None:
         """Apply a batch of transition events (as emitted by the Lua scripts): history
-        rows by COPY, then one snapshot per task, newest version wins. Idempotent.
-        Returns the ids of tasks unknown to the record (reported, not retried)."""
+        rows by COPY, then one snapshot per task, newest version wins. Idempotent."""
         latest: dict[str, dict[str, Any]] = {}
         for e in events:
             cur = latest.get(e["id"])
             if cur is None or e["v"] > cur["v"]:
                 latest[e["id"]] = e
+        rows = [_history_row(e) for e in events]
         with self.connection() as conn, conn.transaction():
-            conn.execute(q("create_event_stage"))
-            with conn.cursor().copy(q("copy_stage_events")) as copy:
-                for e in events:
-                    copy.write_row(_history_row(e))
-            with conn.cursor().copy(q("copy_stage_tasks")) as copy:
-                for e in latest.values():
-                    copy.write_row(_snapshot_row(e))
-            orphans = [str(r["task_id"]) for r in conn.execute(q("stage_orphans")).fetchall()]
-            conn.execute(q("apply_stage_events"))
-            conn.execute(q("apply_stage_tasks"))
-            return orphans
+            try:
+                # The common case, straight in: no staging, no conflict handling.
+                with conn.transaction(), conn.cursor().copy(q("copy_events")) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation:
+                self._record_staged(conn, rows)
+            conn.execute(q("apply_snapshots"), _snapshot_columns(latest.values()))
+
+    @staticmethod
+    def _record_staged(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        """The slow path, for a batch recorded (in part) before."""
+        conn.execute(q("create_event_stage"))
+        with conn.cursor().copy(q("copy_stage_events")) as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.execute(q("apply_stage_events"))
 
     # -- users and workers -----------------------------------------------------------
 
@@ -212,13 +218,30 @@ def _history_row(e: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _snapshot_row(e: dict[str, Any]) -> tuple[Any, ...]:
-    has_result = e["ev"] == "succeeded" and "res" in e
-    return (
-        e["id"], e["v"], e["st"], int(e.get("att") or 0), _opt(e.get("w")),
-        int(e.get("fence") or 0), bool(e.get("cr")), _ms(e.get("run")), _ms(e.get("sa")),
-        _ms(e.get("fa")), e["res"] if has_result else None, has_result, _opt(e.get("err")),
-    )  # fmt: skip
+def _snapshot_columns(snapshots: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "id", "version", "status", "attempts", "worker_id", "fence", "cancel_requested",
+            "run_at", "started_at", "finished_at", "result", "has_result", "error",
+        )
+    }  # fmt: skip
+    for e in snapshots:
+        has_result = e["ev"] == "succeeded" and "res" in e
+        cols["id"].append(e["id"])
+        cols["version"].append(e["v"])
+        cols["status"].append(e["st"])
+        cols["attempts"].append(int(e.get("att") or 0))
+        cols["worker_id"].append(_opt(e.get("w")))
+        cols["fence"].append(int(e.get("fence") or 0))
+        cols["cancel_requested"].append(bool(e.get("cr")))
+        cols["run_at"].append(_ms(e.get("run")))
+        cols["started_at"].append(_ms(e.get("sa")))
+        cols["finished_at"].append(_ms(e.get("fa")))
+        cols["result"].append(e["res"] if has_result else None)
+        cols["has_result"].append(has_result)
+        cols["error"].append(_opt(e.get("err")))
+    return cols
 
 
 def _ms(value: Any) -> datetime | None:

@@ -2,8 +2,9 @@
 
 - Redis: each test gets its own key prefix (DTQ_KEY_PREFIX), which also proves that the
   prefix is honoured everywhere; tests use database 15 so they never touch dev data.
-- PostgreSQL: one test database migrated once per session; each test starts from
-  empty tables (TRUNCATE is ~100x cheaper than a database per test).
+- PostgreSQL: one test database per pytest session (named after its pid, so several
+  sessions can run at once), migrated once; each test starts from empty tables
+  (TRUNCATE is ~100x cheaper than a database per test).
 """
 
 from __future__ import annotations
@@ -24,14 +25,25 @@ from chalicelib import deps, migrate  # noqa: E402
 from chalicelib.settings import Settings  # noqa: E402
 
 REDIS_URL = os.environ.get("DTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-DATABASE_URL = os.environ.get(
-    "DTQ_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dtq_test"
+DATABASE_URL = (
+    os.environ.get("DTQ_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dtq_test")
+    + f"_{os.getpid()}"
 )
 TABLES = "dtq_task_events, dtq_tasks, dtq_schedule_fires, dtq_schedules, dtq_users, dtq_workers"
 
 
+def _drop_stale_databases(conn: psycopg.Connection[tuple[object, ...]], prefix: str) -> None:
+    """Remove test databases left by sessions that were killed."""
+    for (name,) in conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "\\_%",)
+    ).fetchall():
+        pid = str(name).rsplit("_", 1)[-1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def database_url() -> str:
+def database_url() -> Iterator[str]:
     """The session's test database, migrated from scratch once."""
     try:
         r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
@@ -43,12 +55,15 @@ def database_url() -> str:
     name = DATABASE_URL.rsplit("/", 1)[1]
     try:
         with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=3) as conn:
+            _drop_stale_databases(conn, name.rsplit("_", 1)[0])
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except psycopg.OperationalError as exc:
         pytest.exit(f"PostgreSQL is not answering at {base}: {exc}", returncode=3)
     migrate.ensure_database(DATABASE_URL)
     migrate.apply_migrations(DATABASE_URL)
-    return DATABASE_URL
+    yield DATABASE_URL
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

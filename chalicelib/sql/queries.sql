@@ -47,47 +47,40 @@ LIMIT %(limit)s
 SELECT queue FROM dtq_tasks WHERE id = %(id)s
 
 -- name: create_event_stage
--- Staging tables for one recorder batch; dropped with the transaction.
+-- Staging table for a batch whose direct COPY failed because part of it was recorded
+-- already (a crash between commit and acknowledgement); emptied at commit.
 CREATE TEMP TABLE IF NOT EXISTS dtq_stage_events (
     task_id uuid, seq integer, at timestamptz, event text, attempt integer,
-    worker_id text, error text, data jsonb) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS dtq_stage_tasks (
-    id uuid, version integer, status text, attempts integer, worker_id text, fence bigint,
-    cancel_requested boolean, run_at timestamptz, started_at timestamptz,
-    finished_at timestamptz, result jsonb, has_result boolean, error text) ON COMMIT DELETE ROWS
+    worker_id text, error text, data jsonb) ON COMMIT DELETE ROWS
 
 -- name: copy_stage_events
 COPY dtq_stage_events (task_id, seq, at, event, attempt, worker_id, error, data) FROM STDIN
 
--- name: copy_stage_tasks
-COPY dtq_stage_tasks (id, version, status, attempts, worker_id, fence, cancel_requested,
-    run_at, started_at, finished_at, result, has_result, error) FROM STDIN
-
 -- name: apply_stage_events
--- History rows; replays are no-ops, and events of unknown (purged) tasks are dropped.
+-- History rows of a replayed batch: rows already recorded are skipped.
 INSERT INTO dtq_task_events (task_id, seq, at, event, attempt, worker_id, error, data)
-SELECT e.task_id, e.seq, e.at, e.event, e.attempt, e.worker_id, e.error, e.data
-FROM dtq_stage_events e JOIN dtq_tasks t ON t.id = e.task_id
+SELECT task_id, seq, at, event, attempt, worker_id, error, data FROM dtq_stage_events
 ON CONFLICT (task_id, seq) DO NOTHING
 
--- name: apply_stage_tasks
--- Each staged row is the task's snapshot after its newest event in the batch; the
--- version guard makes stale or replayed batches no-ops.
+-- name: apply_snapshots
+-- Each element is a task's snapshot after its newest event in the batch; the version
+-- guard makes stale or replayed batches no-ops. Arrays keep it one statement.
 UPDATE dtq_tasks t SET
     version = s.version, status = s.status, attempts = s.attempts,
     worker_id = COALESCE(s.worker_id, t.worker_id), fence = s.fence,
     cancel_requested = s.cancel_requested, run_at = COALESCE(s.run_at, t.run_at),
     started_at = s.started_at, finished_at = s.finished_at,
-    result = CASE WHEN s.has_result THEN s.result
+    result = CASE WHEN s.has_result THEN s.result::jsonb
                   WHEN s.status = 'succeeded' THEN t.result ELSE NULL END,
     error = s.error
-FROM dtq_stage_tasks s
+FROM unnest(%(id)s::uuid[], %(version)s::integer[], %(status)s::text[],
+            %(attempts)s::integer[], %(worker_id)s::text[], %(fence)s::bigint[],
+            %(cancel_requested)s::boolean[], %(run_at)s::timestamptz[],
+            %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[],
+            %(result)s::text[], %(has_result)s::boolean[], %(error)s::text[])
+     AS s(id, version, status, attempts, worker_id, fence, cancel_requested, run_at,
+          started_at, finished_at, result, has_result, error)
 WHERE t.id = s.id AND t.version < s.version
-
--- name: stage_orphans
--- Tasks that have events in Redis but no row here (reported by the recorder).
-SELECT DISTINCT e.task_id FROM dtq_stage_events e
-WHERE NOT EXISTS (SELECT 1 FROM dtq_tasks t WHERE t.id = e.task_id)
 
 -- name: live_tasks
 -- Non-terminal tasks of the record, in pages, for recovery and reconciliation.
@@ -119,9 +112,14 @@ ON CONFLICT (worker_id) DO UPDATE SET hostname = EXCLUDED.hostname,
 SELECT queue, status, count(*) AS n FROM dtq_tasks GROUP BY queue, status
 
 -- name: purge_finished
--- Retention: terminal tasks finished before the cutoff, in bounded batches.
-DELETE FROM dtq_tasks WHERE id IN (
-    SELECT id FROM dtq_tasks
-    WHERE status IN ('succeeded', 'dead', 'canceled') AND finished_at < %(before)s
-    LIMIT %(limit)s)
-RETURNING id, queue
+-- Retention: terminal tasks finished before the cutoff, oldest first, in bounded
+-- batches (walks the created_at index: a task finishes after it was created).
+WITH gone AS (
+    DELETE FROM dtq_tasks WHERE id IN (
+        SELECT id FROM dtq_tasks
+        WHERE created_at < %(before)s AND status IN ('succeeded', 'dead', 'canceled')
+          AND finished_at < %(before)s
+        ORDER BY created_at LIMIT %(limit)s)
+    RETURNING id, queue)
+, history AS (DELETE FROM dtq_task_events e USING gone WHERE e.task_id = gone.id)
+SELECT id, queue FROM gone

@@ -32,13 +32,18 @@ def test_flush_mid_run_then_recover_restores_live_tasks_and_reruns_nothing(
     Recorder(q, services.store, "t").drain()
     recorded_run_at = {t["id"]: services.store.get_task(t["id"])["run_at"] for t in later[:5]}  # type: ignore[index]
 
-    services.redis.flushdb()  # tests run on their own Redis database
+    # FLUSHALL, as far as this deployment can tell: every key under its prefix is gone
+    # (other test sessions may share this Redis, so the test leaves their keys alone).
+    for key in services.redis.scan_iter(match=f"{services.settings.key_prefix}:*", count=1000):
+        services.redis.delete(key)
+    assert services.redis.exists(services.keys.queues) == 0
 
     report = restore_missing(c)
     assert report.checked == 750 - 300
     assert report.restored == 750 - 300
     assert restore_missing(c).restored == 0  # idempotent
 
+    assert services.queue.known_queues() == ["default", "mail"]  # recorders find them again
     qk = services.keys.queue("default")
     assert services.redis.zcard(qk.scheduled) == 100
     assert services.redis.zcard(qk.retrying) == 50
