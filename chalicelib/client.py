@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from chalicelib.clock import from_ms, iso
-from chalicelib.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from chalicelib.errors import InvalidTransition, NotFound, ValidationError
 from chalicelib.models import TERMINAL, Backoff, NewTask, TaskStatus
 from chalicelib.queue import REASONS, Code, Queue
 from chalicelib.store import Row, Store
@@ -59,22 +59,14 @@ class Client:
         whether it was created (False: an earlier request with its idempotency key)."""
         now = self.queue.clock.now_ms()
         new = [self._new_task(s, now, schedule_id) for s in specs]
-        created = self.store.insert_tasks(new)
+        existing = self.store.insert_tasks(new)
         results: list[tuple[dict[str, Any], bool]] = []
         dispatch: list[NewTask] = []
-        for task, spec, was_created in zip(new, specs, created, strict=True):
-            if was_created:
+        for task, row in zip(new, existing, strict=True):
+            if row is None:
                 dispatch.append(task)
                 results.append((_new_task_json(task), True))
                 continue
-            assert spec.idempotency_key is not None
-            row = self.store.task_by_idempotency_key(spec.idempotency_key)
-            if row is None:  # purged by retention between the insert and this read
-                raise Conflict("idempotency key reused while its task was being purged")
-            if row["request_hash"] != spec.request_hash:
-                raise Conflict(
-                    f"idempotency key {spec.idempotency_key!r} was used with a different body"
-                )
             if row["version"] == 0 and row["status"] in ("queued", "scheduled"):
                 dispatch.append(_row_to_new_task(row))  # the first request may not have
             results.append((task_json(row), False))

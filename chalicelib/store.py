@@ -70,9 +70,11 @@ class Store:
 
     # -- tasks -------------------------------------------------------------------
 
-    def insert_tasks(self, tasks: Sequence[NewTask]) -> list[bool]:
-        """Create task rows in one transaction; per task, False when its idempotency key
-        already existed (nothing created for it). All-or-nothing."""
+    def insert_tasks(self, tasks: Sequence[NewTask]) -> list[Row | None]:
+        """Create task rows in one transaction, all-or-nothing. Per task: None when it
+        was created, or the existing row when its idempotency key was used before with
+        the same body. A key reused with another body raises Conflict and nothing of the
+        batch is stored."""
         with self.connection() as conn, conn.transaction():
             plain = [t for t in tasks if t.idempotency_key is None]
             keyed = [t for t in tasks if t.idempotency_key is not None]
@@ -82,11 +84,21 @@ class Store:
                     for t in plain:
                         copy.write_row(_copy_row(t))
                 plain = []
-            created: dict[str, bool] = {t.id: True for t in tasks}
+            existing: dict[str, Row] = {}
             for t in plain + keyed:
                 with conn.execute(q("insert_task"), _insert_params(t)) as cur:
-                    created[t.id] = cur.fetchone() is not None
-            return [created[t.id] for t in tasks]
+                    if cur.fetchone() is not None:
+                        continue
+                # Inserted concurrently or before: ON CONFLICT waited for that commit.
+                row = conn.execute(
+                    q("task_by_idempotency_key"), {"key": t.idempotency_key}
+                ).fetchone()
+                if row is None or row["request_hash"] != t.request_hash:
+                    raise Conflict(
+                        f"idempotency key {t.idempotency_key!r} was used with a different body"
+                    )
+                existing[t.id] = row
+            return [existing.get(t.id) for t in tasks]
 
     def task_by_idempotency_key(self, key: str) -> Row | None:
         with self.connection() as conn:

@@ -1,0 +1,125 @@
+"""The Python client API: idempotency, batches, and Redis outages."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chalicelib import deps
+from chalicelib.deps import Services
+from chalicelib.errors import Conflict, PayloadTooLarge, ValidationError
+from chalicelib.recover import restore_missing
+from chalicelib.settings import Settings
+from chalicelib.validation import parse_task
+
+
+def test_same_idempotency_key_and_body_returns_the_original(services: Services) -> None:
+    spec = parse_task(
+        {"name": "t", "payload": {"a": 1}, "idempotency_key": "k1"}, max_payload_bytes=1000
+    )
+    [(first, created_first)] = services.client.create([spec])
+    [(again, created)] = services.client.create([spec])
+    assert created_first and again["id"] == first["id"]
+    assert services.redis.zcard(services.keys.queue("default").ready) == 1
+    assert not created
+
+
+def test_idempotency_key_with_another_body_conflicts(services: Services) -> None:
+    services.client.enqueue("t", {"a": 1}, idempotency_key="k2")
+    with pytest.raises(Conflict):
+        services.client.enqueue("t", {"a": 2}, idempotency_key="k2")
+
+
+def test_concurrent_identical_requests_create_exactly_one_task(services: Services) -> None:
+    spec = parse_task({"name": "t", "idempotency_key": "race"}, max_payload_bytes=1000)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def go() -> None:
+        barrier.wait()
+        [(_, created)] = services.client.create([spec])
+        results.append(created)
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert services.redis.zcard(services.keys.queue("default").ready) == 1
+
+
+def test_batch_is_all_or_nothing_and_names_the_bad_index(services: Services) -> None:
+    bodies = [{"name": "ok"}, {"name": "ok"}, {"name": "bad name!"}]
+    with pytest.raises(ValidationError) as err:
+        services.client.enqueue_many(bodies)
+    assert err.value.details[0]["field"] == "tasks[2].name"
+    assert services.client.list()[0] == []
+    assert services.redis.zcard(services.keys.queue("default").ready) == 0
+
+
+def test_batch_with_a_conflicting_idempotency_key_stores_nothing(services: Services) -> None:
+    services.client.enqueue("t", {"v": 1}, idempotency_key="dup")
+    with pytest.raises(Conflict):
+        services.client.enqueue_many(
+            [{"name": "t"}, {"name": "t", "payload": {"v": 2}, "idempotency_key": "dup"}]
+        )
+    tasks, _ = services.client.list()
+    assert len(tasks) == 1
+
+
+def test_payload_over_the_limit_is_refused(services: Services) -> None:
+    with pytest.raises(PayloadTooLarge):
+        services.client.enqueue("t", {"blob": "x" * 300_000})
+    assert services.client.list()[0] == []
+
+
+def test_list_pages_newest_first_with_filters(services: Services) -> None:
+    ids = [services.client.enqueue("t", queue="a" if i % 2 else "b")["id"] for i in range(7)]
+    page1, cursor = services.client.list(limit=3)
+    assert [t["id"] for t in page1] == ids[::-1][:3]
+    page2, cursor2 = services.client.list(limit=3, cursor=cursor)
+    page3, cursor3 = services.client.list(limit=3, cursor=cursor2)
+    assert [t["id"] for t in page2 + page3] == ids[::-1][3:]
+    assert cursor3 is None
+    only_a, _ = services.client.list(queue="a", limit=50)
+    assert {t["id"] for t in only_a} == {ids[i] for i in range(7) if i % 2}
+    with pytest.raises(ValidationError):
+        services.client.list(cursor="garbage")
+
+
+def test_redis_down_task_is_recorded_then_dispatched_by_the_reconciler(
+    settings: Settings, services: Services
+) -> None:
+    down = deps.build(
+        Settings(
+            **{**settings.__dict__, "redis_url": "redis://127.0.0.1:1/0", "io_timeout_seconds": 0.3}
+        )
+    )
+    try:
+        task = down.client.enqueue("t", {"n": 1})
+    finally:
+        down.close()
+    assert task["status"] == "queued"
+    assert services.store.get_task(task["id"]) is not None  # committed before the reply
+    assert services.queue.claim(["default"], "w", 5, 30_000).leases == []
+    assert restore_missing(services.client).restored == 1
+    [lease] = services.queue.claim(["default"], "w", 5, 30_000).leases
+    assert lease.task_id == task["id"] and lease.payload == {"n": 1}
+
+
+def test_task_json_has_every_documented_field(services: Services) -> None:
+    task = services.client.get(services.client.enqueue("t", {"x": 1})["id"])
+    for field in ("id", "name", "queue", "priority", "payload", "status", "attempts",
+                  "max_attempts", "timeout_seconds", "backoff", "idempotency_key", "lock_key",
+                  "schedule_id", "worker_id", "run_at", "created_at", "started_at",
+                  "finished_at", "result", "error", "history"):  # fmt: skip
+        assert field in task
+    assert task["backoff"] == {
+        "base_seconds": 1.0,
+        "factor": 2.0,
+        "max_seconds": 3600.0,
+        "jitter": True,
+    }
+    assert task["created_at"].endswith("+00:00")

@@ -1,0 +1,105 @@
+"""Task body validation: every documented rule, and the error details it gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.errors import PayloadTooLarge, ValidationError
+from chalicelib.models import Backoff
+from chalicelib.validation import parse_task, request_hash
+
+
+def fields_of(body: Any) -> list[str]:
+    with pytest.raises(ValidationError) as err:
+        parse_task(body, max_payload_bytes=1000)
+    return [d["field"] for d in err.value.details]
+
+
+def test_defaults() -> None:
+    spec = parse_task({"name": "reports.daily"}, max_payload_bytes=1000)
+    assert (spec.queue, spec.priority, spec.max_attempts, spec.timeout_seconds) == (
+        "default",
+        5,
+        5,
+        300,
+    )
+    assert spec.payload == {} and spec.backoff == Backoff() and spec.run_at is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "has space"}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "t", "queue": "q/1"}, "queue"),
+        ({"name": "t", "queue": "q" * 101}, "queue"),
+        ({"name": "t", "priority": 10}, "priority"),
+        ({"name": "t", "priority": -1}, "priority"),
+        ({"name": "t", "priority": True}, "priority"),
+        ({"name": "t", "priority": 5.0}, "priority"),
+        ({"name": "t", "max_attempts": 0}, "max_attempts"),
+        ({"name": "t", "max_attempts": 101}, "max_attempts"),
+        ({"name": "t", "timeout_seconds": 86401}, "timeout_seconds"),
+        ({"name": "t", "payload": []}, "payload"),
+        ({"name": "t", "payload": "x"}, "payload"),
+        ({"name": "t", "delay_seconds": -1}, "delay_seconds"),
+        ({"name": "t", "delay_seconds": "soon"}, "delay_seconds"),
+        ({"name": "t", "run_at": "yesterday"}, "run_at"),
+        ({"name": "t", "run_at": "2026-11-28T18:00:00"}, "run_at"),
+        ({"name": "t", "run_at": "2026-11-28T18:00:00Z", "delay_seconds": 1}, "run_at"),
+        ({"name": "t", "backoff": {"factor": 0.5}}, "backoff.factor"),
+        ({"name": "t", "backoff": {"jitter": "yes"}}, "backoff.jitter"),
+        ({"name": "t", "backoff": {"nope": 1}}, "backoff.nope"),
+        ({"name": "t", "backoff": 3}, "backoff"),
+        ({"name": "t", "idempotency_key": "k" * 201}, "idempotency_key"),
+        ({"name": "t", "lock_key": ""}, "lock_key"),
+        ({"name": "t", "webhook_url": "ftp://x"}, "webhook_url"),
+        ({"name": "t", "prority": 5}, "prority"),
+    ],
+)
+def test_invalid_fields_are_named(body: dict[str, Any], field: str) -> None:
+    assert field in fields_of(body)
+
+
+def test_every_error_is_reported_at_once_with_a_prefix() -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_task({"priority": 11, "extra": 1}, max_payload_bytes=100, prefix="tasks[3].")
+    assert {d["field"] for d in err.value.details} == {
+        "tasks[3].extra",
+        "tasks[3].name",
+        "tasks[3].priority",
+    }
+    assert err.value.message.startswith("tasks[3].")
+
+
+def test_not_an_object() -> None:
+    assert fields_of([1, 2]) == [""]
+
+
+def test_payload_limit_counts_utf8_bytes() -> None:
+    parse_task({"name": "t", "payload": {"s": "é" * 40}}, max_payload_bytes=100)
+    with pytest.raises(PayloadTooLarge):
+        parse_task({"name": "t", "payload": {"s": "é" * 60}}, max_payload_bytes=100)
+
+
+def test_strings_are_kept_verbatim() -> None:
+    nasty = "'; DROP TABLE dtq_tasks; -- <script>alert(1)</script> \u0007"
+    spec = parse_task({"name": "t", "payload": {"s": nasty}}, max_payload_bytes=1000)
+    assert spec.payload["s"] == nasty
+
+
+def test_request_hash_ignores_key_order_and_the_key_itself() -> None:
+    a = request_hash({"name": "t", "payload": {"a": 1, "b": 2}, "idempotency_key": "x"})
+    b = request_hash({"payload": {"b": 2, "a": 1}, "name": "t"})
+    assert a == b != request_hash({"name": "t", "payload": {"a": 2}})
+
+
+def test_run_at_with_offset_is_parsed() -> None:
+    spec = parse_task({"name": "t", "run_at": "2026-11-28T19:00:00+01:00"}, max_payload_bytes=10)
+    assert spec.run_at is not None and spec.run_at.utcoffset() is not None
+    assert spec.run_at.timestamp() == 1795888800.0
