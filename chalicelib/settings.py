@@ -48,6 +48,9 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     payload_bucket: str | None = None
     notify_topic_arn: str | None = None
+    #: HMAC-SHA256 key of webhook signatures (at least 16 bytes). Deliberately not the
+    #: JWT secret: receivers must hold this key, and the JWT key would let them mint tokens.
+    webhook_secret: str | None = field(default=None, repr=False)
     aws_endpoint_url: str | None = None
     log_format: str = "text"
     #: Default lease length handed to workers that do not ask for one.
@@ -61,6 +64,8 @@ class Settings:
     allow_evicting_redis: bool = False
     #: Seconds a Redis or Postgres call may take before the request answers 503.
     io_timeout_seconds: float = 1.5
+    #: Handler modules a worker imports, comma-separated (``dtq worker --tasks``).
+    tasks: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -98,6 +103,8 @@ class Settings:
             raise ConfigError("DTQ_KEY_PREFIX: 1-64 characters of [A-Za-z0-9_.:-]")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
             raise ConfigError("DTQ_JWT_SECRET: must be at least 32 bytes")
+        if self.webhook_secret is not None and len(self.webhook_secret.encode()) < 16:
+            raise ConfigError("DTQ_WEBHOOK_SECRET: must be at least 16 bytes")
         if self.jwt_algorithm not in ("HS256", "HS384", "HS512"):
             raise ConfigError("DTQ_JWT_ALGORITHM: one of HS256, HS384, HS512")
         if self.log_format not in ("text", "json"):

@@ -1,0 +1,101 @@
+"""Offline-first: a worker cut off from Redis (through a TCP proxy the test controls)
+finishes what it holds, journals the outcomes and syncs them when the network returns,
+even across a kill -9 and a restart with the same journal."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from chalicelib.deps import Services
+from chalicelib.recorder import Recorder
+from chalicelib.settings import Settings
+from tests.helpers import wait_until
+from tests.workers.conftest import SpawnWorker
+from tests.workers.procs import Proxy
+
+
+@pytest.fixture
+def proxy(settings: Settings) -> Iterator[Proxy]:
+    url = urlsplit(settings.redis_url)
+    p = Proxy(url.hostname or "127.0.0.1", url.port or 6379)
+    yield p
+    p.close()
+
+
+def proxied(settings: Settings, proxy: Proxy) -> str:
+    url = urlsplit(settings.redis_url)
+    return url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+
+
+def journaled(tmp_path: Path) -> int:
+    db = sqlite3.connect(tmp_path / "journal.db", timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM outcomes").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        db.close()
+
+
+def states(services: Services, ids: list[str]) -> list[str | None]:
+    return [(services.queue.live("default", t) or {}).get("st") for t in ids]
+
+
+def assert_each_ran_once(services: Services, ids: list[str]) -> None:
+    stream = services.keys.queue("default").events
+
+    def caught_up() -> bool:  # ours recorded, and the worker's recorder thread done too
+        Recorder(services.queue, services.store, "t").drain()
+        return int(services.redis.xlen(stream)) == 0
+
+    wait_until(caught_up, timeout_s=30, what="the record to catch up")
+    for task_id in ids:
+        task = services.client.get(task_id)
+        history = Counter(e["event"] for e in task["history"])
+        assert (task["status"], task["attempts"]) == ("succeeded", 1)
+        assert history["claimed"] == 1 and history["succeeded"] == 1
+        assert history["lease_expired"] == 0 and history["duplicate_result"] == 0
+
+
+def test_offline_worker_finishes_held_tasks_and_syncs_on_reconnect(
+    services: Services, settings: Settings, proxy: Proxy, spawn_worker: SpawnWorker,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    ids = [services.client.enqueue("dtq.sleep", {"seconds": 0.8})["id"] for _ in range(4)]
+    spawn_worker("--concurrency", "4", "--prefetch", "0", redis_url=proxied(settings, proxy))
+    wait_until(lambda: states(services, ids) == ["running"] * 4, timeout_s=15)
+    proxy.cut()
+    # The tasks outlive the connection: their outcomes wait in the journal.
+    wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
+    extra = services.client.enqueue("dtq.noop")["id"]
+    assert states(services, ids) == ["running"] * 4  # nothing reached Redis
+    proxy.restore()
+    wait_until(lambda: states(services, [*ids, extra]) == ["succeeded"] * 5, timeout_s=20)
+    wait_until(lambda: journaled(tmp_path) == 0, timeout_s=5)
+    assert_each_ran_once(services, ids)
+
+
+def test_kill_9_while_offline_then_restart_syncs_without_rerunning(
+    services: Services, settings: Settings, proxy: Proxy, spawn_worker: SpawnWorker,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    ids = [services.client.enqueue("dtq.sleep", {"seconds": 0.8})["id"] for _ in range(4)]
+    worker = spawn_worker("--concurrency", "4", "--prefetch", "0",
+                          redis_url=proxied(settings, proxy))  # fmt: skip
+    wait_until(lambda: states(services, ids) == ["running"] * 4, timeout_s=15)
+    proxy.cut()
+    wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
+    worker.kill()
+    worker.wait(10)
+    proxy.restore()
+    assert states(services, ids) == ["running"] * 4
+    spawn_worker("--concurrency", "4", redis_url=proxied(settings, proxy))  # same journal
+    wait_until(lambda: states(services, ids) == ["succeeded"] * 4, timeout_s=20)
+    wait_until(lambda: journaled(tmp_path) == 0, timeout_s=5)
+    assert_each_ran_once(services, ids)

@@ -1,0 +1,40 @@
+"""The built-in diagnostic tasks (RUNNING.md): always registered on every worker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.errors import Cancelled
+
+if TYPE_CHECKING:
+    from workers.context import TaskContext
+    from workers.registry import Registry
+
+
+def noop(payload: dict[str, Any], ctx: TaskContext) -> None:
+    return None
+
+
+def echo(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    return payload
+
+
+def sleep(payload: dict[str, Any], ctx: TaskContext) -> None:
+    """Sleeps ``payload.seconds``; a cancel (or the attempt's timeout) ends it early."""
+    if ctx.wait(float(payload.get("seconds", 1.0))):
+        raise Cancelled("canceled while sleeping")
+
+
+def fail(payload: dict[str, Any], ctx: TaskContext) -> str:
+    """Raises until the attempt number exceeds ``payload.times`` (default: always)."""
+    times = payload.get("times")
+    if times is None or ctx.attempt <= int(times):
+        raise RuntimeError(f"dtq.fail: attempt {ctx.attempt} fails on purpose")
+    return "ok"
+
+
+def register(registry: Registry) -> None:
+    registry.add("dtq.noop", noop)
+    registry.add("dtq.echo", echo)
+    registry.add("dtq.sleep", sleep)
+    registry.add("dtq.fail", fail)

@@ -1,0 +1,204 @@
+"""The HTTP transport: a remote worker speaking the worker endpoints of API.md.
+
+Standard library only (``http.client``): one keep-alive connection per thread with
+``TCP_NODELAY`` (Nagle plus delayed ACK otherwise stalls every request ~40 ms). It logs
+in as the worker user, renews its token before it expires and once more on a 401.
+Network errors, 5xx and 429 raise :class:`Unavailable` — the worker then goes offline
+and journals until the API answers again.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from chalicelib.errors import ConfigError, Unavailable
+from chalicelib.models import Lease
+from workers.offline import Report
+from workers.transport import Extended, Synced
+
+#: Idle HTTP workers poll (the API has no blocking wake-up) at most this often.
+POLL_S = 0.1
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _ms(value: str) -> int:
+    return int(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+class HttpTransport:
+    mode = "http"
+
+    def __init__(self, base_url: str, username: str, password: str | None, *,
+                 timeout_s: float = 10.0) -> None:  # fmt: skip
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--api: expected http(s)://host[:port], got {base_url!r}")
+        if not password:
+            raise ConfigError("DTQ_WORKER_PASSWORD: required with --api")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._base = parts.path.rstrip("/")
+        self._username, self._password = username, password
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._token_lock = threading.Lock()
+        self._token: str | None = None
+        self._token_renew_at = 0.0
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self._timeout_s)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn = conn
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _send(self, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        for attempt in (1, 2):
+            try:
+                conn = self._conn()
+                conn.request(method, self._base + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_conn()
+                # A kept-alive connection the server closed fails once; a second failure
+                # on a fresh connection means the API is unreachable.
+                if attempt == 2:
+                    raise Unavailable(f"API unreachable: {exc}") from exc
+        if resp.getheader("Connection", "").lower() == "close":
+            self._drop_conn()
+        if resp.status >= 500 or resp.status == 429:
+            raise Unavailable(f"API answered {resp.status} on {method} {path}")
+        try:
+            return resp.status, json.loads(raw) if raw else None
+        except ValueError:
+            raise Unavailable(f"API answered non-JSON ({resp.status}) on {path}") from None
+
+    def _login(self) -> str:
+        with self._token_lock:
+            if self._token and time.monotonic() < self._token_renew_at:
+                return self._token
+            status, body = self._send(
+                "POST", "/auth/login", {"username": self._username, "password": self._password},
+                None,
+            )  # fmt: skip
+            if status != 200:
+                raise ConfigError(f"--api: login as {self._username!r} refused ({status})")
+            self._token = str(body["access_token"])
+            # Renew at 80% of the lifetime so that no request carries an expiring token.
+            self._token_renew_at = time.monotonic() + 0.8 * float(body.get("expires_in", 3600))
+            return self._token
+
+    def _call(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        status, reply = self._send(method, path, body, self._login())
+        if status == 401:  # revoked or clock-skewed token: log in again, once
+            with self._token_lock:
+                self._token = None
+            status, reply = self._send(method, path, body, self._login())
+        return status, reply
+
+    # -- the Transport protocol --------------------------------------------------------
+
+    def register(self, worker_id: str, queues: Sequence[str], hostname: str,
+                 concurrency: int, *, first: bool) -> float:  # fmt: skip
+        body = {"worker_id": worker_id, "queues": list(queues), "hostname": hostname,
+                "concurrency": concurrency, "mode": self.mode}  # fmt: skip
+        status, reply = self._call("POST", "/workers/register", body)
+        if status != 200:
+            raise Unavailable(f"worker registration refused ({status}): {reply}")
+        return float(reply.get("heartbeat_interval_seconds", 10))
+
+    def deregister(self, worker_id: str) -> None:
+        pass  # API.md has no endpoint: the worker simply stops being seen
+
+    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
+              lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
+        lease_s = max(1, -(-lease_ms // 1000))  # whole seconds, rounded up
+        body = {"worker_id": worker_id, "queues": list(queues),
+                "max": max(1, min(max_tasks, 100)), "lease_seconds": lease_s}  # fmt: skip
+        status, reply = self._call("POST", "/tasks/claim", body)
+        if status != 200:
+            raise Unavailable(f"claim refused ({status}): {reply}")
+        return [_lease(t) for t in reply.get("tasks", [])], int(reply.get("retry_after_ms", 0))
+
+    def extend(self, items: Sequence[tuple[Lease, int]]) -> list[Extended]:
+        out = []
+        for lease, ms in items:
+            body = {"lease_token": lease.lease_token, "extend_seconds": max(1, -(-ms // 1000))}
+            status, reply = self._call("POST", f"/tasks/{quote(lease.task_id)}/lease", body)
+            if status == 200:
+                canceled = bool(reply.get("cancel_requested"))
+                out.append(Extended(lease.task_id, _ms(reply["lease_expires_at"]), canceled))
+            elif status == 404:
+                out.append(Extended(lease.task_id, lost="not_found"))
+            else:
+                out.append(Extended(lease.task_id, lost="lease_lost"))
+        return out
+
+    def sync(self, worker_id: str, reports: Sequence[Report],
+             created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
+        results = [
+            {"id": r.task_id, "lease_token": r.token,
+             "status": "succeeded" if r.succeeded else "failed",
+             "result": json.loads(r.result_json), "error": r.error or None,
+             "started_at": _iso(r.started_ms), "finished_at": _iso(r.finished_ms)}
+            for r in reports
+        ]  # fmt: skip
+        body = {"worker_id": worker_id, "results": results, "created": list(created)}
+        status, reply = self._call("POST", "/tasks/sync", body)
+        if status != 200:
+            raise Unavailable(f"sync refused ({status}): {reply}")
+        rejected = [(str(x["id"]), str(x.get("reason", ""))) for x in reply.get("rejected", [])]
+        # A 200 settles every created body: each one is now a task, or refused for good.
+        keys = [str(b["idempotency_key"]) for b in created]
+        return Synced([str(i) for i in reply.get("accepted", [])], rejected, keys)
+
+    def release(self, leases: Sequence[Lease]) -> None:
+        # Not in API.md's minimum contract; without it the lease simply expires.
+        for lease in leases:
+            self._call("POST", f"/tasks/{quote(lease.task_id)}/release",
+                       {"lease_token": lease.lease_token})  # fmt: skip
+
+    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
+        threading.Event().wait(max(0.0, min(timeout_s, POLL_S)))
+
+    def close(self) -> None:
+        self._drop_conn()
+
+
+def _lease(t: dict[str, Any]) -> Lease:
+    return Lease(
+        task_id=str(t["id"]), queue=t["queue"], name=t["name"], payload=t.get("payload") or {},
+        priority=int(t["priority"]), attempt=int(t["attempt"]),
+        max_attempts=int(t["max_attempts"]), timeout_seconds=int(t["timeout_seconds"]),
+        fence=int(t["fence"]), lease_token=str(t["lease_token"]),
+        lease_expires_ms=_ms(t["lease_expires_at"]), lock_key=t.get("lock_key"),
+    )  # fmt: skip

@@ -1,0 +1,99 @@
+"""Task name → handler, and loading the users' handler modules (``--tasks``/``DTQ_TASKS``).
+
+A user module registers plain functions with the :func:`task` decorator::
+
+    from workers.registry import task
+
+    @task("reports.daily")
+    def daily(payload, ctx):
+        ...
+        return {"rows": 3}
+
+A handler takes ``(payload, ctx)`` or just ``(payload)``; it returns a JSON-serialisable
+result, raises to fail the attempt, or raises ``chalicelib.errors.Retry(delay_seconds)``
+to ask for another attempt after a chosen delay.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from chalicelib.errors import ConfigError
+
+#: What the worker calls: ``handler(payload, ctx)``.
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, name: str, fn: Callable[..., Any]) -> None:
+        self._handlers[name] = _normalise(fn)
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def update(self, other: Registry) -> None:
+        self._handlers.update(other._handlers)
+
+
+#: Where :func:`task` registers; the worker copies it after importing the user modules.
+DEFAULT = Registry()
+
+
+def task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn`` under the task name ``name``."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        DEFAULT.add(name, fn)
+        return fn
+
+    return deco
+
+
+def _normalise(fn: Callable[..., Any]) -> Handler:
+    # Decided once at registration so that the hot path is one plain call.
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        varargs = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: assume (payload, ctx)
+        return fn
+    if len(params) >= 2 or varargs:
+        return fn
+    if len(params) == 1:
+        return lambda payload, ctx: fn(payload)
+    return lambda payload, ctx: fn()
+
+
+def load(modules: Iterable[str]) -> Registry:
+    """Built-in tasks plus every handler the named modules register on import. A module
+    may also define ``register(registry)`` to add handlers explicitly."""
+    from workers import builtin
+
+    registry = Registry()
+    builtin.register(registry)
+    extra = Registry()
+    for name in (m.strip() for m in modules):
+        if not name:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"--tasks: cannot import {name!r}: {exc}") from exc
+        hook = getattr(module, "register", None)
+        if callable(hook):
+            hook(extra)
+    registry.update(DEFAULT)
+    registry.update(extra)
+    return registry

@@ -1,0 +1,143 @@
+"""``dtq worker``: builds a worker from the flags and the environment and runs it.
+
+Redis mode (default) talks to Redis directly and also needs ``DTQ_DATABASE_URL``: the
+worker runs a recorder thread that moves the queue's transitions into Postgres (so the
+record stays current without an API running; ``--no-record`` when ``dtq record`` runs
+elsewhere), and tasks created by handlers are recorded before they are queued.
+HTTP mode (``--api URL``) needs only the API and the worker credentials
+(``DTQ_WORKER_USERNAME`` / ``DTQ_WORKER_PASSWORD``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from chalicelib.errors import ConfigError
+from chalicelib.settings import Settings
+from workers import registry
+from workers.offline import Journal
+from workers.worker import Worker, WorkerConfig
+
+log = logging.getLogger("dtq.worker")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("worker", help="run a worker (Redis, or the HTTP API with --api)")
+    p.add_argument("--queues", default="default", help="comma-separated queue names")
+    p.add_argument("--concurrency", type=int, default=1, help="slots (threads) running tasks")
+    p.add_argument("--tasks", default=None, help="comma-separated handler modules "
+                   "(default: DTQ_TASKS)")  # fmt: skip
+    p.add_argument("--api", default=None, metavar="URL", help="use the HTTP API, not Redis")
+    p.add_argument("--offline-db", default=None, metavar="PATH",
+                   help="SQLite journal (default: .dtq/journal-<hostname>.db)")  # fmt: skip
+    p.add_argument("--grace-seconds", type=float, default=30.0)
+    p.add_argument("--lease-seconds", type=float, default=None,
+                   help="lease length (default: DTQ_LEASE_SECONDS, 30)")  # fmt: skip
+    p.add_argument("--prefetch", type=int, default=None,
+                   help="tasks held beyond free slots (default: = concurrency)")  # fmt: skip
+    p.add_argument("--worker-id", default=None)
+    p.add_argument("--no-record", action="store_true",
+                   help="Redis mode: do not run the recorder thread")  # fmt: skip
+    p.add_argument("--burst", action="store_true", help="exit once nothing is left to claim")
+    p.set_defaults(func=cmd_worker)
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> WorkerConfig:
+    if args.concurrency < 1:
+        raise ConfigError("--concurrency: must be at least 1")
+    if args.prefetch is not None and args.prefetch < 0:
+        raise ConfigError("--prefetch: must be 0 or more")
+    queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+    if not queues:
+        raise ConfigError("--queues: name at least one queue")
+    lease_s = args.lease_seconds or settings.lease_seconds
+    if lease_s <= 0.3:
+        raise ConfigError("--lease-seconds: must be more than 0.3")
+    hostname = socket.gethostname()
+    return WorkerConfig(
+        queues=queues, concurrency=args.concurrency, prefetch=args.prefetch,
+        lease_ms=int(lease_s * 1000), grace_s=max(0.0, args.grace_seconds),
+        worker_id=args.worker_id or f"{hostname}:{os.getpid()}", hostname=hostname,
+        max_payload_bytes=settings.max_payload_bytes,
+    )  # fmt: skip
+
+
+def _install_signals(worker: Worker) -> None:
+    seen: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if seen:  # the second signal: leave now; the leases expire and tasks are retried
+            os._exit(128 + signum)
+        seen.append(signum)
+        log.warning("signal %d: finishing held tasks (again to exit at once)", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env(os.environ)
+    config = _config(args, settings)
+    modules = (args.tasks if args.tasks is not None else settings.tasks).split(",")
+    handlers = registry.load(modules)
+    journal = Journal(args.offline_db or os.path.join(".dtq", f"journal-{config.hostname}.db"))
+    stop_recorder = threading.Event()
+    closers: list[Any] = [journal.close]
+    if args.api:
+        from workers.http_transport import HttpTransport
+
+        transport: Any = HttpTransport(args.api, settings.worker_username,
+                                       settings.worker_password)  # fmt: skip
+        worker = Worker(config, transport, handlers, journal)
+    else:
+        worker = _redis_worker(settings, config, handlers, journal, args.no_record,
+                               stop_recorder, closers)  # fmt: skip
+    _install_signals(worker)
+    log.info("worker %s: queues %s, concurrency %d, %s mode, handlers: %s", worker.worker_id,
+             ",".join(config.queues), config.concurrency, worker.transport.mode,
+             ", ".join(handlers.names()))  # fmt: skip
+    try:
+        worker.run(burst=args.burst)
+    finally:
+        stop_recorder.set()
+        for close in reversed(closers):
+            close()
+    log.info("worker %s stopped: %s", worker.worker_id, worker.counts)
+    return 0
+
+
+def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.Registry,
+                  journal: Journal, no_record: bool, stop_recorder: threading.Event,
+                  closers: list[Any]) -> Worker:  # fmt: skip
+    from chalicelib import deps
+    from chalicelib.fleet import Fleet
+    from chalicelib.locks import LockScripts
+    from chalicelib.recorder import Recorder
+    from workers.transport import RedisTransport
+
+    svc = deps.build(settings, pool_size=4)
+    closers.append(svc.close)
+    transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.client)
+    worker = Worker(config, transport, handlers, journal,
+                    locks=(LockScripts(svc.redis), svc.keys))  # fmt: skip
+    if not no_record:
+        recorder = Recorder(svc.queue, svc.store, f"{config.worker_id}:rec")
+        thread = threading.Thread(target=recorder.run, args=(stop_recorder,), daemon=True,
+                                  name="dtq-recorder")  # fmt: skip
+        thread.start()
+        closers.append(lambda: thread.join(5.0))
+    return worker
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run through the dtq command: dtq worker --help")

@@ -1,0 +1,203 @@
+"""How a worker talks to the queue: one narrow interface, two implementations.
+
+:class:`RedisTransport` calls the queue core directly (``chalicelib.queue``);
+``workers.http_transport.HttpTransport`` speaks the worker endpoints of API.md. Both
+raise :class:`chalicelib.errors.Unavailable` when the server cannot be reached, which is
+what sends the worker offline; every other refusal is data (a rejected outcome, a lost
+lease), never an exception, so one bad item never fails a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+from chalicelib.client import Client
+from chalicelib.errors import ApiError, Unavailable
+from chalicelib.fleet import Fleet
+from chalicelib.models import Lease
+from chalicelib.queue import REASONS, Code, Outcome, Queue
+from workers.offline import Report
+
+#: Idle workers re-check at least this often (due retries, expired leases of others).
+MAX_IDLE_WAIT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    """The answer to one lease extension."""
+
+    task_id: str
+    expires_ms: int = 0
+    #: the task was canceled: stop its handler, report nothing
+    canceled: bool = False
+    #: why the lease is no longer ours (``lease_lost``, ``already_finished``…), or None
+    lost: str | None = None
+
+
+@dataclass(frozen=True)
+class Synced:
+    """The answer to a sync: every outcome sent is in ``accepted`` or ``rejected``."""
+
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    #: idempotency keys of created tasks the server now has (new or deduplicated)
+    created: list[str] = field(default_factory=list)
+
+
+class Transport(Protocol):
+    mode: str
+
+    def register(self, worker_id: str, queues: Sequence[str], hostname: str,
+                 concurrency: int, *, first: bool) -> float:  # fmt: skip
+        """Announce (or heartbeat) the worker; returns the heartbeat interval in seconds."""
+        ...
+
+    def deregister(self, worker_id: str) -> None: ...
+
+    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
+              lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
+        """Leases (highest priority first) and a retry-after in ms (rate limit), or 0."""
+        ...
+
+    def extend(self, items: Sequence[tuple[Lease, int]]) -> list[Extended]:
+        """Extend each ``(lease, extend_ms)``; one answer per item, in order."""
+        ...
+
+    def sync(self, worker_id: str, reports: Sequence[Report],
+             created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
+        """Push created tasks and report outcomes. Re-sending is harmless."""
+        ...
+
+    def release(self, leases: Sequence[Lease]) -> None:
+        """Give tasks back without counting the attempt (graceful shutdown)."""
+        ...
+
+    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
+        """Block until work may be there (an enqueue, a due task) or ``timeout_s``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """A connection problem means "offline"; anything else is a bug and propagates."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unavailable(f"Redis is unreachable: {exc}") from exc
+    except redis.ResponseError as exc:
+        if "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
+            raise Unavailable(f"Redis is not ready: {exc}") from exc
+        raise
+
+
+class RedisTransport:
+    """Direct Redis: the queue's Lua scripts, one pipeline per batch."""
+
+    mode = "redis"
+
+    def __init__(self, queue: Queue, fleet: Fleet, client: Client) -> None:
+        self.queue = queue
+        self.fleet = fleet
+        self.client = client
+
+    def register(self, worker_id: str, queues: Sequence[str], hostname: str,
+                 concurrency: int, *, first: bool) -> float:  # fmt: skip
+        from chalicelib.fleet import HEARTBEAT_INTERVAL_S
+
+        with redis_errors():
+            self.fleet.heartbeat(worker_id, queues=queues, hostname=hostname,
+                                 concurrency=concurrency, mode=self.mode, record=first)  # fmt: skip
+        return float(HEARTBEAT_INTERVAL_S)
+
+    def deregister(self, worker_id: str) -> None:
+        with redis_errors():
+            self.fleet.forget(worker_id)
+
+    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
+              lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
+        with redis_errors():
+            got = self.queue.claim(queues, worker_id, max_tasks, lease_ms)
+        return got.leases, got.retry_after_ms
+
+    def extend(self, items: Sequence[tuple[Lease, int]]) -> list[Extended]:
+        with redis_errors():
+            replies = self.queue.extend_many(
+                [(lease.queue, lease.task_id, lease.lease_token, ms) for lease, ms in items]
+            )
+        out = []
+        for (lease, _), (code, expires, canceled) in zip(items, replies, strict=True):
+            if code == Code.OK:
+                out.append(Extended(lease.task_id, expires, canceled=canceled))
+            elif code == Code.CANCELED:
+                out.append(Extended(lease.task_id, canceled=True, lost="canceled"))
+            else:
+                out.append(Extended(lease.task_id, lost=REASONS.get(Code(code), "lease_lost")))
+        return out
+
+    def sync(self, worker_id: str, reports: Sequence[Report],
+             created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
+        pushed = self._push_created(created)
+        outcomes = [
+            Outcome(queue=r.queue, task_id=r.task_id, token=r.token, succeeded=r.succeeded,
+                    result_json=r.result_json, error=r.error, retry_delay_ms=r.retry_delay_ms,
+                    worker_id=worker_id)
+            for r in reports
+        ]  # fmt: skip
+        with redis_errors():
+            codes = self.queue.report_many(outcomes)
+        result = Synced(created=pushed)
+        for r, code in zip(reports, codes, strict=True):
+            if code == Code.OK:
+                result.accepted.append(r.task_id)
+            else:
+                result.rejected.append((r.task_id, REASONS.get(Code(code), "invalid_state")))
+        return result
+
+    def _push_created(self, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        if not bodies:
+            return []
+        pushed: list[str] = []
+        with redis_errors():
+            try:
+                self.client.enqueue_many(bodies)
+                return [b["idempotency_key"] for b in bodies]
+            except Unavailable:
+                raise
+            except ApiError:
+                pass  # one bad body: push the rest one by one, drop only the bad ones
+            for body in bodies:
+                try:
+                    self.client.enqueue_many([body])
+                except Unavailable:
+                    raise
+                except ApiError:
+                    pass  # invalid or conflicting forever: retrying would not help
+                pushed.append(body["idempotency_key"])
+        return pushed
+
+    def release(self, leases: Sequence[Lease]) -> None:
+        with redis_errors():
+            for lease in leases:
+                try:
+                    self.queue.release(lease.queue, lease.task_id, lease.lease_token)
+                except ApiError:
+                    pass  # finished, canceled or taken over meanwhile: nothing to give back
+
+    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
+        with redis_errors():
+            due = self.queue.next_due_ms(queues)
+            if due is not None:
+                timeout_s = min(timeout_s, (due - self.queue.clock.now_ms()) / 1000 + 0.002)
+            timeout_s = min(timeout_s, MAX_IDLE_WAIT_S)
+            if timeout_s > 0.001:  # BLPOP with timeout 0 would block forever
+                self.queue.wait_for_work(queues, timeout_s)
+
+    def close(self) -> None:
+        pass
