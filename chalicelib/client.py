@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -18,8 +19,10 @@ from typing import Any
 import redis
 
 from chalicelib.clock import from_ms, iso
+from chalicelib.deliveries import Deliveries, merge_history
 from chalicelib.errors import InvalidTransition, NotFound, ValidationError
 from chalicelib.models import TERMINAL, Backoff, NewTask, TaskStatus
+from chalicelib.payloads import MAX_OFFLOADED_BYTES, Payloads
 from chalicelib.queue import REASONS, Code, Queue
 from chalicelib.store import Row, Store
 from chalicelib.validation import TaskSpec, parse_task
@@ -28,10 +31,13 @@ log = logging.getLogger("dtq.client")
 
 
 class Client:
-    def __init__(self, queue: Queue, store: Store, *, max_payload_bytes: int = 262_144) -> None:
+    def __init__(self, queue: Queue, store: Store, *, max_payload_bytes: int = 262_144,
+                 payloads: Payloads | None = None) -> None:  # fmt: skip
         self.queue = queue
         self.store = store
         self.max_payload_bytes = max_payload_bytes
+        #: Set with DTQ_PAYLOAD_BUCKET: larger payloads and results go to S3.
+        self.payloads = payloads
         # A task never changes queue, so its id → queue lookup can be cached forever.
         self.queue_of = lru_cache(maxsize=100_000)(self._queue_of)
 
@@ -42,13 +48,13 @@ class Client:
     ) -> dict[str, Any]:
         """Enqueue one task (options as in ``POST /tasks``); returns the task."""
         body = {"name": name, "payload": payload or {}, **options}
-        spec = parse_task(body, max_payload_bytes=self.max_payload_bytes)
+        spec = parse_task(body, max_payload_bytes=self.payload_limit)
         return self.create([spec])[0][0]
 
     def enqueue_many(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Enqueue many tasks in one Postgres transaction and one Redis round trip."""
         specs = [
-            parse_task(b, max_payload_bytes=self.max_payload_bytes, prefix=f"tasks[{i}].")
+            parse_task(b, max_payload_bytes=self.payload_limit, prefix=f"tasks[{i}].")
             for i, b in enumerate(bodies)
         ]
         return [task for task, _ in self.create(specs)]
@@ -59,19 +65,42 @@ class Client:
         whether it was created (False: an earlier request with its idempotency key)."""
         now = self.queue.clock.now_ms()
         new = [self._new_task(s, now, schedule_id) for s in specs]
-        existing = self.store.insert_tasks(new)
+        stored = [self._offloaded(t) for t in new]
+        existing = self.store.insert_tasks(stored)
         results: list[tuple[dict[str, Any], bool]] = []
         dispatch: list[NewTask] = []
-        for task, row in zip(new, existing, strict=True):
+        for task, kept, row in zip(new, stored, existing, strict=True):
             if row is None:
-                dispatch.append(task)
+                dispatch.append(kept)
                 results.append((_new_task_json(task), True))
                 continue
             if row["version"] == 0 and row["status"] in ("queued", "scheduled"):
                 dispatch.append(_row_to_new_task(row))  # the first request may not have
-            results.append((task_json(row), False))
+            results.append((self._resolved(task_json(row)), False))
         self._dispatch(dispatch)
         return results
+
+    @property
+    def payload_limit(self) -> int:
+        """Largest payload ``parse_task`` should accept: above ``max_payload_bytes`` only
+        when it can be offloaded to S3."""
+        return MAX_OFFLOADED_BYTES if self.payloads is not None else self.max_payload_bytes
+
+    def _offloaded(self, task: NewTask) -> NewTask:
+        # A cheap bound first: UTF-8 takes at most 4 bytes per character.
+        if self.payloads is None or len(task.payload_json) * 4 <= self.max_payload_bytes:
+            return task
+        ref = self.payloads.offload_payload(task.id, task.payload_json)
+        if ref is task.payload_json:
+            return task
+        return replace(task, payload=json.loads(ref), payload_json=ref)
+
+    def _resolved(self, task: dict[str, Any]) -> dict[str, Any]:
+        """The task with its offloaded payload and result fetched from S3."""
+        if self.payloads is not None:
+            task["payload"] = self.payloads.resolve(task["payload"])
+            task["result"] = self.payloads.resolve(task["result"])
+        return task
 
     def _dispatch(self, tasks: Sequence[NewTask]) -> None:
         try:
@@ -113,11 +142,12 @@ class Client:
         if row is None:
             raise NotFound(f"task {task_id} not found")
         live = self._live(row["queue"], task_id)
-        task = task_json(row, live)
+        task = self._resolved(task_json(row, live))
         if history:
-            task["history"] = _creation_events(row) + [
-                _event_json(e) for e in self.store.history(task_id)
-            ]
+            task["history"] = merge_history(
+                _creation_events(row) + [_event_json(e) for e in self.store.history(task_id)],
+                Deliveries(self.store).history(task_id),
+            )
         return task
 
     def list(self, *, status: str | None = None, queue: str | None = None,
@@ -256,7 +286,7 @@ def _row_to_new_task(row: Row) -> NewTask:
 def _creation_events(row: Row) -> list[dict[str, Any]]:
     # Implied by the row itself, so creating a task writes one row, not three.
     at = iso(row["created_at"])
-    first = "scheduled" if row["run_at"] > row["created_at"] else "queued"
+    first = "scheduled" if row["created_scheduled"] else "queued"
     return [
         {"at": at, "event": "created", "attempt": 0, "worker_id": None, "error": None},
         {"at": at, "event": first, "attempt": 0, "worker_id": None, "error": None},

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from chalicelib.client import Client
 from chalicelib.keys import Keys
+from chalicelib.payloads import Payloads
 from chalicelib.queue import Queue
 from chalicelib.settings import Settings
 from chalicelib.store import Store, make_pool
@@ -58,8 +59,21 @@ def build(settings: Settings, *, pool_size: int = 10) -> Services:
         settings.database_url, max_size=pool_size, timeout_s=settings.io_timeout_seconds
     )
     store = Store(pool)
-    client = Client(queue, store, max_payload_bytes=settings.max_payload_bytes)
+    client = Client(
+        queue, store, max_payload_bytes=settings.max_payload_bytes, payloads=make_payloads(settings)
+    )
     return Services(settings, client_redis, pool, keys, queue, store, client)
+
+
+def make_payloads(settings: Settings) -> Payloads | None:
+    """The S3 offload of large payloads and results, when DTQ_PAYLOAD_BUCKET is set."""
+    if settings.payload_bucket is None:
+        return None
+    from chalicelib import aws  # boto3 costs cold-start time; only load it when used
+
+    return Payloads(
+        aws.s3(settings), settings.payload_bucket, max_inline_bytes=settings.max_payload_bytes
+    )
 
 
 _services: Services | None = None

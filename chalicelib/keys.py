@@ -103,3 +103,13 @@ class Keys:
     def user_lock(self, name: str) -> str:
         """A handler's distributed lock (not tied to a queue)."""
         return f"{self.prefix}:userlock:{{{name}}}"
+
+    @property
+    def http_stats(self) -> str:
+        """HASH cluster-wide HTTP request counts and latency buckets per route."""
+        return f"{self.prefix}:http"
+
+    def outcomes(self, queue: str, task_id: str) -> str:
+        """HASH lease token → digest of the outcome accepted from it by ``/tasks/sync``
+        (so that a re-sent identical outcome is recognised as already accepted)."""
+        return f"{self.prefix}:{{{queue}}}:o:{task_id}"

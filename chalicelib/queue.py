@@ -242,40 +242,49 @@ class Queue:
 
     def complete(self, queue: str, task_id: str, token: str, result_json: str,
                  worker_id: str = "") -> None:  # fmt: skip
-        reply = self._run(
-            "complete", queue, [task_id, token, result_json, self.finished_ttl_ms, worker_id]
-        )
-        raise_for(reply[0], task_id)
+        """Record a success; raises if the outcome is refused (see ``report.lua``)."""
+        outcome = Outcome(queue, task_id, token, True, result_json, worker_id=worker_id)
+        code, _ = self._report(queue, worker_id, [outcome])[0]
+        raise_for(code, task_id)
 
     def fail(self, queue: str, task_id: str, token: str, error: str,
              retry_delay_ms: int | None = None, worker_id: str = "") -> TaskStatus:  # fmt: skip
         """Record a failed attempt; returns the task's new status (retrying/dead/canceled)."""
-        reply = self._run(
-            "fail",
-            queue,
-            [task_id, token, error, random.random(),
-             -1 if retry_delay_ms is None else max(0, retry_delay_ms),
-             self.finished_ttl_ms, worker_id],
-        )  # fmt: skip
-        raise_for(reply[0], task_id)
-        return TaskStatus(reply[1].decode() if isinstance(reply[1], bytes) else reply[1])
+        outcome = Outcome(queue, task_id, token, False, error=error,
+                          retry_delay_ms=retry_delay_ms, worker_id=worker_id)  # fmt: skip
+        code, status = self._report(queue, worker_id, [outcome])[0]
+        raise_for(code, task_id)
+        return TaskStatus(status)
+
+    def _report(self, queue: str, worker_id: str, outcomes: Sequence[Outcome],
+                client: Any = None) -> Any:  # fmt: skip
+        args: list[Any] = [self.finished_ttl_ms, worker_id, random.randrange(1, 2**31)]
+        for o in outcomes:
+            delay = -1 if o.retry_delay_ms is None else max(0, o.retry_delay_ms)
+            value = o.result_json if o.succeeded else o.error
+            args += [o.task_id, o.token, "s" if o.succeeded else "f", value, delay]
+        reply = self._run("report", queue, args, client=client)
+        if client is not None:
+            return None
+        return _pairs(reply)
 
     def report_many(self, outcomes: Sequence[Outcome]) -> list[int]:
-        """Outcomes of many tasks in one pipelined round trip; returns each script code
-        (a refused outcome is a code, not an exception, so one never fails the rest)."""
+        """Outcomes of many tasks in one round trip (one script call per queue and
+        reporting worker); returns each outcome's code, in order. A refused outcome is a
+        code, not an exception, so one never fails the rest."""
         if not outcomes:
             return []
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, o in enumerate(outcomes):
+            groups.setdefault((o.queue, o.worker_id), []).append(i)
         pipe = self.redis.pipeline(transaction=False)
-        for o in outcomes:
-            if o.succeeded:
-                args = [o.task_id, o.token, o.result_json, self.finished_ttl_ms, o.worker_id]
-                self._run("complete", o.queue, args, client=pipe)
-            else:
-                args = [o.task_id, o.token, o.error, random.random(),
-                        -1 if o.retry_delay_ms is None else o.retry_delay_ms,
-                        self.finished_ttl_ms, o.worker_id]  # fmt: skip
-                self._run("fail", o.queue, args, client=pipe)
-        return [int(r[0]) for r in pipe.execute()]
+        for (queue, worker_id), idx in groups.items():
+            self._report(queue, worker_id, [outcomes[i] for i in idx], client=pipe)
+        codes = [0] * len(outcomes)
+        for idx, reply in zip(groups.values(), pipe.execute(), strict=True):
+            for i, (code, _) in zip(idx, _pairs(reply), strict=True):
+                codes[i] = code
+        return codes
 
     def release(self, queue: str, task_id: str, token: str) -> None:
         """Give a task back without counting the attempt (graceful shutdown)."""
@@ -413,21 +422,27 @@ class Outcome:
     worker_id: str = ""
 
 
+def _pairs(reply: list[Any]) -> list[tuple[int, str]]:
+    """(code, new status) per outcome from a ``report.lua`` reply."""
+    return [
+        (int(reply[i]), reply[i + 1].decode() if isinstance(reply[i + 1], bytes) else reply[i + 1])
+        for i in range(1, len(reply), 2)
+    ]
+
+
 def _lease(queue: str, item: list[Any]) -> Lease:
-    task_id = item[0].decode()
-    flat = item[1]
-    h = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    task_id, name, pri, payload, max_att, tmo, att, fence, token, expiry, lock_key = item
     return Lease(
-        task_id=task_id,
+        task_id=task_id.decode(),
         queue=queue,
-        name=h["name"],
-        payload=json.loads(h["payload"]),
-        priority=int(h["pri"]),
-        attempt=int(h["att"]),
-        max_attempts=int(h["max"]),
-        timeout_seconds=int(h["tmo"]),
-        fence=int(h["fence"]),
-        lease_token=h["tok"],
-        lease_expires_ms=int(h["lx"]),
-        lock_key=h.get("lk"),
+        name=name.decode(),
+        payload=json.loads(payload),
+        priority=int(pri),
+        attempt=int(att),
+        max_attempts=int(max_att),
+        timeout_seconds=int(tmo),
+        fence=int(fence),
+        lease_token=token.decode(),
+        lease_expires_ms=int(expiry),
+        lock_key=lock_key.decode() if lock_key else None,
     )

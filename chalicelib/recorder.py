@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from chalicelib.deliveries import Deliveries
 from chalicelib.errors import Unavailable
 from chalicelib.queue import Queue
 from chalicelib.store import Store
@@ -24,10 +25,17 @@ from chalicelib.store import Store
 log = logging.getLogger("dtq.recorder")
 
 GROUP = "recorder"
-#: Entries read per queue per round; one COPY per round.
-BATCH = 5000
+#: Stream entries read per queue per round (an entry holds one script call's
+#: transitions, up to ~100); one COPY per round.
+BATCH = 200
 #: Pending entries of a consumer idle this long are taken over (it probably died).
 CLAIM_IDLE_MS = 30_000
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """The transitions in one stream entry (every transition of one script call)."""
+    data = json.loads(fields[b"d"])
+    return data if isinstance(data, list) else [data]
 
 
 class Recorder:
@@ -35,6 +43,7 @@ class Recorder:
         self.queue = queue
         self.store = store
         self.consumer = consumer
+        self.deliveries = Deliveries(store)
         self._grouped: set[str] = set()
         self._rounds = 0
 
@@ -95,8 +104,11 @@ class Recorder:
             return 0
         events: list[dict[str, Any]] = []
         for _, entries in batches:
-            events.extend(json.loads(fields[b"d"]) for _, fields in entries)
+            for _, fields in entries:
+                events.extend(decode_entry(fields))
         self.store.record(events)
+        # Before the XACK, like the record itself: a replayed batch schedules nothing twice.
+        self.deliveries.schedule(events)
         pipe = self.queue.redis.pipeline(transaction=False)
         for s, entries in batches:
             ids = [eid for eid, _ in entries]

@@ -198,6 +198,7 @@ def _insert_params(t: NewTask) -> dict[str, Any]:
         "idempotency_key": t.idempotency_key, "request_hash": t.request_hash,
         "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
         "run_at": from_ms(t.run_at_ms), "created_at": from_ms(t.created_at_ms),
+        "created_scheduled": t.scheduled,
     }  # fmt: skip
 
 
@@ -205,7 +206,7 @@ def _copy_row(t: NewTask) -> tuple[Any, ...]:
     return (
         t.id, t.name, t.queue, t.priority, t.payload_json, t.status.value, t.max_attempts,
         t.timeout_seconds, json.dumps(t.backoff.to_json()), t.lock_key, t.schedule_id,
-        t.webhook_url, from_ms(t.run_at_ms), from_ms(t.created_at_ms),
+        t.webhook_url, from_ms(t.run_at_ms), from_ms(t.created_at_ms), t.scheduled,
     )  # fmt: skip
 
 

@@ -17,7 +17,9 @@ from typing import Any
 from chalicelib.errors import PayloadTooLarge, ValidationError
 from chalicelib.models import Backoff
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+#: Upper bound of every duration, so that arithmetic on it can never overflow.
+MAX_SECONDS = 10 * 365 * 86400.0
 TASK_FIELDS = frozenset(
     {
         "name", "payload", "queue", "priority", "run_at", "delay_seconds", "max_attempts",
@@ -72,13 +74,15 @@ def _int(errors: _Errors, body: dict[str, Any], key: str, default: int, lo: int,
     return value
 
 
-def _number(errors: _Errors, data: dict[str, Any], key: str, default: float, lo: float) -> float:
+def _number(errors: _Errors, data: dict[str, Any], key: str, default: float, lo: float,
+            hi: float = MAX_SECONDS) -> float:  # fmt: skip
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         errors.add(key, "must be a number")
         return default
-    if value < lo:
-        errors.add(key, f"must be at least {lo:g}")
+    if not lo <= value <= hi:
+        errors.add(key, f"must be between {lo:g} and {hi:g}")
+        return default
     return float(value)
 
 
@@ -87,7 +91,7 @@ def _name(errors: _Errors, body: dict[str, Any], key: str, default: str | None, 
     if not isinstance(value, str):
         errors.add(key, "is required" if value is None else "must be a string")
         return ""
-    if not 1 <= len(value) <= limit or not NAME_RE.match(value):
+    if not 1 <= len(value) <= limit or not NAME_RE.fullmatch(value):
         errors.add(key, f"must be 1-{limit} characters of [A-Za-z0-9_.:-]")
     return value
 
@@ -132,7 +136,7 @@ def _backoff(errors: _Errors, value: Any) -> Backoff:
         jitter = True
     backoff = Backoff(
         base_seconds=_number(sub, value, "base_seconds", 1.0, 0.0),
-        factor=_number(sub, value, "factor", 2.0, 1.0),
+        factor=_number(sub, value, "factor", 2.0, 1.0, 1000.0),
         max_seconds=_number(sub, value, "max_seconds", 3600.0, 0.0),
         jitter=jitter,
     )

@@ -2,8 +2,9 @@
 
 ``_lib.lua`` (shared helpers and the queue key table) is prepended to every script, so
 each file holds only its own transition while the retry, lock and event rules exist
-once. Scripts are registered with redis-py, which runs them by SHA and reloads them if
-the server lost its script cache.
+once. The script's own text becomes the body of a function so that ``flush()`` (buffered
+events and counters) runs once on every return path. Scripts are registered with
+redis-py, which runs them by SHA and reloads them if the server lost its script cache.
 """
 
 from __future__ import annotations
@@ -26,4 +27,6 @@ def source(name: str) -> str:
     here = resources.files(__package__)
     lib = (here / "_lib.lua").read_text(encoding="utf-8")
     body = (here / f"{name}.lua").read_text(encoding="utf-8")
-    return f"{lib}\n{body}"
+    return (
+        f"{lib}\nlocal function main()\n{body}\nend\nlocal reply = main()\nflush()\nreturn reply\n"
+    )

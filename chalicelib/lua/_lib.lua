@@ -24,22 +24,32 @@ local function wake(n)
   redis.call('LTRIM', K.signal, 0, 63)
 end
 
--- Append one transition to the queue's event stream. The event carries a full snapshot
--- of the recorded fields, so the Postgres recorder can apply the newest event alone and
--- out-of-order batches from several recorders can never regress a task's row.
+-- Transitions and counters are buffered and written once when the script ends (the
+-- loader appends flush()), so a script moving 100 tasks costs one XADD, not 100.
+local EVENTS, STATS, STATS_F = {}, {}, {}
+
+-- Record one transition. The event carries a full snapshot of the recorded fields, so
+-- the Postgres recorder can apply the newest event alone and out-of-order batches from
+-- several recorders can never regress a task's row.
+local function push_event(e)
+  e.at = NOW
+  EVENTS[#EVENTS + 1] = e
+end
+
+-- The slower, general form: bumps the version and reads the snapshot from the hash.
 local function emit(task_key, id, event, extra)
   local v = redis.call('HINCRBY', task_key, 'v', 1)
   local h = redis.call('HMGET', task_key, 'st', 'att', 'wid', 'sa', 'fa', 'run', 'err', 'cr', 'fence')
-  local e = {id = id, v = v, ev = event, at = NOW, st = h[1], att = tonumber(h[2]) or 0,
+  local e = {id = id, v = v, ev = event, st = h[1], att = tonumber(h[2]) or 0,
              w = h[3] or false, sa = tonumber(h[4]) or false, fa = tonumber(h[5]) or false,
              run = tonumber(h[6]) or false, err = h[7] or false, cr = h[8] == '1',
              fence = tonumber(h[9]) or 0}
   if extra then for k, val in pairs(extra) do e[k] = val end end
-  redis.call('XADD', K.events, '*', 'd', cjson.encode(e))
+  push_event(e)
 end
 
 local function bump(field, by)
-  redis.call('HINCRBY', K.stats, field, by or 1)
+  STATS[field] = (STATS[field] or 0) + (by or 1)
 end
 
 -- Histogram buckets (seconds) shared with chalicelib/metrics.py.
@@ -50,9 +60,15 @@ local function observe(name, ms)
   for b = 1, #BUCKETS do
     if ms <= BUCKETS[b] * 1000 then i = b; break end
   end
-  redis.call('HINCRBY', K.stats, name .. ':b' .. i, 1)
-  redis.call('HINCRBY', K.stats, name .. ':count', 1)
-  redis.call('HINCRBYFLOAT', K.stats, name .. ':sum', ms / 1000)
+  bump(name .. ':b' .. i)
+  bump(name .. ':count')
+  STATS_F[name .. ':sum'] = (STATS_F[name .. ':sum'] or 0) + ms / 1000
+end
+
+local function flush()
+  for field, n in pairs(STATS) do redis.call('HINCRBY', K.stats, field, n) end
+  for field, x in pairs(STATS_F) do redis.call('HINCRBYFLOAT', K.stats, field, x) end
+  if #EVENTS > 0 then redis.call('XADD', K.events, '*', 'd', cjson.encode(EVENTS)) end
 end
 
 -- Free the task's lock_key (only if this task holds it) and hand the lock's turn to the
@@ -185,12 +201,12 @@ end
 local OK, NOT_FOUND, LEASE_LOST, ALREADY_FINISHED, CANCELED, INVALID_STATE, EXISTS, CANCEL_PENDING =
   0, 1, 2, 3, 4, 5, 6, 7
 
--- Decide whether an outcome reported with `token` may be recorded.
--- Returns OK for the current lease, and also for an earlier lease of the same task when
--- nobody has finished it since (a late result is not thrown away); otherwise the refusal
--- code, after counting the duplicate and noting it in the task's history.
-local function check_outcome(task_key, id, token, worker, late_ok)
-  local h = redis.call('HMGET', task_key, 'st', 'tok', 'ptok')
+-- Decide whether an outcome reported with `token` may be recorded, from the task's
+-- fields {st, tok, ptok} (already read by the caller).
+-- Returns OK for the current lease, and also (with late_ok) for an earlier lease of the
+-- same task when nobody has finished it since: a late result is not thrown away.
+-- Otherwise the refusal code, after counting the duplicate and noting it in the history.
+local function check_outcome(task_key, id, h, token, worker, late_ok)
   local st = h[1]
   if not st then return NOT_FOUND end
   local code

@@ -13,8 +13,8 @@
 -- ARGV[6]  random seed (backoff jitter of requeued leases)
 -- ARGV[7]  ttl ms of finished task hashes
 --
--- Returns {OK, retry_after_ms, {id, {field, value, ...}}, ...}; retry_after_ms > 0 when
--- the rate limit held tasks back.
+-- Returns {OK, retry_after_ms, {id, name, pri, payload, max, tmo, attempt, fence, token,
+-- lease_expiry_ms, lock_key}, ...}; retry_after_ms > 0 when the rate limit held tasks back.
 local worker, want, lease_ms, token_base = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local bound, ttl_ms = tonumber(ARGV[5]), tonumber(ARGV[7])
 promote_due(bound)
@@ -34,18 +34,19 @@ if rate then
   if n < 1 then wait_ms = math.ceil((1 - tokens) * 1000 / rate) end
 end
 
-local out, claimed, scanned = {OK, wait_ms}, 0, 0
+local out, claimed, scanned, running = {OK, wait_ms}, 0, 0, {}
 local expiry = NOW + lease_ms
 while claimed < n and scanned < n + 64 do
-  local head = redis.call('ZPOPMIN', K.ready)
-  if not head[1] then break end
-  scanned = scanned + 1
-  local id, score = head[1], head[2]
-  local task_key = K.task_prefix .. id
-  local h = redis.call('HMGET', task_key, 'st', 'lk', 'run')
-  if h[1] == 'queued' then
-    local free = true
-    if h[2] then
+  local popped = redis.call('ZPOPMIN', K.ready, n - claimed)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local id, score = popped[i], popped[i + 1]
+    scanned = scanned + 1
+    local task_key = K.task_prefix .. id
+    local h = redis.call('HMGET', task_key, 'st', 'lk', 'run', 'fence', 'att', 'v', 'name', 'pri',
+                         'payload', 'max', 'tmo', 'err')
+    local free = h[1] == 'queued'
+    if free and h[2] then
       local lock_key = K.lock_prefix .. h[2]
       local holder = redis.call('GET', lock_key)
       if holder and holder ~= id then
@@ -56,19 +57,22 @@ while claimed < n and scanned < n + 64 do
       end
     end
     if free then
-      local fence = redis.call('HINCRBY', task_key, 'fence', 1)
-      local att = redis.call('HINCRBY', task_key, 'att', 1)
+      local fence, att, v = (tonumber(h[4]) or 0) + 1, (tonumber(h[5]) or 0) + 1, (tonumber(h[6]) or 0) + 1
       local token = token_base .. ':' .. fence
-      redis.call('HSET', task_key, 'st', 'running', 'wid', worker, 'tok', token, 'lx', expiry, 'sa', NOW)
-      redis.call('HDEL', task_key, 'fa')
-      redis.call('ZADD', K.running, expiry, id)
-      observe('wait', NOW - (tonumber(h[3]) or NOW))
-      emit(task_key, id, 'claimed')
+      redis.call('HSET', task_key, 'st', 'running', 'wid', worker, 'tok', token, 'lx', expiry,
+                 'sa', NOW, 'fence', fence, 'att', att, 'v', v)
+      running[#running + 1] = expiry
+      running[#running + 1] = id
+      local run_at = tonumber(h[3]) or NOW
+      observe('wait', NOW - run_at)
+      push_event({id = id, v = v, ev = 'claimed', st = 'running', att = att, w = worker, sa = NOW,
+                  fa = false, run = run_at, err = h[12] or false, cr = false, fence = fence})
+      out[#out + 1] = {id, h[7], h[8], h[9], h[10], h[11], att, fence, token, expiry, h[2] or false}
       claimed = claimed + 1
-      out[#out + 1] = {id, redis.call('HGETALL', task_key)}
     end
   end
 end
+if #running > 0 then redis.call('ZADD', K.running, unpack(running)) end
 if rate then
   redis.call('HSET', K.meta, 'rl_tokens', tokens - claimed, 'rl_ts', NOW)
 end

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 import pytest
 
 from chalicelib.deps import Services
 from chalicelib.errors import Unavailable
-from chalicelib.recorder import Recorder
+from chalicelib.recorder import Recorder, decode_entry
 from chalicelib.store import Store, make_pool
 
 NO_WAIT = {"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
@@ -106,7 +104,7 @@ def test_replayed_batch_is_a_no_op(services: Services) -> None:
     services.queue.complete("default", lease.task_id, lease.lease_token, "1")
     stream = services.keys.queue("default").events
     entries = services.redis.xrange(stream)
-    events = [json.loads(f[b"d"]) for _, f in entries]
+    events = [e for _, f in entries for e in decode_entry(f)]
     services.store.record(events)
     services.store.record(events)  # again, as after a crash before XACK
     services.store.record(events[:1])  # an older batch arriving late

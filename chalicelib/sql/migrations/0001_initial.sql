@@ -23,6 +23,8 @@ CREATE TABLE dtq_tasks (
     cancel_requested boolean NOT NULL DEFAULT false,
     run_at           timestamptz NOT NULL,
     created_at       timestamptz NOT NULL,
+    -- Whether the task started out waiting for run_at (its first history event).
+    created_scheduled boolean NOT NULL DEFAULT false,
     started_at       timestamptz,
     finished_at      timestamptz,
     result           jsonb,

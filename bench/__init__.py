@@ -1,0 +1,1 @@
+"""DTQ's benchmark harness (``dtq bench``); see bench/README.md."""

@@ -1,0 +1,219 @@
+"""Scenario procedures shared by DTQ and every peer (standard library only).
+
+A :class:`System` is a queue under test seen from outside: it enqueues no-op and stamp
+tasks and names the commands that start its worker processes. The procedures here are
+the same for every system, so a DTQ/peer ratio compares like with like:
+
+- **drain**: enqueue a stamp, N-2 no-ops and a stamp, start the workers; the rate is
+  (N-1) over the time between the two stamps' starts, so worker start-up is not counted;
+- **latency**: on running workers, enqueue a stamp every ``interval_s`` (optionally under
+  a paced background load) and read enqueue-to-start times from the stamps;
+- **enqueue**: one task per call, in one thread or several, and bulk where supported.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bench import procs, stamp
+
+
+class System(Protocol):
+    name: str
+    #: The system has a real bulk enqueue (one round trip for many tasks).
+    bulk_supported: bool
+    #: Calls from several threads at once are safe (a thread-safe client).
+    threads_supported: bool
+
+    def reset(self) -> None:
+        """Start from empty queues (called before each measurement)."""
+
+    def enqueue_noops(self, n: int) -> None:
+        """Enqueue ``n`` no-op tasks, one call (one round trip) per task."""
+
+    def enqueue_noops_bulk(self, n: int) -> None:
+        """Enqueue ``n`` no-op tasks in as few round trips as the system allows."""
+
+    def enqueue_stamp(self, t0_ns: int, *, last: bool = False) -> None:
+        """Enqueue one stamp task; ``last``: it must start after every earlier task."""
+
+    def worker_commands(self, processes: int) -> list[list[str]]:
+        """Commands starting ``processes`` worker processes in their fast configuration."""
+
+    def worker_env(self) -> dict[str, str]:
+        """Extra environment of the worker processes."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class DrainResult:
+    rate: float
+    elapsed_s: float
+    rss_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BenchFailure(RuntimeError):
+    """A measurement could not complete (a worker died, a timeout passed)."""
+
+
+def drain(
+    system: System,
+    n: int,
+    processes: int,
+    work_dir: str,
+    *,
+    timeout_s: float = 600.0,
+    during: Callable[[], None] | None = None,
+    after: Callable[[], dict[str, Any]] | None = None,
+) -> DrainResult:
+    """Drain ``n`` pre-enqueued tasks with ``processes`` worker processes.
+
+    ``during`` is called every poll while draining (samplers); ``after`` once the last
+    task started, with the workers still running (e.g. to wait for the record)."""
+    system.reset()
+    path = _fresh(work_dir, f"{system.name}-drain{processes}.stamps")
+    system.enqueue_stamp(0)
+    bulk = system.enqueue_noops_bulk if system.bulk_supported else system.enqueue_noops
+    for i in range(0, n - 2, 1000):
+        bulk(min(1000, n - 2 - i))
+    system.enqueue_stamp(1, last=True)
+    workers = procs.start(
+        system.worker_commands(processes),
+        {**system.worker_env(), stamp.ENV: path},
+        os.path.join(work_dir, f"{system.name}-workers.log"),
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while stamp.count(path) < 2:
+            if not procs.alive(workers):
+                raise BenchFailure(f"{system.name}: a worker exited; see {work_dir}")
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"{system.name}: drain of {n} timed out after {timeout_s} s")
+            if during is not None:
+                during()
+            time.sleep(0.005)
+        starts = [s for _, s in stamp.read(path)]
+        elapsed = (max(starts) - min(starts)) / 1e9
+        rss = procs.tree_rss_bytes(workers)
+        extra = after() if after is not None else {}
+    finally:
+        procs.stop(workers)
+    return DrainResult((n - 1) / elapsed if elapsed > 0 else float("nan"), elapsed, rss, extra)
+
+
+def latency(
+    system: System,
+    samples: int,
+    work_dir: str,
+    *,
+    interval_s: float = 0.02,
+    processes: int = 1,
+    load_per_s: float = 0.0,
+    load: Callable[[int], None] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Enqueue-to-start latencies and durations of the enqueue calls themselves (ms,
+    ascending) of ``samples`` stamps on running workers; with ``load_per_s``,
+    ``load(k)`` enqueues no-ops at that pace meanwhile. A latency runs from just before
+    the enqueue call to the handler's first line, so it includes the enqueue call."""
+    system.reset()
+    path = _fresh(work_dir, f"{system.name}-latency.stamps")
+    workers = procs.start(
+        system.worker_commands(processes),
+        {**system.worker_env(), stamp.ENV: path},
+        os.path.join(work_dir, f"{system.name}-workers.log"),
+    )
+    stop_load = threading.Event()
+    loader: threading.Thread | None = None
+    try:
+        _warm_up(system, workers, path)
+        if load_per_s > 0 and load is not None:
+            loader = threading.Thread(
+                target=_paced, args=(load, load_per_s, stop_load), daemon=True
+            )
+            loader.start()
+            time.sleep(0.5)  # let the load settle
+        next_at = time.monotonic()
+        calls = []
+        for _ in range(samples):
+            t0 = time.time_ns()
+            system.enqueue_stamp(t0)
+            calls.append((time.time_ns() - t0) / 1e6)
+            next_at += interval_s
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        stop_load.set()
+        deadline = time.monotonic() + 30.0
+        while sum(1 for t0, _ in stamp.read(path) if t0 > 0) < samples:
+            if time.monotonic() > deadline or not procs.alive(workers):
+                raise BenchFailure(f"{system.name}: stamps missing; see {work_dir}")
+            time.sleep(0.01)
+    finally:
+        stop_load.set()
+        if loader is not None:
+            loader.join(5.0)
+        procs.stop(workers)
+    return sorted((s - t0) / 1e6 for t0, s in stamp.read(path) if t0 > 0), sorted(calls)
+
+
+def _warm_up(system: System, workers: list[Any], path: str) -> None:
+    """Wait until the workers run tasks (imports, connections, registration done)."""
+    deadline = time.monotonic() + 60.0
+    seen = 0
+    while seen < 5:
+        if not procs.alive(workers):
+            raise BenchFailure(f"{system.name}: a worker exited during warm-up")
+        if time.monotonic() > deadline:
+            raise BenchFailure(f"{system.name}: workers did not start within 60 s")
+        system.enqueue_stamp(-1)
+        time.sleep(0.1 if seen == 0 else 0.02)
+        seen = stamp.count(path)
+    time.sleep(0.2)
+
+
+def _paced(load: Callable[[int], None], per_s: float, stop: threading.Event) -> None:
+    """Call ``load(k)`` every 10 ms so that ``per_s`` tasks a second go out on average."""
+    tick = 0.01
+    start = time.monotonic()
+    sent = 0
+    while not stop.is_set():
+        due = int((time.monotonic() - start) * per_s) - sent
+        if due > 0:
+            load(due)
+            sent += due
+        stop.wait(tick)
+
+
+def enqueue_rate(system: System, n: int, *, threads: int = 1, bulk: bool = False) -> float:
+    """Tasks per second enqueued (no workers running)."""
+    system.reset()
+    call = system.enqueue_noops_bulk if bulk else system.enqueue_noops
+    chunk = 1000 if bulk else n
+    per_thread = max(1, n // threads)
+
+    def work() -> None:
+        for i in range(0, per_thread, chunk):
+            call(min(chunk, per_thread - i))
+
+    start = time.perf_counter()
+    if threads == 1:
+        work()
+    else:
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    return per_thread * threads / (time.perf_counter() - start)
+
+
+def _fresh(work_dir: str, name: str) -> str:
+    path = os.path.join(work_dir, name)
+    if os.path.exists(path):
+        os.remove(path)
+    return path

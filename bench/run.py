@@ -1,0 +1,612 @@
+"""``dtq bench``: run the scenarios of issue 7 on DTQ (and the peers), print a table,
+write JSON. Called by workers/bench.py; see bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bench import drive, redis_server
+from bench.stats import Figure, fmt, percentile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
+PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq")
+#: Scenarios the peers run too (through bench/peers/driver.py).
+PEER_SCENARIOS = ("enqueue", "bulk", "drain", "latency")
+
+
+@dataclass
+class Options:
+    quick: bool = False
+    scenarios: tuple[str, ...] = SCENARIOS
+    peers: tuple[str, ...] = ()
+    runs: int = 3
+    peer_runs: int = 2
+    #: Tasks drained per run (DTQ and peers alike, as in issue 7's reference figures).
+    n: int = 20_000
+    peer_n: int = 20_000
+    latency_samples: int = 300
+    redis_url: str | None = None
+    database_url: str | None = None
+    work_dir: str = os.path.join(".dtq", "bench")
+    json_path: str | None = None
+    venv_root: str = os.path.join(".dtq", "bench-venv")
+
+    @classmethod
+    def quick_defaults(cls, **overrides: Any) -> Options:
+        """Small N for a CI smoke run: every scenario in well under two minutes."""
+        base = cls(quick=True, runs=1, peer_runs=1, n=300, peer_n=300, latency_samples=20)
+        return dataclasses.replace(base, **overrides)
+
+
+@dataclass
+class Results:
+    figures: list[Figure] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    noise: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self,
+        scenario: str,
+        system: str,
+        metric: str,
+        unit: str,
+        n: int,
+        value: float,
+        *,
+        higher: bool = True,
+        note: str = "",
+    ) -> None:
+        for f in self.figures:
+            if (f.scenario, f.system, f.metric) == (scenario, system, metric):
+                f.values.append(value)
+                return
+        self.figures.append(Figure(scenario, system, metric, unit, n, [value], higher, note))
+
+    def get(self, scenario: str, system: str, metric: str) -> Figure | None:
+        for f in self.figures:
+            if (f.scenario, f.system, f.metric) == (scenario, system, metric):
+                return f
+        return None
+
+
+def _say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+#: Each run gets a fresh database (same schema as the code under test, no rows left by
+#: earlier runs to slow inserts down), dropped at the end; stale ones of dead runs too.
+RUN_DB_PREFIX = "dtq_bench_run_"
+
+
+def _fresh_database(url: str) -> str:
+    import psycopg
+
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    name = f"{RUN_DB_PREFIX}{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (RUN_DB_PREFIX + "%",)
+        ).fetchall()
+        for (old,) in rows:
+            pid = str(old).rsplit("_", 1)[-1]
+            if old == name or (pid.isdigit() and not os.path.exists(f"/proc/{pid}")):
+                conn.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _drop_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+
+
+class Bench:
+    def __init__(self, opts: Options) -> None:
+        from chalicelib.settings import Settings
+
+        self.opts = opts
+        self.res = Results()
+        os.makedirs(opts.work_dir, exist_ok=True)
+        base = Settings.from_env(os.environ)
+        self.server: redis_server.RedisServer | None = None
+        if opts.redis_url is None:
+            self.server = redis_server.RedisServer()
+            redis_url = self.server.url(0)
+        else:
+            redis_url = opts.redis_url
+        self.redis_url = redis_url
+        self.own_database = opts.database_url is None
+        self.database_url = opts.database_url or _fresh_database(base.database_url)
+        from bench.dtq_system import DTQ
+
+        self.dtq = DTQ(
+            base, redis_url, self.database_url, opts.work_dir, flush_redis=self.server is not None
+        )
+        self.peer_python: dict[str, str] = {}
+        if opts.peers:
+            if self.server is None:
+                raise SystemExit("dtq bench: --peers needs the private Redis (no --redis-url)")
+            from bench.peers import setup
+
+            self.peer_python = setup.ensure(opts.venv_root, list(opts.peers))
+
+    # -- noise -----------------------------------------------------------------------------
+
+    def probe(self, when: str) -> None:
+        self.res.noise[when] = {
+            "loadavg": redis_server.load_average(),
+            "cpu_probe_ms": redis_server.cpu_probe_ms(),
+            "redis_ping_us": redis_server.redis_ping_us(self.redis_url),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
+    # -- peers -----------------------------------------------------------------------------
+
+    def peer(
+        self, peer: str, scenario: str, *args: str, timeout_s: float = 1800
+    ) -> dict[str, Any] | None:
+        assert self.server is not None
+        db = 1 + PEERS.index(peer)
+        env = {**os.environ, "BENCH_REDIS_URL": self.server.url(db), "PYTHONPATH": REPO}
+        cmd = [
+            self.peer_python[peer],
+            "-m",
+            "bench.peers.driver",
+            peer,
+            scenario,
+            "--work-dir",
+            os.path.abspath(self.opts.work_dir),
+            *args,
+        ]
+        try:
+            cp = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.res.errors.append(f"{peer} {scenario}: timed out after {timeout_s} s")
+            return None
+        if cp.returncode == 3:
+            return None
+        if cp.returncode != 0:
+            tail = cp.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            self.res.errors.append(f"{peer} {scenario} {' '.join(args)}: {' | '.join(tail)}")
+            return None
+        out: dict[str, Any] = json.loads(cp.stdout.decode().strip().splitlines()[-1])
+        return out
+
+    def for_peers(self, scenario: str, fn: Callable[[str], None]) -> None:
+        if scenario not in PEER_SCENARIOS:
+            return
+        for peer in self.opts.peers:
+            _say(f"{scenario}: {peer}")
+            fn(peer)
+
+    # -- scenarios -------------------------------------------------------------------------
+
+    def enqueue(self) -> None:
+        o, r = self.opts, self.res
+        n = 200 if o.quick else 2000
+        for _ in range(o.runs):
+            r.add(
+                "enqueue",
+                "dtq",
+                "one at a time, 1 thread",
+                "tasks/s",
+                n,
+                drive.enqueue_rate(self.dtq, n),
+            )
+            r.add(
+                "enqueue",
+                "dtq",
+                "one at a time, 8 threads",
+                "tasks/s",
+                n,
+                drive.enqueue_rate(self.dtq, n, threads=8),
+            )
+        pn = 200 if o.quick else 5000
+        for _ in range(o.peer_runs):
+
+            def one(peer: str) -> None:
+                out = self.peer(peer, "enqueue_one", "--n", str(pn))
+                if out:
+                    r.add("enqueue", peer, "one at a time, 1 thread", "tasks/s", pn, out["rate"])
+
+            self.for_peers("enqueue", one)
+
+    def bulk(self) -> None:
+        o, r = self.opts, self.res
+        n = 2000 if o.quick else 50_000
+        for _ in range(o.runs):
+            r.add(
+                "bulk",
+                "dtq",
+                "enqueue_many, 1000/call",
+                "tasks/s",
+                n,
+                drive.enqueue_rate(self.dtq, n, bulk=True),
+            )
+        pn = 2000 if o.quick else 20_000
+        for _ in range(o.peer_runs):
+
+            def one(peer: str) -> None:
+                out = self.peer(peer, "enqueue_bulk", "--n", str(pn))
+                if out and "rate" in out:
+                    r.add("bulk", peer, "enqueue_many, 1000/call", "tasks/s", pn, out["rate"])
+
+            self.for_peers("bulk", one)
+
+    def api(self) -> None:
+        from bench.api import ApiServer, post_rate
+
+        o, r = self.opts, self.res
+        server = ApiServer(
+            self.dtq.worker_env(), self.dtq.svc.store, os.path.join(o.work_dir, "api.log")
+        )
+        try:
+            one_n = 100 if o.quick else 2000
+            batches = 2 if o.quick else 20
+            size = 100 if o.quick else 1000
+            for _ in range(o.runs):
+                r.add(
+                    "api",
+                    "dtq",
+                    "POST /tasks, 1 connection",
+                    "requests/s",
+                    one_n,
+                    post_rate(server, one_n, 1, 0),
+                )
+                r.add(
+                    "api",
+                    "dtq",
+                    "POST /tasks, 8 connections",
+                    "requests/s",
+                    one_n,
+                    post_rate(server, one_n, 8, 0),
+                )
+                r.add(
+                    "api",
+                    "dtq",
+                    f"POST /tasks/batch ({size}), 1 connection",
+                    "tasks/s",
+                    batches * size,
+                    post_rate(server, batches, 1, size),
+                )
+                r.add(
+                    "api",
+                    "dtq",
+                    f"POST /tasks/batch ({size}), 2 connections",
+                    "tasks/s",
+                    batches * size,
+                    post_rate(server, batches, 2, size),
+                )
+            r.add(
+                "api", "dtq", "API process RSS", "MB", 0, server.rss_bytes() / 2**20, higher=False
+            )
+        finally:
+            server.stop()
+
+    def drain(self) -> None:
+        o, r = self.opts, self.res
+        configs = ((1, 1), (1, 16), (2, 16))  # (processes, concurrency)
+        for _ in range(o.runs):
+            for processes, conc in configs:
+                self._dtq_drain(processes, conc)
+        for _ in range(o.peer_runs):
+            for processes in (1, 2):
+
+                def one(peer: str, processes: int = processes) -> None:
+                    out = self.peer(
+                        peer, "drain", "--n", str(o.peer_n), "--processes", str(processes)
+                    )
+                    if out:
+                        label = f"{processes} process{'es' if processes > 1 else ''}"
+                        r.add("drain", peer, label, "tasks/s", o.peer_n, out["rate"])
+                        r.add(
+                            "drain",
+                            peer,
+                            f"worker RSS, {label}",
+                            "MB",
+                            o.peer_n,
+                            out["rss_bytes"] / 2**20,
+                            higher=False,
+                        )
+
+                self.for_peers("drain", one)
+
+    def _dtq_drain(self, processes: int, conc: int) -> float:
+        o, r = self.opts, self.res
+        self.dtq.concurrency = conc
+        backlog = [0]
+        last_probe = [0.0]
+
+        def during() -> None:
+            now = time.monotonic()
+            if now - last_probe[0] >= 0.05:
+                last_probe[0] = now
+                backlog[0] = max(backlog[0], self.dtq.backlog())
+
+        def after() -> dict[str, Any]:
+            return {"record_lag_s": self.dtq.wait_recorded(self.dtq.last_id)}
+
+        label = f"{processes} process{'es' if processes > 1 else ''}"
+        label_c = f"{label}, concurrency {conc}"
+        res = drive.drain(self.dtq, o.n, processes, o.work_dir, during=during, after=after)
+        r.add("drain", "dtq", label_c, "tasks/s", o.n, res.rate)
+        r.add(
+            "drain", "dtq", f"worker RSS, {label_c}", "MB", o.n, res.rss_bytes / 2**20, higher=False
+        )
+        r.add(
+            "drain",
+            "dtq",
+            f"record lag after last start, {label_c}",
+            "s",
+            o.n,
+            res.extra["record_lag_s"],
+            higher=False,
+            note="last task started → Postgres shows it succeeded (10 ms polls)",
+        )
+        r.add(
+            "drain",
+            "dtq",
+            f"max unrecorded events, {label_c}",
+            "events",
+            o.n,
+            backlog[0],
+            higher=False,
+            note="XLEN of the events stream, 50 ms samples",
+        )
+        return res.rate
+
+    def inprocess(self) -> None:
+        o, r = self.opts, self.res
+        n = 1000 if o.quick else o.n
+        note = "in-process claim(100) → report_many loop (bench/core.py), no worker"
+        for _ in range(o.runs):
+            r.add(
+                "inprocess",
+                "dtq",
+                "claim→complete, not recorded",
+                "tasks/s",
+                n,
+                self.dtq.claim_loop(n, record=False),
+                note=note,
+            )
+            r.add(
+                "inprocess",
+                "dtq",
+                "claim→complete + recorder",
+                "tasks/s",
+                n,
+                self.dtq.claim_loop(n, record=True),
+                note=note,
+            )
+
+    def latency(self) -> None:
+        o, r = self.opts, self.res
+        samples = o.latency_samples
+        self.dtq.concurrency = 16
+        peak = self.res.get("drain", "dtq", "1 process, concurrency 16")
+        peak_rate = peak.median if peak else self._dtq_drain(1, 16)
+        half = f"at half peak ({peak_rate / 2:,.0f} tasks/s)"
+        for _ in range(o.runs):
+            idle = drive.latency(self.dtq, samples, o.work_dir)
+            self._latency("dtq", "idle worker", samples, *idle)
+            loaded = drive.latency(
+                self.dtq, samples, o.work_dir, load_per_s=peak_rate / 2,
+                load=self.dtq.enqueue_noops_bulk,
+            )  # fmt: skip
+            self._latency("dtq", half, samples, *loaded)
+        for _ in range(o.peer_runs):
+
+            def one(peer: str) -> None:
+                out = self.peer(peer, "latency", "--samples", str(samples))
+                if out:
+                    for p in (50, 90, 99):
+                        r.add("latency", peer, f"idle worker p{p}", "ms", samples,
+                              out[f"p{p}"], higher=False)  # fmt: skip
+                    r.add("latency", peer, "idle worker: enqueue call p50", "ms", samples,
+                          out["call_p50"], higher=False)  # fmt: skip
+
+            self.for_peers("latency", one)
+
+    def _latency(self, system: str, label: str, samples: int, lat: list[float],
+                 calls: list[float]) -> None:  # fmt: skip
+        for p in (50, 90, 99):
+            self.res.add("latency", system, f"{label} p{p}", "ms", samples,
+                         percentile(lat, p), higher=False)  # fmt: skip
+        self.res.add("latency", system, f"{label}: enqueue call p50", "ms", samples,
+                     percentile(calls, 50), higher=False,
+                     note="part of the latency: t0 is taken just before the call")  # fmt: skip
+
+    def claim(self) -> None:
+        o, r = self.opts, self.res
+        depths = (1000, 10_000) if o.quick else (1000, 1_000_000)
+        claims = 50 if o.quick else 300
+        for depth in depths:
+            costs = self.dtq.claim_costs_us(depth, claims, (1, 100), o.runs)
+            for batch, values in costs.items():
+                for v in values:
+                    r.add(
+                        "claim",
+                        "dtq",
+                        f"claim({batch}) with {depth:,} queued",
+                        "µs/claim",
+                        claims,
+                        v,
+                        higher=False,
+                    )
+        self.dtq.reset()
+
+    def memory(self) -> None:
+        n = 2000 if self.opts.quick else 100_000
+        per_task, hash_bytes, payload = self.dtq.memory_per_task(n)
+        self.res.add(
+            "memory",
+            "dtq",
+            "Redis used_memory per queued task",
+            "bytes",
+            n,
+            per_task,
+            higher=False,
+            note=f"payload {{}} = {payload} bytes",
+        )
+        self.res.add(
+            "memory", "dtq", "MEMORY USAGE of one task hash", "bytes", 1, hash_bytes, higher=False
+        )
+        self.dtq.reset()
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self) -> Results:
+        self.probe("start")
+        for name in SCENARIOS:
+            if name not in self.opts.scenarios:
+                continue
+            _say(f"{name} …")
+            start = time.monotonic()
+            try:
+                getattr(self, name)()
+            except Exception as exc:  # one broken scenario must not lose the others
+                self.res.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            _say(f"{name} done in {time.monotonic() - start:.1f} s")
+        self.probe("end")
+        return self.res
+
+    def close(self) -> None:
+        try:
+            self.dtq.close()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            if self.own_database:
+                _drop_database(self.database_url)
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def table(res: Results) -> str:
+    lines = []
+    head = (
+        f"{'scenario':<10} {'system':<9} {'metric':<52} {'N':>7} {'runs':>4} "
+        f"{'min':>9} {'median':>9} {'max':>9}  unit"
+    )
+    lines.append(head)
+    lines.append("-" * len(head))
+    for f in res.figures:
+        v = f.values
+        lines.append(
+            f"{f.scenario:<10} {f.system:<9} {f.metric[:52]:<52} {f.n:>7} {f.runs:>4} "
+            f"{fmt(min(v)):>9} {fmt(f.median):>9} {fmt(max(v)):>9}  {f.unit}"
+        )
+    ratios = ratio_rows(res)
+    if ratios:
+        lines.append("")
+        lines.append(
+            "DTQ/peer, medians of this run (rates: >1 means DTQ is faster; "
+            "latency: <1 means DTQ is faster)"
+        )
+        peers = sorted({p for row in ratios for p in row["peers"]}, key=PEERS.index)
+        lines.append(f"{'figure':<40} {'dtq':>9} " + "".join(f"{p:>16}" for p in peers))
+        for row in ratios:
+            cells = ""
+            for p in peers:
+                got = row["peers"].get(p)
+                cells += (
+                    f"{fmt(got['median']) + ' (' + fmt(got['ratio']) + 'x)':>16}"
+                    if got
+                    else f"{'-':>16}"
+                )
+            lines.append(f"{row['figure'][:40]:<40} {fmt(row['dtq']):>9} {cells}")
+    if res.errors:
+        lines.append("")
+        lines.extend(f"error: {e}" for e in res.errors)
+    if res.noise:
+        lines.append("")
+        for when, probe in res.noise.items():
+            la = ", ".join(f"{x:.2f}" for x in probe["loadavg"])
+            lines.append(
+                f"noise at {when}: load average {la}; CPU probe "
+                f"{probe['cpu_probe_ms']:.0f} ms; Redis PING {probe['redis_ping_us']:.0f} µs"
+            )
+    return "\n".join(lines)
+
+
+#: DTQ figure ↔ the peer figure it is compared with.
+COMPARE = (
+    ("enqueue", "one at a time, 1 thread", "one at a time, 1 thread"),
+    ("bulk", "enqueue_many, 1000/call", "enqueue_many, 1000/call"),
+    ("drain", "1 process, concurrency 16", "1 process"),
+    ("drain", "1 process, concurrency 1", "1 process"),
+    ("drain", "2 processes, concurrency 16", "2 processes"),
+    ("drain", "worker RSS, 1 process, concurrency 16", "worker RSS, 1 process"),
+    ("latency", "idle worker p50", "idle worker p50"),
+    ("latency", "idle worker p90", "idle worker p90"),
+    ("latency", "idle worker p99", "idle worker p99"),
+    ("latency", "idle worker: enqueue call p50", "idle worker: enqueue call p50"),
+)
+
+
+def ratio_rows(res: Results) -> list[dict[str, Any]]:
+    rows = []
+    for scenario, dtq_metric, peer_metric in COMPARE:
+        mine = res.get(scenario, "dtq", dtq_metric)
+        if mine is None:
+            continue
+        peers = {}
+        for p in PEERS:
+            theirs = res.get(scenario, p, peer_metric)
+            if theirs is not None and theirs.median:
+                peers[p] = {"median": theirs.median, "ratio": mine.median / theirs.median}
+        if peers:
+            rows.append({"figure": f"{scenario}: {dtq_metric}", "dtq": mine.median, "peers": peers})
+    return rows
+
+
+def to_json(res: Results, opts: Options, argv: list[str]) -> dict[str, Any]:
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "dtq bench " + " ".join(argv),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "options": {k: v for k, v in dataclasses.asdict(opts).items()},
+        "figures": [f.to_json() for f in res.figures],
+        "ratios": ratio_rows(res),
+        "errors": res.errors,
+        "noise": res.noise,
+    }
+
+
+def main(opts: Options, argv: list[str]) -> int:
+    bench = Bench(opts)
+    try:
+        res = bench.run()
+    finally:
+        bench.close()
+    print(table(res))
+    path = opts.json_path or os.path.join(
+        opts.work_dir, f"results-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(to_json(res, opts, argv), f, indent=2, default=str)
+    print(f"\nJSON: {path}")
+    return 1 if res.errors else 0

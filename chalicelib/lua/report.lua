@@ -1,0 +1,57 @@
+-- report: record the outcomes of finished attempts, many per call (one worker's batch).
+-- The first terminal outcome wins. A success reported on an earlier (expired) lease is
+-- still accepted while nobody has finished the task; a failure on an expired lease is
+-- refused (the expiry already counted that attempt as failed). A task whose cancellation
+-- was requested ends `canceled` and its outcome is refused.
+--
+-- KEYS[1..13]  the queue keys (see _lib.lua)
+-- ARGV[1]  ttl ms of finished task hashes
+-- ARGV[2]  reporting worker id
+-- ARGV[3]  random seed (backoff jitter)
+-- ARGV[4..] groups of 5: task id, lease token, 's' (success) | 'f' (failure),
+--           result JSON | error text, retry delay ms chosen by the handler or -1
+--
+-- Returns {OK, code_1, status_1, code_2, status_2, ...}: per outcome its code and, when
+-- accepted, the task's new status (succeeded | retrying | dead | canceled)
+local ttl_ms, worker = tonumber(ARGV[1]), ARGV[2]
+math.randomseed(tonumber(ARGV[3]))
+local out = {OK}
+
+local function succeed(task_key, id, h, result)
+  if h[1] == 'running' then redis.call('ZREM', K.running, id) else unlist(id) end
+  local v = (tonumber(h[10]) or 0) + 1
+  redis.call('HSET', task_key, 'st', 'succeeded', 'fa', NOW, 'res', result, 'v', v)
+  redis.call('HDEL', task_key, 'tok', 'lx', 'payload')
+  if h[6] then release_lock(task_key, id) end
+  redis.call('PEXPIRE', task_key, ttl_ms)
+  bump('succeeded')
+  observe('run', NOW - (tonumber(h[5]) or NOW))
+  push_event({id = id, v = v, ev = 'succeeded', st = 'succeeded', att = tonumber(h[7]) or 0,
+              w = h[8] or false, sa = tonumber(h[5]) or false, fa = NOW,
+              run = tonumber(h[11]) or false, err = h[12] or false, cr = false,
+              fence = tonumber(h[9]) or 0, res = result})
+end
+
+for i = 4, #ARGV, 5 do
+  local id, token, kind, value, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local task_key = K.task_prefix .. id
+  local h = redis.call('HMGET', task_key, 'st', 'tok', 'ptok', 'cr', 'sa', 'lk', 'att', 'wid',
+                       'fence', 'v', 'run', 'err')
+  local code = check_outcome(task_key, id, h, token, worker, kind == 's')
+  local status = ''
+  if code == OK and h[4] == '1' then
+    unlist(id)
+    finish(task_key, id, 'canceled', ttl_ms)
+    emit(task_key, id, 'canceled')
+    code = CANCELED
+  elseif code == OK and kind == 's' then
+    succeed(task_key, id, h, value)
+    status = 'succeeded'
+  elseif code == OK then
+    observe('run', NOW - (tonumber(h[5]) or NOW))
+    status = fail_attempt(task_key, id, 'failed', value, math.random(), delay, ttl_ms)
+  end
+  out[#out + 1] = code
+  out[#out + 1] = status
+end
+return out

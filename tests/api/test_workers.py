@@ -1,0 +1,194 @@
+"""Worker endpoints: register, fleet, claim, lease extension and the /tasks/sync rules."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from chalicelib.deps import Services
+from chalicelib.recorder import Recorder
+from tests.api.conftest import Http, assert_error
+from tests.api.test_tasks import claim
+
+
+def result(lease: dict[str, Any], status: str = "succeeded", **extra: Any) -> dict[str, Any]:
+    return {"id": lease["id"], "lease_token": lease["lease_token"], "status": status, **extra}
+
+
+def sync(worker: Http, *results: dict[str, Any], worker_id: str = "w1",
+         created: list[Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    body: dict[str, Any] = {"worker_id": worker_id, "results": list(results)}
+    if created is not None:
+        body["created"] = created
+    r = worker.post("/tasks/sync", body)
+    assert r.status_code == 200, r.body
+    return dict(r.json_body)
+
+
+def stats(services: Services, queue: str = "default") -> dict[str, float]:
+    return services.queue.stats([queue])[queue]
+
+
+def test_register_heartbeat_and_list(worker: Http, admin: Http) -> None:
+    body = {"queues": ["default", "mail"], "hostname": "box-1", "concurrency": 4, "mode": "http"}
+    first = worker.post("/workers/register", body).json_body
+    assert first["heartbeat_interval_seconds"] == 10
+    again = worker.post("/workers/register", {**body, "worker_id": first["worker_id"]})
+    assert again.json_body["worker_id"] == first["worker_id"]
+    [listed] = admin.get("/workers").json_body["workers"]
+    assert listed["worker_id"] == first["worker_id"] and listed["alive"] is True
+    assert listed["queues"] == ["default", "mail"] and listed["hostname"] == "box-1"
+    assert listed["mode"] == "http" and listed["running"] == []
+    for bad in ({**body, "mode": "carrier-pigeon"}, {**body, "queues": []},
+                {**body, "concurrency": 0}, {"hostname": "h"}):  # fmt: skip
+        assert_error(worker.post("/workers/register", bad), 400, "validation_error")
+
+
+def test_claim_returns_leases_highest_priority_first(admin: Http, worker: Http) -> None:
+    for p in (1, 9, 5):
+        admin.post("/tasks", {"name": "t", "priority": p, "queue": "a" if p != 9 else "b"})
+    r = worker.post("/tasks/claim", {"worker_id": "w1", "queues": ["a", "b"], "max": 3,
+                                     "lease_seconds": 60})  # fmt: skip
+    tasks = r.json_body["tasks"]
+    assert [t["priority"] for t in tasks] == [9, 5, 1]
+    for t in tasks:
+        assert t["status"] == "running" and t["attempt"] == 1 and t["fence"] == 1
+        assert t["lease_token"] and t["lease_expires_at"].endswith("+00:00")
+        assert t["worker_id"] == "w1" and t["created_at"] is not None
+    assert claim(worker, queue="a") == []
+    [listed] = [w for w in admin.get("/workers").json_body["workers"]] or [None]
+    assert listed is None  # claiming is not registering
+
+
+def test_claim_validation(worker: Http) -> None:
+    for bad in ({"queues": ["default"]}, {"worker_id": "w", "queues": ["default"], "max": 101},
+                {"worker_id": "w", "queues": "default"},
+                {"worker_id": "w", "queues": ["default"], "lease_seconds": 0}):  # fmt: skip
+        assert_error(worker.post("/tasks/claim", bad), 400, "validation_error")
+
+
+def test_extend_lease_and_lost_leases(admin: Http, worker: Http, services: Services) -> None:
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    [lease] = claim(worker)
+    path = f"/tasks/{task['id']}/lease"
+    r = worker.post(path, {"lease_token": lease["lease_token"], "extend_seconds": 120})
+    assert r.status_code == 200 and r.json_body["cancel_requested"] is False
+    assert r.json_body["lease_expires_at"] > lease["lease_expires_at"]
+    before = services.queue.live("default", task["id"])
+    # Another worker's (or a made-up) token: 409, and the task is exactly as it was.
+    assert_error(worker.post(path, {"lease_token": "someone-else:1"}), 409, "conflict")
+    assert services.queue.live("default", task["id"]) == before
+    sync(worker, result(lease))
+    assert_error(worker.post(path, {"lease_token": lease["lease_token"]}), 409, "conflict")
+    assert_error(worker.post(f"/tasks/{uuid.uuid4()}/lease", {"lease_token": "x"}), 404,
+                 "not_found")  # fmt: skip
+
+
+def test_sync_accepts_outcomes_and_follows_retry_policy(admin: Http, worker: Http,
+                                                        services: Services) -> None:  # fmt: skip
+    ok_task = admin.post("/tasks", {"name": "t"}).json_body
+    fail_task = admin.post("/tasks", {"name": "t", "max_attempts": 2}).json_body
+    leases = {t["id"]: t for t in claim(worker, 2)}
+    reply = sync(worker, result(leases[ok_task["id"]], result={"rows": 3}),
+                 result(leases[fail_task["id"]], "failed", error="disk full"))  # fmt: skip
+    assert sorted(reply["accepted"]) == sorted([ok_task["id"], fail_task["id"]])
+    assert reply["rejected"] == [] and reply["created"] == []
+    got = admin.get(f"/tasks/{ok_task['id']}").json_body
+    assert got["status"] == "succeeded" and got["result"] == {"rows": 3}
+    failed = admin.get(f"/tasks/{fail_task['id']}").json_body
+    assert failed["status"] == "retrying" and failed["error"] == "disk full"
+
+
+def test_resending_the_same_sync_is_harmless(admin: Http, worker: Http,
+                                             services: Services) -> None:  # fmt: skip
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    [lease] = claim(worker)
+    item = result(lease, result={"n": 1})
+    assert sync(worker, item)["accepted"] == [task["id"]]
+    Recorder(services.queue, services.store, "t").drain()
+    before = (admin.get(f"/tasks/{task['id']}").json_body, stats(services))
+    # The same outcome again (say, the answer was lost): accepted, nothing changes.
+    assert sync(worker, item, item) == {"accepted": [task["id"]] * 2, "rejected": [],
+                                        "created": []}  # fmt: skip
+    Recorder(services.queue, services.store, "t").drain()
+    assert (admin.get(f"/tasks/{task['id']}").json_body, stats(services)) == before
+    # A different outcome from the same lease is a refused duplicate.
+    other = sync(worker, result(lease, result={"n": 2}))
+    assert other["rejected"] == [{"id": task["id"], "reason": "already_finished"}]
+    assert stats(services)["duplicates"] == 1
+
+
+def test_first_outcome_wins_and_late_outcomes(admin: Http, worker: Http,
+                                              services: Services) -> None:  # fmt: skip
+    task = admin.post("/tasks", {"name": "t", "backoff": {"base_seconds": 0}}).json_body
+    r = worker.post("/tasks/claim", {"worker_id": "w1", "queues": ["default"],
+                                     "lease_seconds": 1})  # fmt: skip
+    [old] = r.json_body["tasks"]
+    # The lease expires unnoticed; the result, late, is still accepted (nobody finished).
+    services.redis.zadd(services.keys.queue("default").running, {task["id"]: 0})
+    services.queue.reap("default")
+    [new] = claim(worker)
+    assert new["fence"] == 2 and new["attempt"] == 2
+    assert sync(worker, result(old, result="late"))["accepted"] == [task["id"]]
+    refused = sync(worker, result(new, result="second"), worker_id="w2")
+    assert refused["rejected"] == [{"id": task["id"], "reason": "already_finished"}]
+    assert admin.get(f"/tasks/{task['id']}").json_body["result"] == "late"
+
+
+def test_sync_rejects_bad_items_one_by_one(admin: Http, worker: Http) -> None:
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    [lease] = claim(worker)
+    canceled = admin.post("/tasks", {"name": "t"}).json_body
+    admin.post(f"/tasks/{canceled['id']}/cancel")
+    reply = sync(
+        worker,
+        {"id": str(uuid.uuid4()), "lease_token": "x", "status": "succeeded"},
+        {"id": "not-a-uuid", "lease_token": "x", "status": "succeeded"},
+        {"id": task["id"], "lease_token": lease["lease_token"], "status": "maybe"},
+        {"id": task["id"], "lease_token": "forged", "status": "succeeded"},
+        {"id": canceled["id"], "lease_token": "x", "status": "succeeded"},
+        {"id": task["id"], "lease_token": lease["lease_token"], "status": "succeeded",
+         "result": {"bad": "nul\u0000"}},
+        result(lease, result={"ok": True}),
+    )  # fmt: skip
+    assert reply["accepted"] == [task["id"]]
+    reasons = [r["reason"] for r in reply["rejected"]]
+    assert reasons == ["not_found", "not_found", "invalid", "invalid", "lease_lost", "canceled"]
+
+
+def test_sync_creates_offline_tasks_once(worker: Http, admin: Http) -> None:
+    created = [{"name": "offline", "idempotency_key": "w1-1"},
+               {"name": "offline", "idempotency_key": "w1-2", "priority": 99},
+               {"name": "offline"}]  # fmt: skip
+    first = sync(worker, created=created)
+    assert [t["idempotency_key"] for t in first["created"]] == ["w1-1"]
+    assert [(r["index"], r["reason"]) for r in first["rejected"]] == [
+        (1, "invalid"),
+        (2, "invalid"),
+    ]
+    again = sync(worker, created=created[:1])
+    assert again["created"][0]["id"] == first["created"][0]["id"]
+    clash = sync(worker, created=[{"name": "other", "idempotency_key": "w1-1"},
+                                  {"name": "x", "idempotency_key": "w1-3"}])  # fmt: skip
+    assert [r["reason"] for r in clash["rejected"]] == ["conflict"]
+    assert [t["idempotency_key"] for t in clash["created"]] == ["w1-3"]
+    assert len(admin.get("/tasks").json_body["tasks"]) == 2
+
+
+def test_sync_body_errors_are_400(worker: Http) -> None:
+    for bad in ({"results": []}, {"worker_id": "w", "results": {}}, {"worker_id": "w", "x": 1}):
+        assert_error(worker.post("/tasks/sync", bad), 400, "validation_error")
+    assert_error(worker.post("/tasks/sync", [1]), 400, "invalid_json")
+
+
+def test_worker_reads_only_a_task_it_holds(admin: Http, worker: Http) -> None:
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    path = f"/tasks/{task['id']}"
+    assert_error(worker.get(path), 403, "forbidden")
+    [lease] = claim(worker)
+    assert_error(worker.get(path, headers={"X-Lease-Token": "nope"}), 403, "forbidden")
+    held = worker.get(path, headers={"X-Lease-Token": lease["lease_token"]})
+    assert held.status_code == 200 and held.json_body["id"] == task["id"]
+    sync(worker, result(lease))
+    assert_error(worker.get(path, headers={"X-Lease-Token": lease["lease_token"]}), 403,
+                 "forbidden")  # fmt: skip
