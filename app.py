@@ -120,6 +120,11 @@ def extend_lease(call: Call) -> Any:
     return workers_api.extend(call.web, call.params["id"], call.body())
 
 
+@api.route("/tasks/{id}/release", "POST", WORKER)
+def release_task(call: Call) -> Any:
+    return workers_api.release(call.web, call.params["id"], call.body())
+
+
 @api.route("/tasks/sync", "POST", WORKER)
 def sync_tasks(call: Call) -> Any:
     return sync.sync(call.web, call.body())

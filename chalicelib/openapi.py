@@ -129,6 +129,8 @@ _CLAIMED = obj({"tasks": array(ref("LeasedTask")),
 _LEASE = obj({"lease_token": TEXT,
               "extend_seconds": {"type": "integer", "minimum": 1, "maximum": 86400}},
              ["lease_token"])
+_RELEASE = obj({"lease_token": TEXT}, ["lease_token"])
+_RELEASED = obj({"released": {"type": "boolean"}}, ["released"])
 _LEASED = obj({"lease_expires_at": TIME, "cancel_requested": {"type": "boolean"}},
               ["lease_expires_at", "cancel_requested"])
 _RESULT = obj({
@@ -139,6 +141,7 @@ _RESULT = obj({
     "error": null({**TEXT, "maxLength": 10000}),
     "started_at": null(TIME),
     "finished_at": null(TIME),
+    "retry_delay_seconds": {"type": "number", "minimum": 0, "maximum": 315360000},
 }, ["id", "lease_token", "status"])
 # Items are checked one by one: a bad one is rejected in the answer, not with a 400,
 # so any object is accepted here (each should be a SyncResult or a TaskBody).
@@ -228,6 +231,10 @@ def _paths() -> dict[str, Any]:
         "/tasks/{id}/lease": {"post": _op(
             "extendLease", "Extend a lease, and learn whether the task was canceled",
             {200: _json(_LEASED, "Extended")}, errors=(404, 409), body=_LEASE,
+            params=[TASK_ID], tag="workers")},
+        "/tasks/{id}/release": {"post": _op(
+            "releaseTask", "Give a task back (worker shutdown); the attempt is not counted",
+            {200: _json(_RELEASED, "Released")}, errors=(404, 409), body=_RELEASE,
             params=[TASK_ID], tag="workers")},
         "/tasks/sync": {"post": _op(
             "syncTasks", "Report outcomes and push tasks created offline",

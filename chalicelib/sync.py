@@ -25,12 +25,15 @@ from chalicelib.errors import ApiError, Conflict, NotFound, PayloadTooLarge, Val
 from chalicelib.forms import Form
 from chalicelib.jsonbody import problem
 from chalicelib.queue import REASONS, Code, Outcome
-from chalicelib.validation import TaskSpec, parse_datetime, parse_task
+from chalicelib.validation import MAX_SECONDS, TaskSpec, parse_datetime, parse_task
 from chalicelib.web import Web
 
 MAX_ITEMS = 1000
 MAX_ERROR_CHARS = 10_000
-_RESULT_FIELDS = {"id", "lease_token", "status", "result", "error", "started_at", "finished_at"}
+_RESULT_FIELDS = {
+    "id", "lease_token", "status", "result", "error", "started_at", "finished_at",
+    "retry_delay_seconds",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,14 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
     token = form.text("lease_token", max_len=200)
     status = form.choice("status", ("succeeded", "failed"))
     error = form.text("error", required=False, max_len=MAX_ERROR_CHARS, nullable=True)
+    retry_delay = form.body.get("retry_delay_seconds")
+    if retry_delay is not None and (
+        isinstance(retry_delay, bool)
+        or not isinstance(retry_delay, int | float)
+        or not 0 <= retry_delay <= MAX_SECONDS
+    ):
+        form.add("retry_delay_seconds", f"must be a number between 0 and {MAX_SECONDS:g}")
+        retry_delay = None
     for key in ("started_at", "finished_at"):
         if form.body.get(key) is not None:
             try:
@@ -143,6 +154,7 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
         queue=queue, task_id=task_id, token=token, succeeded=succeeded,
         result_json=result_json if succeeded else "null",
         error="" if succeeded else (error or "failed"), worker_id=worker_id,
+        retry_delay_ms=None if retry_delay is None else int(retry_delay * 1000),
     )  # fmt: skip
     what = {"status": status, "result": form.body.get("result")} if succeeded else {
         "status": status, "error": outcome.error}  # fmt: skip

@@ -111,3 +111,15 @@ def extend(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
     expires_ms, canceled = client.queue.extend(client.queue_of(task_id), task_id, token,
                                                extend_s * 1000)  # fmt: skip
     return {"lease_expires_at": iso(from_ms(expires_ms)), "cancel_requested": canceled}
+
+
+def release(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
+    """A worker gives a task back (graceful shutdown): not a failed attempt."""
+    task_id = forms.task_id(raw_id)
+    form = Form(body, {"lease_token"})
+    token = form.text("lease_token", max_len=200)
+    form.done()
+    assert token is not None
+    client = web.services.client
+    client.queue.release(client.queue_of(task_id), task_id, token)
+    return {"released": True}

@@ -165,13 +165,16 @@ class HttpTransport:
 
     def sync(self, worker_id: str, reports: Sequence[Report],
              created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
-        results = [
-            {"id": r.task_id, "lease_token": r.token,
-             "status": "succeeded" if r.succeeded else "failed",
-             "result": json.loads(r.result_json), "error": r.error or None,
-             "started_at": _iso(r.started_ms), "finished_at": _iso(r.finished_ms)}
-            for r in reports
-        ]  # fmt: skip
+        results = []
+        for r in reports:
+            item = {"id": r.task_id, "lease_token": r.token,
+                    "status": "succeeded" if r.succeeded else "failed",
+                    "result": json.loads(r.result_json), "error": r.error or None,
+                    "started_at": _iso(r.started_ms),
+                    "finished_at": _iso(r.finished_ms)}  # fmt: skip
+            if r.retry_delay_ms is not None:
+                item["retry_delay_seconds"] = r.retry_delay_ms / 1000
+            results.append(item)
         body = {"worker_id": worker_id, "results": results, "created": list(created)}
         status, reply = self._call("POST", "/tasks/sync", body)
         if status != 200:
@@ -182,7 +185,7 @@ class HttpTransport:
         return Synced([str(i) for i in reply.get("accepted", [])], rejected, keys)
 
     def release(self, leases: Sequence[Lease]) -> None:
-        # Not in API.md's minimum contract; without it the lease simply expires.
+        # DTQ's addition to API.md's minimum contract: shutdown is not a failed attempt.
         for lease in leases:
             self._call("POST", f"/tasks/{quote(lease.task_id)}/release",
                        {"lease_token": lease.lease_token})  # fmt: skip

@@ -192,3 +192,31 @@ def test_worker_reads_only_a_task_it_holds(admin: Http, worker: Http) -> None:
     sync(worker, result(lease))
     assert_error(worker.get(path, headers={"X-Lease-Token": lease["lease_token"]}), 403,
                  "forbidden")  # fmt: skip
+
+
+def test_release_gives_the_task_back_and_refuses_foreign_tokens(
+    admin: Http, worker: Http, services: Services
+) -> None:
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    [lease] = claim(worker)
+    path = f"/tasks/{task['id']}/release"
+    assert_error(worker.post(path, {"lease_token": "not-yours:1"}), 409, "conflict")
+    assert_error(worker.post(path, {}), 400, "validation_error")
+    assert_error(admin.post(f"/tasks/{uuid.uuid4()}/release", {"lease_token": "x"}), 404, "not_found")
+    r = worker.post(path, {"lease_token": lease["lease_token"]})
+    assert r.status_code == 200 and r.json_body == {"released": True}
+    live = services.queue.live("default", task["id"]) or {}
+    assert (live["st"], live["att"]) == ("queued", "0")
+    assert_error(worker.post(path, {"lease_token": lease["lease_token"]}), 409, "conflict")
+
+
+def test_sync_failure_with_a_chosen_retry_delay(admin: Http, worker: Http, services: Services) -> None:
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    [lease] = claim(worker)
+    before = services.queue.clock.now_ms()
+    reply = sync(worker, result(lease, "failed", error="later", retry_delay_seconds=120))
+    assert reply["accepted"] == [task["id"]]
+    score = services.redis.zscore(services.keys.queue("default").retrying, task["id"])
+    assert score is not None and before + 119_000 <= score <= before + 125_000
+    bad = sync(worker, result(lease, "failed", retry_delay_seconds=-1))
+    assert bad["rejected"] and bad["rejected"][0]["id"] == task["id"]

@@ -135,15 +135,8 @@ def test_created_tasks_are_pushed_once_by_idempotency_key(
 
 
 def test_release_gives_the_task_back_without_counting_the_attempt(
-    transport: Transport, services: Services, request: pytest.FixtureRequest
+    transport: Transport, services: Services
 ) -> None:
-    if transport.mode == "http":  # strict: this turns red once the API has the endpoint
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="API.md has no release endpoint; HttpTransport posts /tasks/{id}/release",
-            )
-        )
     task = services.client.enqueue("t")
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
     transport.release([lease])
