@@ -202,7 +202,9 @@ def test_release_gives_the_task_back_and_refuses_foreign_tokens(
     path = f"/tasks/{task['id']}/release"
     assert_error(worker.post(path, {"lease_token": "not-yours:1"}), 409, "conflict")
     assert_error(worker.post(path, {}), 400, "validation_error")
-    assert_error(admin.post(f"/tasks/{uuid.uuid4()}/release", {"lease_token": "x"}), 404, "not_found")
+    assert_error(
+        admin.post(f"/tasks/{uuid.uuid4()}/release", {"lease_token": "x"}), 404, "not_found"
+    )
     r = worker.post(path, {"lease_token": lease["lease_token"]})
     assert r.status_code == 200 and r.json_body == {"released": True}
     live = services.queue.live("default", task["id"]) or {}
@@ -210,7 +212,9 @@ def test_release_gives_the_task_back_and_refuses_foreign_tokens(
     assert_error(worker.post(path, {"lease_token": lease["lease_token"]}), 409, "conflict")
 
 
-def test_sync_failure_with_a_chosen_retry_delay(admin: Http, worker: Http, services: Services) -> None:
+def test_sync_failure_with_a_chosen_retry_delay(
+    admin: Http, worker: Http, services: Services
+) -> None:
     task = admin.post("/tasks", {"name": "t"}).json_body
     [lease] = claim(worker)
     before = services.queue.clock.now_ms()
