@@ -135,5 +135,11 @@ class Recorder:
                 log.warning("recorder waiting: %s", exc)
                 n = 0
                 backoff = min(backoff * 2, 5.0)
+            except Exception:
+                # Anything else (a schema not migrated, a bug) must not end the thread
+                # silently: the entries stay pending, and the error repeats in the log.
+                log.exception("recorder failed; retrying")
+                n = 0
+                backoff = min(max(backoff * 2, 1.0), 30.0)
             if n == 0:
                 stop.wait(backoff)
