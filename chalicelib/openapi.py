@@ -106,6 +106,8 @@ _QUEUE_PATCH = obj({
         "burst": {"type": "integer", "minimum": 1, "maximum": 1000000},
     }, ["per_second", "burst"])]},
     "concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": 100000},
+    "webhook_url": null({"type": "string", "maxLength": 2000,
+                         "pattern": "^https?://[^\\s/\\u0000]+[^\\u0000]*$"}),
 })
 _NAMES = array(QUEUE, minItems=1, maxItems=100)
 _REGISTER = obj({

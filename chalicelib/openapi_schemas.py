@@ -146,6 +146,7 @@ QUEUE_INFO = obj({
     "rate_limit": {"oneOf": [{"type": "null"}, RATE_LIMIT]},
     "concurrency": {"type": ["integer", "null"]},
     "unrecorded_events": {"type": "integer", "minimum": 0},
+    "webhook_url": {"type": ["string", "null"]},
 }, ["name", "depth", "paused", "oldest_queued_age_seconds", "rate_limit", "concurrency"])
 
 WORKER_INFO = obj({

@@ -1,11 +1,13 @@
-"""Queue endpoints: depths and settings (pause, rate limit, concurrency)."""
+"""Queue endpoints: depths and settings (pause, rate limit, concurrency, webhook)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.errors import NotFound, ValidationError
+from chalicelib.deliveries import Deliveries
+from chalicelib.errors import NotFound, Unavailable, ValidationError
 from chalicelib.forms import Form
 from chalicelib.queue import Queue
 from chalicelib.validation import NAME_RE
@@ -18,21 +20,22 @@ _STATES = ("scheduled", "queued", "running", "retrying", "dead")
 
 def list_queues(web: Web) -> dict[str, Any]:
     queue = web.services.queue
-    return {"queues": describe(queue, queue.known_queues())}
+    names = queue.known_queues()
+    return {"queues": describe(queue, names, _webhooks(web, names))}
 
 
 def get_queue(web: Web, name: str) -> dict[str, Any]:
     queue = web.services.queue
     if not _valid_name(name) or name not in queue.known_queues():
         raise NotFound(f"queue {name[:100]!r} not found")
-    return describe(queue, [name])[0]
+    return describe(queue, [name], _webhooks(web, [name]))[0]
 
 
 def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
     if not _valid_name(name):
         message = "must be 1-100 characters of [A-Za-z0-9_.:-]"
         raise ValidationError(f"name {message}", details=[{"field": "name", "message": message}])
-    form = Form(body, {"paused", "rate_limit", "concurrency"})
+    form = Form(body, {"paused", "rate_limit", "concurrency", "webhook_url"})
     fields: dict[str, str] = {}
     paused = form.boolean("paused")
     if paused is not None:
@@ -42,11 +45,25 @@ def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
         fields["concurrency"] = "" if concurrency is None else str(concurrency)
     if "rate_limit" in form.body:
         fields.update(_rate_limit(form))
+    webhook = form.text("webhook_url", required=False, max_len=2000, nullable=True)
+    if webhook is not None and not re.match(r"^https?://[^\s/]+", webhook):
+        form.add("webhook_url", "must be an http(s) URL")
     form.done()
     queue = web.services.queue
     if fields:
         queue.configure(name, **fields)
-    return describe(queue, [name])[0]
+    if "webhook_url" in form.body:
+        # The queue's default for tasks without their own webhook_url; kept in Postgres
+        # with the deliveries so that losing Redis does not lose it.
+        Deliveries(web.services.store).set_queue_webhook(name, webhook)
+    return describe(queue, [name], _webhooks(web, [name]))[0]
+
+
+def _webhooks(web: Web, names: Sequence[str]) -> dict[str, str]:
+    try:
+        return Deliveries(web.services.store).queue_webhooks(names)
+    except Unavailable:
+        return {}  # depths come from Redis; the rest of the answer is still right
 
 
 def _rate_limit(form: Form) -> dict[str, str]:
@@ -66,7 +83,8 @@ def _valid_name(name: str) -> bool:
     return 1 <= len(name) <= 100 and NAME_RE.fullmatch(name) is not None
 
 
-def describe(queue: Queue, names: Sequence[str]) -> list[dict[str, Any]]:
+def describe(queue: Queue, names: Sequence[str], webhooks: dict[str, str] | None = None
+             ) -> list[dict[str, Any]]:  # fmt: skip
     """Each queue as ``GET /queues`` shows it."""
     depths = queue.depths(names)
     oldest = _oldest_queued_ms(queue, names)
@@ -87,6 +105,7 @@ def describe(queue: Queue, names: Sequence[str]) -> list[dict[str, Any]]:
             },
             "concurrency": int(meta["concurrency"]) if "concurrency" in meta else None,
             "unrecorded_events": int(d["unrecorded_events"]),
+            "webhook_url": (webhooks or {}).get(name),
         })  # fmt: skip
     return out
 

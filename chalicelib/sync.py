@@ -146,9 +146,12 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
     assert task_id is not None and token is not None
     task_id = forms.task_id(task_id)
     result_json = json.dumps(form.body.get("result"), separators=(",", ":"), ensure_ascii=False)
-    if len(result_json.encode()) > web.settings.max_payload_bytes:
-        raise PayloadTooLarge(f"result is larger than {web.settings.max_payload_bytes} bytes")
     succeeded = status == "succeeded"
+    payloads = web.services.client.payloads
+    if succeeded and payloads is not None:
+        result_json = payloads.offload_result(task_id, result_json)  # S3 when too large
+    elif len(result_json.encode()) > web.settings.max_payload_bytes:
+        raise PayloadTooLarge(f"result is larger than {web.settings.max_payload_bytes} bytes")
     queue = web.services.client.queue_of(task_id)
     outcome = Outcome(
         queue=queue, task_id=task_id, token=token, succeeded=succeeded,
@@ -206,7 +209,7 @@ def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> lis
 def _spec(web: Web, index: int, raw: Any) -> TaskSpec:
     prefix = f"created[{index}]."
     raw = forms.task_body(raw, prefix)
-    spec = parse_task(raw, max_payload_bytes=web.settings.max_payload_bytes, prefix=prefix)
+    spec = parse_task(raw, max_payload_bytes=web.services.client.payload_limit, prefix=prefix)
     if spec.idempotency_key is None:
         message = "is required for a task created offline"
         field = f"{prefix}idempotency_key"

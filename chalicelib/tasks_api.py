@@ -35,7 +35,7 @@ def create(web: Web, body: Any, idempotency_header: str | None) -> Reply:
                 details=[{"field": "idempotency_key", "message": message}],
             )
         body["idempotency_key"] = idempotency_header
-    spec = parse_task(body, max_payload_bytes=web.settings.max_payload_bytes)
+    spec = parse_task(body, max_payload_bytes=web.services.client.payload_limit)
     [(task, created)] = web.services.client.create([spec])
     return Reply(task, 201 if created else 200)
 

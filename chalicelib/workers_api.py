@@ -12,6 +12,7 @@ from chalicelib.errors import Unavailable
 from chalicelib.fleet import HEARTBEAT_INTERVAL_S
 from chalicelib.forms import Form
 from chalicelib.models import Backoff, Lease
+from chalicelib.payloads import resolve
 from chalicelib.web import Web
 
 MAX_LEASE_S = 86_400
@@ -70,6 +71,8 @@ def _lease_tasks(web: Web, leases: list[Lease]) -> list[dict[str, Any]]:
     for lease, live in zip(leases, lives, strict=True):
         row = rows.get(lease.task_id)
         task = task_json(row, live) if row is not None else _from_lease(lease, live or {})
+        # A worker gets the payload in full, wherever it is stored.
+        task["payload"] = resolve(lease.payload, svc.client.payloads)
         task.update({
             "status": "running", "attempt": lease.attempt, "attempts": lease.attempt,
             "lease_token": lease.lease_token, "fence": lease.fence,

@@ -122,6 +122,7 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
     from chalicelib import deps
     from chalicelib.fleet import Fleet
     from chalicelib.locks import LockScripts
+    from chalicelib.notify import Notifier
     from chalicelib.recorder import Recorder
     from workers.transport import RedisTransport
 
@@ -132,10 +133,14 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
                     locks=(LockScripts(svc.redis), svc.keys))  # fmt: skip
     if not no_record:
         recorder = Recorder(svc.queue, svc.store, f"{config.worker_id}:rec")
-        thread = threading.Thread(target=recorder.run, args=(stop_recorder,), daemon=True,
-                                  name="dtq-recorder")  # fmt: skip
-        thread.start()
-        closers.append(lambda: thread.join(5.0))
+        notifier = Notifier.from_settings(svc.settings, svc.store)
+        # The record and the notifications it schedules follow this worker's own work, so
+        # a deployment of workers alone (no API process) keeps both current.
+        for name, target in (("dtq-recorder", recorder.run), ("dtq-notifier", notifier.run)):
+            thread = threading.Thread(target=target, args=(stop_recorder,), daemon=True, name=name)
+            thread.start()
+            closers.append(lambda t=thread: t.join(5.0))
+        closers.append(notifier.close)
     return worker
 
 

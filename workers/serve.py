@@ -156,6 +156,7 @@ def make_server(app: Any, host: str, port: int, max_body_bytes: int) -> Server:
 def cmd_api(args: argparse.Namespace) -> int:
     from app import app
     from chalicelib import web
+    from chalicelib.notify import Notifier
     from chalicelib.recorder import Recorder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -167,9 +168,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     consumer = f"api:{socket.gethostname()}:{os.getpid()}"
     recorder = Recorder(context.services.queue, context.services.store, consumer)
+    notifier = Notifier.from_settings(settings, context.services.store)
     threads = [
         threading.Thread(target=server.serve_forever, name="dtq-http", daemon=True),
         threading.Thread(target=recorder.run, args=(stop,), name="dtq-recorder", daemon=True),
+        threading.Thread(target=notifier.run, args=(stop,), name="dtq-notifier", daemon=True),
     ]
     for t in threads:
         t.start()
@@ -183,6 +186,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     server.server_close()
     for t in threads:
         t.join(timeout=10)
+    notifier.close()
     context.close()
     context.services.close()
     return 0

@@ -9,6 +9,7 @@ lease), never an exception, so one bad item never fails a batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from chalicelib.client import Client
 from chalicelib.errors import ApiError, Unavailable
 from chalicelib.fleet import Fleet
 from chalicelib.models import Lease
+from chalicelib.payloads import resolve
 from chalicelib.queue import REASONS, Code, Outcome, Queue
 from workers.offline import Report
 
@@ -124,7 +126,14 @@ class RedisTransport:
               lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
         with redis_errors():
             got = self.queue.claim(queues, worker_id, max_tasks, lease_ms)
-        return got.leases, got.retry_after_ms
+        payloads = self.client.payloads
+        if payloads is None:
+            return got.leases, got.retry_after_ms
+        # Payloads offloaded to S3 come back in full before any handler sees them.
+        leases = [
+            dataclasses.replace(le, payload=resolve(le.payload, payloads)) for le in got.leases
+        ]
+        return leases, got.retry_after_ms
 
     def extend(self, items: Sequence[tuple[Lease, int]]) -> list[Extended]:
         with redis_errors():
@@ -144,10 +153,12 @@ class RedisTransport:
     def sync(self, worker_id: str, reports: Sequence[Report],
              created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
         pushed = self._push_created(created)
+        payloads = self.client.payloads
         outcomes = [
             Outcome(queue=r.queue, task_id=r.task_id, token=r.token, succeeded=r.succeeded,
-                    result_json=r.result_json, error=r.error, retry_delay_ms=r.retry_delay_ms,
-                    worker_id=worker_id)
+                    result_json=(payloads.offload_result(r.task_id, r.result_json)
+                                 if payloads is not None and r.succeeded else r.result_json),
+                    error=r.error, retry_delay_ms=r.retry_delay_ms, worker_id=worker_id)
             for r in reports
         ]  # fmt: skip
         with redis_errors():

@@ -224,3 +224,13 @@ def test_sync_failure_with_a_chosen_retry_delay(
     assert score is not None and before + 119_000 <= score <= before + 125_000
     bad = sync(worker, result(lease, "failed", retry_delay_seconds=-1))
     assert bad["rejected"] and bad["rejected"][0]["id"] == task["id"]
+
+
+def test_queue_webhook_default_is_set_shown_and_cleared(admin: Http) -> None:
+    admin.post("/tasks", {"name": "t", "queue": "hooks"})
+    r = admin.patch("/queues/hooks", {"webhook_url": "https://example.test/hook"})
+    assert r.status_code == 200 and r.json_body["webhook_url"] == "https://example.test/hook"
+    [q] = [q for q in admin.get("/queues").json_body["queues"] if q["name"] == "hooks"]
+    assert q["webhook_url"] == "https://example.test/hook"
+    assert_error(admin.patch("/queues/hooks", {"webhook_url": "ftp://x"}), 400, "validation_error")
+    assert admin.patch("/queues/hooks", {"webhook_url": None}).json_body["webhook_url"] is None
