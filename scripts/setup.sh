@@ -11,7 +11,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+# pip < 25.3: chalice 1.34 declares its support up to there.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "pip>=23,<25.3"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 echo "setup: .venv ready ($(.venv/bin/python --version))"

@@ -105,13 +105,24 @@ code=0
 wait "$PID" || code=$?
 PID=
 [[ $code == 0 ]] || fail "dtq dev exited with status $code after SIGINT"
-left=
-while read -r pid started; do
-    # Same pid and start time: the very process, not a newcomer that reused the pid.
-    if [[ $(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null) == "$started" ]]; then
-        left+=" $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline"))"
-    fi
-done <<<"$tree"
+# Same pid and start time: the very process, not a newcomer that reused the pid; a
+# zombie is already dead (only waiting for init to reap it).
+leftovers() {
+    local pid started stat
+    while read -r pid started; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        read -r -a fields <<<"$stat"
+        if [[ ${fields[0]} != Z && ${fields[19]} == "$started" ]]; then
+            printf ' %s (%s)' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+        fi
+    done <<<"$tree"
+}
+for _ in $(seq 1 10); do
+    left=$(leftovers)
+    [[ -n $left ]] || break
+    sleep 0.2 # a process may still be exiting as dtq dev returns
+done
 [[ -z $left ]] || fail "processes left behind:$left"
 grep -q 'DTQ is up' "$LOG" || fail "no summary block in the output"
 echo "smoke-dev: ok (started, ran one task, stopped cleanly)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+#: SGR escapes some children print even into a pipe (werkzeug's, under moto).
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
 _COLOURS = ("36", "33", "35", "32", "34", "91", "96", "93", "95", "92", "94")
 
 
@@ -38,7 +41,8 @@ class Output:
         self.colour = colour
         self.width = 8
         self._colours: dict[str, str] = {}
-        self._lock = threading.Lock()
+        # Reentrant: the signal handler may print while the main thread is printing.
+        self._lock = threading.RLock()
 
     def prefix(self, name: str) -> str:
         text = f"{name:>{self.width}} |"
@@ -48,6 +52,8 @@ class Output:
         return f"\x1b[{code}m{text}\x1b[0m"
 
     def line(self, name: str, text: str) -> None:
+        if not self.colour:
+            text = _ESCAPES.sub("", text)
         with self._lock:
             self.stream.write(f"{self.prefix(name)} {text}\n")
             self.stream.flush()

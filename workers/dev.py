@@ -41,7 +41,7 @@ from typing import Any
 
 from chalicelib.errors import DTQError
 from chalicelib.settings import Settings
-from workers import embedded
+from workers import embedded, localaws
 from workers.children import Child, Output, Supervisor, describe_exit, stop_leftovers
 
 #: The checkout this module runs from (an editable install), else the working directory.
@@ -83,11 +83,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise DTQError("--port: must be 0-65535")
     state = Path(args.state_dir or PROJECT / ".dtq").resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    # Search-only for others: the unprivileged PostgreSQL user must reach its data below.
-    state.chmod(0o711)
+    if not state.exists():
+        state.parent.mkdir(parents=True, exist_ok=True)
+        # Search-only for others: the unprivileged PostgreSQL user must reach its data.
+        state.mkdir(mode=0o711)
     output = Output()
-    output.width = max(8, len(f"worker-{args.workers}"))
+    output.width = max(len("scheduler"), len(f"worker-{args.workers}"))
     with _lock(state):
         stop_leftovers(state / "dev.pids", lambda m: output.line("dev", m))
         stack = Stack(args, state, output)
@@ -274,40 +275,25 @@ class Stack:
         if os.environ.get("AWS_ENDPOINT_URL"):
             self.info.append(("aws", f"{os.environ['AWS_ENDPOINT_URL']} (configured)"))
             return None
-        if self.args.no_aws or importlib.util.find_spec("moto") is None:
+        if self.args.no_aws or not localaws.available():
             why = "--no-aws" if self.args.no_aws else "moto is not installed"
             self.info.append(("aws", f"no local AWS endpoint ({why})"))
             return None
         port = embedded.free_port()
-        url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        argv = localaws.server_argv(port)
         self.aws_child = self.sup.start(Child("aws", argv, dict(self.env), tier=1, grace_s=5.0))
-        # Dummy credentials: the fake endpoint accepts any, and real ones must not leak to it.
-        self.env.update({"AWS_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": "us-east-1",
-                         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        self.env.update(localaws.ENV, AWS_ENDPOINT_URL=url)
         return url
 
     def create_aws_resources(self, url: str) -> None:
-        import boto3
-
         assert self.aws_child is not None
-        self.wait_for("the AWS endpoint", lambda: _http_json(url + "/moto-api/data.json")[0] == 200,
-                      self.aws_child)  # fmt: skip
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1",
-                                  "aws_access_key_id": "test",
-                                  "aws_secret_access_key": "test"}  # fmt: skip
-        bucket = "dtq-dev-payloads"
-        try:
-            boto3.client("s3", **kwargs).create_bucket(Bucket=bucket)
-            topic = boto3.client("sns", **kwargs).create_topic(Name="dtq-dead-letters")["TopicArn"]
-        except (BotoCoreError, ClientError) as exc:
-            raise DTQError(f"the local AWS endpoint refused the setup: {exc}") from exc
+        ready = url + localaws.ready_path()
+        self.wait_for("the AWS endpoint", lambda: _http_json(ready)[0] == 200, self.aws_child)
+        topic = localaws.create_resources(url)
         self.env.setdefault("DTQ_NOTIFY_TOPIC_ARN", topic)
-        # Not DTQ_PAYLOAD_BUCKET: moto keeps objects in memory, so offloaded payloads
-        # of queued tasks would not survive a restart. Set it to try the offload.
-        self.info.append(("aws", f"{url} (moto: bucket {bucket}, topic {topic}; in memory)"))
+        self.info.append(("aws", f"{url} (moto, in memory: bucket {localaws.BUCKET}, "
+                                 f"topic {topic})"))  # fmt: skip
 
     def start_api(self) -> None:
         port = self.args.port or embedded.free_port()
