@@ -212,3 +212,8 @@ def retention(event: CloudWatchEvent) -> dict[str, Any]:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def record_flush(event: CloudWatchEvent) -> dict[str, Any]:
     return maintenance.on_record_flush(web.current().services, event.context)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def deliver_notifications(event: CloudWatchEvent) -> dict[str, Any]:
+    return maintenance.on_deliver_notifications(web.current().services, event.context)

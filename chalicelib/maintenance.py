@@ -183,3 +183,14 @@ def on_retention(svc: Services, event_time: str | None, context: Any) -> dict[st
 
 def on_record_flush(svc: Services, context: Any) -> dict[str, Any]:
     return {"recorded": flush_record(svc, budget_from(context))}
+
+
+def on_deliver_notifications(svc: Services, context: Any) -> dict[str, Any]:
+    """Webhook and SNS deliveries that are due: in AWS no long-running process does it."""
+    from chalicelib.notify import Notifier
+
+    notifier = Notifier.from_settings(svc.settings, svc.store)
+    try:
+        return {"delivered": notifier.drain(budget_from(context))}
+    finally:
+        notifier.close()

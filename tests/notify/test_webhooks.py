@@ -249,3 +249,32 @@ def test_signature_is_hmac_sha256_of_the_exact_body() -> None:
     assert not verify(SECRET, body + b" ", sign(SECRET, body))
     assert not verify(SECRET, body, None)
     assert body_of.__doc__  # the body builder documents its determinism
+
+
+def test_the_scheduled_function_delivers_what_is_due(
+    services: Services, settings: Any, receiver: Receiver
+) -> None:
+    """In AWS no long-running process delivers: the `deliver_notifications` rule does."""
+    from chalice.test import Client
+
+    import app as app_module
+    from chalicelib import web
+
+    task = services.client.enqueue("report", {}, webhook_url=receiver.url + "/scheduled")
+    _run_one(services)
+    Recorder(services.queue, services.store, "rec").drain()
+    hooked = replace(services, settings=replace(services.settings, webhook_secret=SECRET.decode()))
+    web.use(hooked)
+    try:
+        with Client(app_module.app) as client:
+            event = client.events.generate_cw_event(
+                source="aws.events", detail_type="Scheduled Event", detail={},
+                resources=["arn:aws:events:us-east-1:123456789012:rule/deliver"],
+            )  # fmt: skip
+            reply = client.lambda_.invoke("deliver_notifications", event).payload
+    finally:
+        web.use(None)
+    assert reply == {"delivered": 1}
+    [req] = receiver.requests
+    assert req.path == "/scheduled" and verify(SECRET, req.body, req.headers["X-DTQ-Signature"])
+    assert json.loads(req.body)["task"]["id"] == task["id"]

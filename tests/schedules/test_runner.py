@@ -28,7 +28,8 @@ ROOT = Path(__file__).parents[2]
 
 def test_the_apps_scheduled_functions_and_their_local_periods() -> None:
     jobs = {j.name: j for j in jobs_of(app_module.app, {"cron_tick": 1.0})}
-    assert set(jobs) == {"cron_tick", "reap_leases", "reconcile", "retention", "record_flush"}
+    assert set(jobs) == {"cron_tick", "reap_leases", "reconcile", "retention", "record_flush",
+                         "deliver_notifications"}  # fmt: skip
     assert jobs["cron_tick"].period_s == 1.0  # rate(1 minute) in AWS
     assert jobs["reconcile"].period_s == 300
     retention = jobs["retention"]
