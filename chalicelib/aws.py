@@ -1,4 +1,5 @@
-"""boto3 clients for every AWS feature, pointed at ``AWS_ENDPOINT_URL`` when it is set.
+"""boto3 clients for every AWS feature, pointed at ``AWS_ENDPOINT_URL`` (or LocalStack's
+``LOCALSTACK_HOST``) when it is set.
 
 One place builds them, so LocalStack, a moto server or real AWS is a matter of
 configuration alone. Credentials and region come from boto3's usual chain (environment,
@@ -28,8 +29,8 @@ def _config(settings: Settings) -> Config:
 
 
 def s3(settings: Settings) -> S3Client:
-    return boto3.client("s3", endpoint_url=settings.aws_endpoint_url, config=_config(settings))
+    return boto3.client("s3", endpoint_url=settings.aws_endpoint("s3"), config=_config(settings))
 
 
 def sns(settings: Settings) -> SNSClient:
-    return boto3.client("sns", endpoint_url=settings.aws_endpoint_url, config=_config(settings))
+    return boto3.client("sns", endpoint_url=settings.aws_endpoint("sns"), config=_config(settings))

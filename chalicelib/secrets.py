@@ -35,7 +35,9 @@ def load_jwt_secret(settings: Settings, client_factory: ClientFactory = default_
         # signs and verifies with the same key.
         return _checked(settings.jwt_secret.encode(), "DTQ_JWT_SECRET")
     if settings.jwt_secret_id is not None:
-        text = _fetch(settings.jwt_secret_id, client_factory(settings.aws_endpoint_url))
+        text = _fetch(
+            settings.jwt_secret_id, client_factory(settings.aws_endpoint("secretsmanager"))
+        )
         return _checked(_unwrap(text).encode(), "DTQ_JWT_SECRET_ID")
     raise ConfigError(
         "DTQ_JWT_SECRET: set it, or DTQ_JWT_SECRET_ID to read it from Secrets Manager"

@@ -18,6 +18,8 @@ from chalicelib.errors import ConfigError
 T = TypeVar("T")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: Settings read from variables that other tools define too.
+_FOREIGN_VARS = {"aws_endpoint_url": "AWS_ENDPOINT_URL", "localstack_host": "LOCALSTACK_HOST"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +54,8 @@ class Settings:
     #: JWT secret: receivers must hold this key, and the JWT key would let them mint tokens.
     webhook_secret: str | None = field(default=None, repr=False)
     aws_endpoint_url: str | None = None
+    #: LocalStack's ``host:port`` (``LOCALSTACK_HOST``), used when no endpoint URL is set.
+    localstack_host: str | None = None
     log_format: str = "text"
     #: Default lease length handed to workers that do not ask for one.
     lease_seconds: int = 30
@@ -83,7 +87,7 @@ class Settings:
             "io_timeout_seconds": _positive_float,
         }
         for f in fields(cls):
-            var = "AWS_ENDPOINT_URL" if f.name == "aws_endpoint_url" else f"DTQ_{f.name.upper()}"
+            var = _FOREIGN_VARS.get(f.name, f"DTQ_{f.name.upper()}")
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
@@ -109,6 +113,18 @@ class Settings:
             raise ConfigError("DTQ_JWT_ALGORITHM: one of HS256, HS384, HS512")
         if self.log_format not in ("text", "json"):
             raise ConfigError("DTQ_LOG_FORMAT: 'text' or 'json'")
+
+    def aws_endpoint(self, service: str) -> str | None:
+        """Where boto3 sends ``service`` calls: AWS_ENDPOINT_URL, else LocalStack's edge
+        (through localstack-client, which knows its per-service layout), else real AWS."""
+        if self.aws_endpoint_url:
+            return self.aws_endpoint_url
+        if self.localstack_host:
+            from localstack_client.config import get_service_endpoint
+
+            endpoint: str | None = get_service_endpoint(service, self.localstack_host)
+            return endpoint
+        return None
 
     @property
     def database_name(self) -> str:

@@ -46,3 +46,14 @@ def test_bad_values_name_the_variable(env: dict[str, str], var: str) -> None:
         Settings.from_env(env)
     assert str(err.value).startswith(var)
     assert "\n" not in str(err.value)
+
+
+def test_aws_endpoint_prefers_the_url_then_localstack_then_real_aws() -> None:
+    assert Settings.from_env({}).aws_endpoint("s3") is None
+    local = Settings.from_env({"LOCALSTACK_HOST": "localstack:4566"})
+    assert local.aws_endpoint("s3") == "http://localstack:4566"
+    assert local.aws_endpoint("secretsmanager") == "http://localstack:4566"
+    both = Settings.from_env(
+        {"LOCALSTACK_HOST": "x:1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
+    )
+    assert both.aws_endpoint("sns") == "http://127.0.0.1:5000"
