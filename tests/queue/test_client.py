@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib import deps
 from chalicelib.deps import Services
-from chalicelib.errors import Conflict, PayloadTooLarge, ValidationError
+from chalicelib.errors import Conflict, PayloadTooLarge, Unavailable, ValidationError
 from chalicelib.recover import restore_missing
 from chalicelib.settings import Settings
 from chalicelib.validation import parse_task
@@ -123,3 +123,41 @@ def test_task_json_has_every_documented_field(services: Services) -> None:
         "jitter": True,
     }
     assert task["created_at"].endswith("+00:00")
+
+
+def test_concurrent_single_creates_share_commits_and_are_all_durable(services: Services) -> None:
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def go(i: int) -> None:
+        for j in range(25):
+            task = services.client.enqueue("t", {"i": i, "j": j})
+            with lock:
+                ids.append(task["id"])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 200
+    assert len(services.store.get_tasks(ids)) == 200  # every reply came after its commit
+    assert services.redis.zcard(services.keys.queue("default").ready) == 200
+
+
+def test_a_failed_shared_commit_fails_its_callers_and_stores_nothing(settings: Settings) -> None:
+    down = deps.build(
+        Settings(
+            **{
+                **settings.__dict__,
+                "database_url": "postgresql://postgres@127.0.0.1:1/x",
+                "io_timeout_seconds": 0.3,
+            }
+        )
+    )
+    try:
+        with pytest.raises(Unavailable):
+            down.client.enqueue("t")
+        assert down.redis.zcard(down.keys.queue("default").ready) == 0
+    finally:
+        down.close()
