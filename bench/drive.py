@@ -115,30 +115,24 @@ def latency(
     *,
     interval_s: float = 0.02,
     processes: int = 1,
-    load_per_s: float = 0.0,
-    load: Callable[[int], None] | None = None,
+    load_command: list[str] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Enqueue-to-start latencies and durations of the enqueue calls themselves (ms,
-    ascending) of ``samples`` stamps on running workers; with ``load_per_s``,
-    ``load(k)`` enqueues no-ops at that pace meanwhile. A latency runs from just before
-    the enqueue call to the handler's first line, so it includes the enqueue call."""
+    ascending) of ``samples`` stamps on running workers. ``load_command`` runs meanwhile
+    (a process enqueueing a paced background load, with the workers' environment).
+    A latency runs from just before the enqueue call to the handler's first line, so it
+    includes the enqueue call."""
     system.reset()
     path = _fresh(work_dir, f"{system.name}-latency.stamps")
-    workers = procs.start(
-        system.worker_commands(processes),
-        {**system.worker_env(), stamp.ENV: path},
-        os.path.join(work_dir, f"{system.name}-workers.log"),
-    )
-    stop_load = threading.Event()
-    loader: threading.Thread | None = None
+    log = os.path.join(work_dir, f"{system.name}-workers.log")
+    env = {**system.worker_env(), stamp.ENV: path}
+    workers = procs.start(system.worker_commands(processes), env, log)
+    loaders: list[Any] = []
     try:
         _warm_up(system, workers, path)
-        if load_per_s > 0 and load is not None:
-            loader = threading.Thread(
-                target=_paced, args=(load, load_per_s, stop_load), daemon=True
-            )
-            loader.start()
-            time.sleep(0.5)  # let the load settle
+        if load_command:
+            loaders = procs.start([load_command], env, log)
+            time.sleep(1.0)  # let the load settle
         next_at = time.monotonic()
         calls = []
         for _ in range(samples):
@@ -147,16 +141,14 @@ def latency(
             calls.append((time.time_ns() - t0) / 1e6)
             next_at += interval_s
             time.sleep(max(0.0, next_at - time.monotonic()))
-        stop_load.set()
+        procs.stop(loaders)
         deadline = time.monotonic() + 30.0
         while sum(1 for t0, _ in stamp.read(path) if t0 > 0) < samples:
             if time.monotonic() > deadline or not procs.alive(workers):
                 raise BenchFailure(f"{system.name}: stamps missing; see {work_dir}")
             time.sleep(0.01)
     finally:
-        stop_load.set()
-        if loader is not None:
-            loader.join(5.0)
+        procs.stop(loaders)
         procs.stop(workers)
     return sorted((s - t0) / 1e6 for t0, s in stamp.read(path) if t0 > 0), sorted(calls)
 
@@ -174,19 +166,6 @@ def _warm_up(system: System, workers: list[Any], path: str) -> None:
         time.sleep(0.1 if seen == 0 else 0.02)
         seen = stamp.count(path)
     time.sleep(0.2)
-
-
-def _paced(load: Callable[[int], None], per_s: float, stop: threading.Event) -> None:
-    """Call ``load(k)`` every 10 ms so that ``per_s`` tasks a second go out on average."""
-    tick = 0.01
-    start = time.monotonic()
-    sent = 0
-    while not stop.is_set():
-        due = int((time.monotonic() - start) * per_s) - sent
-        if due > 0:
-            load(due)
-            sent += due
-        stop.wait(tick)
 
 
 def enqueue_rate(system: System, n: int, *, threads: int = 1, bulk: bool = False) -> float:

@@ -75,7 +75,7 @@ class DTQ:
     def _forget(self) -> None:
         r = self.svc.redis
         if self.flush_redis:
-            r.flushdb()
+            r.flushdb(asynchronous=True)  # 10^6 tasks take seconds to free synchronously
             return
         for key in r.scan_iter(match=f"{self.settings.key_prefix}:*", count=5000):
             r.unlink(key)
@@ -210,7 +210,12 @@ class DTQ:
         """(bytes of Redis memory per queued task, MEMORY USAGE of one task hash, payload
         bytes) after queueing ``n`` no-ops into an empty queue."""
         self.reset()
-        self.svc.redis.memory_purge() if hasattr(self.svc.redis, "memory_purge") else None
+        deadline = time.monotonic() + 120
+        # An asynchronous FLUSHDB frees in the background: wait, or "before" is too high.
+        while int(self.svc.redis.info("memory").get("lazyfree_pending_objects", 0)) > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Redis is still freeing a flushed database")
+            time.sleep(0.05)
         before = self.redis_used_memory()
         self.fill_redis_only(n)
         after = self.redis_used_memory()

@@ -406,10 +406,8 @@ class Bench:
         for _ in range(o.runs):
             idle = drive.latency(self.dtq, samples, o.work_dir)
             self._latency("dtq", "idle worker", samples, *idle)
-            loaded = drive.latency(
-                self.dtq, samples, o.work_dir, load_per_s=peak_rate / 2,
-                load=self.dtq.enqueue_noops_bulk,
-            )  # fmt: skip
+            load = [sys.executable, "-m", "bench.load", str(peak_rate / 2)]
+            loaded = drive.latency(self.dtq, samples, o.work_dir, load_command=load)
             self._latency("dtq", half, samples, *loaded)
         for _ in range(o.peer_runs):
 
@@ -503,7 +501,7 @@ class Bench:
 def table(res: Results) -> str:
     lines = []
     head = (
-        f"{'scenario':<10} {'system':<9} {'metric':<52} {'N':>7} {'runs':>4} "
+        f"{'scenario':<10} {'system':<9} {'metric':<60} {'N':>7} {'runs':>4} "
         f"{'min':>9} {'median':>9} {'max':>9}  unit"
     )
     lines.append(head)
@@ -511,7 +509,7 @@ def table(res: Results) -> str:
     for f in res.figures:
         v = f.values
         lines.append(
-            f"{f.scenario:<10} {f.system:<9} {f.metric[:52]:<52} {f.n:>7} {f.runs:>4} "
+            f"{f.scenario:<10} {f.system:<9} {f.metric[:60]:<60} {f.n:>7} {f.runs:>4} "
             f"{fmt(min(v)):>9} {fmt(f.median):>9} {fmt(max(v)):>9}  {f.unit}"
         )
     ratios = ratio_rows(res)

@@ -1,0 +1,50 @@
+"""`dtq bench --quick` runs end to end and reports its figures in the promised shape
+(no assertion on speed: this machine's speed is not the code's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DTQ = os.path.join(os.path.dirname(sys.executable), "dtq")
+
+
+def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
+    database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [DTQ, "bench", "--quick", "--scenario", "enqueue,drain", "--n", "30",
+         "--database-url", database_url, "--json", str(out), "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "median" in proc.stdout and "tasks/s" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["errors"] == []
+    assert set(report["noise"]) == {"start", "end"}
+    figures = {(f["scenario"], f["metric"]): f for f in report["figures"]}
+    for key in [
+        ("enqueue", "one at a time, 1 thread"),
+        ("enqueue", "one at a time, 8 threads"),
+        ("drain", "1 process, concurrency 1"),
+        ("drain", "1 process, concurrency 16"),
+        ("drain", "2 processes, concurrency 16"),
+        ("drain", "worker RSS, 1 process, concurrency 16"),
+        ("drain", "record lag after last start, 1 process, concurrency 16"),
+    ]:
+        fig = figures[key]
+        assert fig["system"] == "dtq"
+        assert fig["runs"] == 1 and fig["n"] > 0
+        assert fig["min"] <= fig["median"] <= fig["max"]
+        assert fig["median"] > 0
+
+
+def test_unknown_scenario_is_one_line_error() -> None:
+    proc = subprocess.run([DTQ, "bench", "--scenario", "nope"], capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("dtq: --scenario: unknown nope")
