@@ -11,7 +11,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -142,7 +142,28 @@ class Queue:
         ]  # fmt: skip
 
     def _run(self, name: str, queue: str, args: Sequence[Any], client: Any = None) -> Any:
-        return self._scripts[name](keys=self._k(queue), args=list(args), client=client)
+        script, keys = self._scripts[name], self._k(queue)
+        if client is None:
+            return script(keys=keys, args=list(args))  # reloads itself on NOSCRIPT
+        # In a pipeline, redis-py would first ask SCRIPT EXISTS (one more round trip per
+        # pipeline); call by SHA and let _pipelined reload the scripts on NOSCRIPT.
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
+        """Build and run a pipeline of script calls; if Redis lost its script cache
+        (restart, failover), load the scripts and run it again. Safe: with an empty cache
+        no script of the pipeline ran, and the other commands in it are idempotent."""
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            build(pipe)
+            try:
+                return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                for script in self._scripts.values():
+                    self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     def _remember_queues(self, queues: Iterable[str], pipe: Any = None) -> None:
         # Always sent (it rides in the same pipeline): a cache here would go stale the
@@ -183,12 +204,14 @@ class Queue:
         Returns, per task, whether it was added (False: it already existed)."""
         if not tasks:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        self._remember_queues({t.queue for t in tasks}, pipe)
-        for t in tasks:
-            args = [t.id, t.status.value, t.run_at_ms, "", *self._fields(t)]
-            self._run("enqueue", t.queue, args, client=pipe)
-        replies = pipe.execute()
+
+        def build(pipe: Any) -> None:
+            self._remember_queues({t.queue for t in tasks}, pipe)
+            for t in tasks:
+                args = [t.id, t.status.value, t.run_at_ms, "", *self._fields(t)]
+                self._run("enqueue", t.queue, args, client=pipe)
+
+        replies = self._pipelined(build)
         return [r[0] == Code.OK for r in replies[-len(tasks) :]]
 
     def restore(self, queue: str, task_id: str, status: TaskStatus, run_at_ms: int,
@@ -277,11 +300,13 @@ class Queue:
         groups: dict[tuple[str, str], list[int]] = {}
         for i, o in enumerate(outcomes):
             groups.setdefault((o.queue, o.worker_id), []).append(i)
-        pipe = self.redis.pipeline(transaction=False)
-        for (queue, worker_id), idx in groups.items():
-            self._report(queue, worker_id, [outcomes[i] for i in idx], client=pipe)
+
+        def build(pipe: Any) -> None:
+            for (queue, worker_id), idx in groups.items():
+                self._report(queue, worker_id, [outcomes[i] for i in idx], client=pipe)
+
         codes = [0] * len(outcomes)
-        for idx, reply in zip(groups.values(), pipe.execute(), strict=True):
+        for idx, reply in zip(groups.values(), self._pipelined(build), strict=True):
             for i, (code, _) in zip(idx, _pairs(reply), strict=True):
                 codes[i] = code
         return codes
@@ -386,13 +411,15 @@ class Queue:
         extension is a code, not an exception, so one lost lease never fails the rest."""
         if not items:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for queue, task_id, token, extend_ms in items:
-            args = [task_id, token, extend_ms, self.finished_ttl_ms]
-            self._run("extend_lease", queue, args, client=pipe)
+
+        def build(pipe: Any) -> None:
+            for queue, task_id, token, extend_ms in items:
+                args = [task_id, token, extend_ms, self.finished_ttl_ms]
+                self._run("extend_lease", queue, args, client=pipe)
+
         return [
             (int(r[0]), int(r[1]), bool(r[2])) if r[0] == Code.OK else (int(r[0]), 0, False)
-            for r in pipe.execute()
+            for r in self._pipelined(build)
         ]
 
     def next_due_ms(self, queues: Sequence[str]) -> int | None:

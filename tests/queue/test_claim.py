@@ -204,3 +204,22 @@ def test_release_gives_the_task_back_without_counting_the_attempt(services: Serv
     assert again.attempt == 1 and again.fence == 2
     with pytest.raises(LeaseLost):
         services.queue.complete("default", lease.task_id, lease.lease_token + "x", "null")
+
+
+def test_pipelines_survive_redis_losing_its_script_cache(services: Services) -> None:
+    from chalicelib.queue import Outcome
+
+    services.redis.script_flush()  # as after a Redis restart or failover
+    services.client.enqueue_many([{"name": "t"}, {"name": "t"}])
+    services.redis.script_flush()
+    leases = claim(services, 2)
+    services.redis.script_flush()
+    assert (
+        services.queue.extend_many([(le.queue, le.task_id, le.lease_token, 1000) for le in leases])[
+            0
+        ][0]
+        == 0
+    )
+    services.redis.script_flush()
+    outcomes = [Outcome("default", le.task_id, le.lease_token, True) for le in leases]
+    assert services.queue.report_many(outcomes) == [0, 0]
