@@ -157,7 +157,7 @@ class Store:
                         copy.write_row(row)
             except psycopg.errors.UniqueViolation:
                 self._record_staged(conn, rows)
-            conn.execute(q("apply_snapshots"), _snapshot_columns(latest.values()))
+            conn.execute(q("apply_snapshots"), {"snapshots": _snapshots_json(latest.values())})
 
     @staticmethod
     def _record_staged(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
@@ -231,32 +231,15 @@ def _history_row(e: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _snapshot_columns(snapshots: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "id", "version", "status", "attempts", "worker_id", "fence", "cancel_requested",
-            "run_at", "started_at", "finished_at", "result", "has_result", "error",
-        )
-    }  # fmt: skip
-    for e in snapshots:
-        has_result = e["ev"] == "succeeded" and "res" in e
-        cols["id"].append(e["id"])
-        cols["version"].append(e["v"])
-        cols["status"].append(e["st"])
-        cols["attempts"].append(int(e.get("att") or 0))
-        cols["worker_id"].append(_opt(e.get("w")))
-        cols["fence"].append(int(e.get("fence") or 0))
-        cols["cancel_requested"].append(bool(e.get("cr")))
-        cols["run_at"].append(_ms(e.get("run")))
-        cols["started_at"].append(_ms(e.get("sa")))
-        cols["finished_at"].append(_ms(e.get("fa")))
-        cols["result"].append(e["res"] if has_result else None)
-        cols["has_result"].append(has_result)
-        cols["error"].append(_opt(e.get("err")))
-    return cols
-
-
-def _ms(value: Any) -> datetime | None:
-    value = _opt(value)
-    return None if value is None else from_ms(int(value))
+def _snapshots_json(snapshots: Iterable[dict[str, Any]]) -> str:
+    """The batch's newest snapshot per task, as the JSON ``apply_snapshots`` reads."""
+    return json.dumps([
+        {
+            "id": e["id"], "v": e["v"], "st": e["st"], "att": int(e.get("att") or 0),
+            "w": _opt(e.get("w")), "fence": int(e.get("fence") or 0), "cr": bool(e.get("cr")),
+            "run": _opt(e.get("run")), "sa": _opt(e.get("sa")), "fa": _opt(e.get("fa")),
+            "res": e.get("res") if e["ev"] == "succeeded" else None,
+            "has_res": e["ev"] == "succeeded" and "res" in e, "err": _opt(e.get("err")),
+        }
+        for e in snapshots
+    ], separators=(",", ":"))  # fmt: skip

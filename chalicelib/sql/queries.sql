@@ -64,23 +64,20 @@ ON CONFLICT (task_id, seq) DO NOTHING
 
 -- name: apply_snapshots
 -- Each element is a task's snapshot after its newest event in the batch; the version
--- guard makes stale or replayed batches no-ops. Arrays keep it one statement.
+-- guard makes stale or replayed batches no-ops. One JSON parameter keeps it one
+-- statement and costs the recorder far less than adapting thirteen arrays.
 UPDATE dtq_tasks t SET
-    version = s.version, status = s.status, attempts = s.attempts,
-    worker_id = COALESCE(s.worker_id, t.worker_id), fence = s.fence,
-    cancel_requested = s.cancel_requested, run_at = COALESCE(s.run_at, t.run_at),
-    started_at = s.started_at, finished_at = s.finished_at,
-    result = CASE WHEN s.has_result THEN s.result::jsonb
-                  WHEN s.status = 'succeeded' THEN t.result ELSE NULL END,
-    error = s.error
-FROM unnest(%(id)s::uuid[], %(version)s::integer[], %(status)s::text[],
-            %(attempts)s::integer[], %(worker_id)s::text[], %(fence)s::bigint[],
-            %(cancel_requested)s::boolean[], %(run_at)s::timestamptz[],
-            %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[],
-            %(result)s::text[], %(has_result)s::boolean[], %(error)s::text[])
-     AS s(id, version, status, attempts, worker_id, fence, cancel_requested, run_at,
-          started_at, finished_at, result, has_result, error)
-WHERE t.id = s.id AND t.version < s.version
+    version = s.v, status = s.st, attempts = s.att,
+    worker_id = COALESCE(s.w, t.worker_id), fence = s.fence, cancel_requested = s.cr,
+    run_at = COALESCE(to_timestamp(s.run / 1000.0), t.run_at),
+    started_at = to_timestamp(s.sa / 1000.0), finished_at = to_timestamp(s.fa / 1000.0),
+    result = CASE WHEN s.has_res THEN s.res::jsonb
+                  WHEN s.st = 'succeeded' THEN t.result ELSE NULL END,
+    error = s.err
+FROM jsonb_to_recordset(%(snapshots)s::jsonb) AS s(
+    id uuid, v integer, st text, att integer, w text, fence bigint, cr boolean,
+    run bigint, sa bigint, fa bigint, res text, has_res boolean, err text)
+WHERE t.id = s.id AND t.version < s.v
 
 -- name: live_tasks
 -- Non-terminal tasks of the record, in pages, for recovery and reconciliation.
