@@ -43,6 +43,21 @@ def journaled(tmp_path: Path) -> int:
         db.close()
 
 
+#: Handlers that leave a file when they start (tests/workers/marker_tasks.py).
+MARKED = ("--tasks", "tests.workers.marker_tasks")
+
+
+def enqueue_marked(services: Services, tmp_path: Path, n: int = 4) -> list[str]:
+    body = {"dir": str(tmp_path), "seconds": 0.8}
+    return [services.client.enqueue("test.marked_sleep", body)["id"] for _ in range(n)]
+
+
+def held_by_the_worker(tmp_path: Path, n: int = 4) -> bool:
+    """Every task started in the worker: its claim reply got through before the cut (a
+    reply cut in flight leaves leases the worker never saw; they expire and retry)."""
+    return len(list(tmp_path.glob("*.started"))) == n
+
+
 def states(services: Services, ids: list[str]) -> list[str | None]:
     return [(services.queue.live("default", t) or {}).get("st") for t in ids]
 
@@ -67,9 +82,10 @@ def test_offline_worker_finishes_held_tasks_and_syncs_on_reconnect(
     services: Services, settings: Settings, proxy: Proxy, spawn_worker: SpawnWorker,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    ids = [services.client.enqueue("dtq.sleep", {"seconds": 0.8})["id"] for _ in range(4)]
-    spawn_worker("--concurrency", "4", "--prefetch", "0", redis_url=proxied(settings, proxy))
-    wait_until(lambda: states(services, ids) == ["running"] * 4, timeout_s=15)
+    ids = enqueue_marked(services, tmp_path)
+    spawn_worker("--concurrency", "4", "--prefetch", "0", *MARKED,
+                 redis_url=proxied(settings, proxy))  # fmt: skip
+    wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=15)
     proxy.cut()
     # The tasks outlive the connection: their outcomes wait in the journal.
     wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
@@ -85,17 +101,17 @@ def test_kill_9_while_offline_then_restart_syncs_without_rerunning(
     services: Services, settings: Settings, proxy: Proxy, spawn_worker: SpawnWorker,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    ids = [services.client.enqueue("dtq.sleep", {"seconds": 0.8})["id"] for _ in range(4)]
-    worker = spawn_worker("--concurrency", "4", "--prefetch", "0",
+    ids = enqueue_marked(services, tmp_path)
+    worker = spawn_worker("--concurrency", "4", "--prefetch", "0", *MARKED,
                           redis_url=proxied(settings, proxy))  # fmt: skip
-    wait_until(lambda: states(services, ids) == ["running"] * 4, timeout_s=15)
+    wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=15)
     proxy.cut()
     wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
     worker.kill()
     worker.wait(10)
     proxy.restore()
     assert states(services, ids) == ["running"] * 4
-    spawn_worker("--concurrency", "4", redis_url=proxied(settings, proxy))  # same journal
+    spawn_worker("--concurrency", "4", *MARKED, redis_url=proxied(settings, proxy))  # same journal
     wait_until(lambda: states(services, ids) == ["succeeded"] * 4, timeout_s=20)
     wait_until(lambda: journaled(tmp_path) == 0, timeout_s=5)
     assert_each_ran_once(services, ids)

@@ -17,7 +17,14 @@ from chalicelib.settings import Settings
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.procs import DTQ, Proxy, worker_env
-from tests.workers.test_offline import assert_each_ran_once, journaled, states
+from tests.workers.test_offline import (
+    MARKED,
+    assert_each_ran_once,
+    enqueue_marked,
+    held_by_the_worker,
+    journaled,
+    states,
+)
 
 
 @pytest.fixture
@@ -60,28 +67,16 @@ def _answers(port: int) -> bool:
 def _spawn(spawn_worker: SpawnWorker, settings: Settings, proxy: Proxy, *args: str
            ) -> subprocess.Popen[bytes]:  # fmt: skip
     env = {"DTQ_WORKER_PASSWORD": settings.worker_password or ""}
-    return spawn_worker("--api", f"http://127.0.0.1:{proxy.port}", "--tasks",
-                        "tests.workers.marker_tasks", *args, env=env)  # fmt: skip
-
-
-def _enqueue_held(services: Services, tmp_path: Path) -> list[str]:
-    body = {"dir": str(tmp_path), "seconds": 0.8}
-    return [services.client.enqueue("test.marked_sleep", body)["id"] for _ in range(4)]
-
-
-def _held_by_the_worker(tmp_path: Path) -> bool:
-    """Every task started in the worker: its claim answer got through before the cut (a
-    claim cut in flight leaves leases the worker never saw; they expire and retry)."""
-    return len(list(tmp_path.glob("*.started"))) == 4
+    return spawn_worker("--api", f"http://127.0.0.1:{proxy.port}", *MARKED, *args, env=env)
 
 
 def test_http_worker_offline_finishes_held_tasks_and_syncs_on_reconnect(
     services: Services, settings: Settings, api_proxy: Proxy, spawn_worker: SpawnWorker,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    ids = _enqueue_held(services, tmp_path)
+    ids = enqueue_marked(services, tmp_path)
     _spawn(spawn_worker, settings, api_proxy, "--concurrency", "4", "--prefetch", "0")
-    wait_until(lambda: _held_by_the_worker(tmp_path), timeout_s=20)
+    wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=20)
     api_proxy.cut()
     wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
     assert states(services, ids) == ["running"] * 4  # nothing reached the server
@@ -95,9 +90,9 @@ def test_http_worker_killed_while_offline_syncs_after_restart_without_rerunning(
     services: Services, settings: Settings, api_proxy: Proxy, spawn_worker: SpawnWorker,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    ids = _enqueue_held(services, tmp_path)
+    ids = enqueue_marked(services, tmp_path)
     worker = _spawn(spawn_worker, settings, api_proxy, "--concurrency", "4", "--prefetch", "0")
-    wait_until(lambda: _held_by_the_worker(tmp_path), timeout_s=20)
+    wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=20)
     api_proxy.cut()
     wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
     worker.kill()
