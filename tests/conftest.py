@@ -29,7 +29,6 @@ DATABASE_URL = (
     os.environ.get("DTQ_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dtq_test")
     + f"_{os.getpid()}"
 )
-TABLES = "dtq_task_events, dtq_tasks, dtq_schedule_fires, dtq_schedules, dtq_users, dtq_workers"
 
 
 def _drop_stale_databases(conn: psycopg.Connection[tuple[object, ...]], prefix: str) -> None:
@@ -68,8 +67,17 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 def clean_db(database_url: str) -> str:
+    """Every DTQ table empty (found in the catalog, so a new migration's tables are
+    included without anyone remembering to list them here)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} CASCADE")
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename LIKE 'dtq\\_%' AND tablename <> 'dtq_schema_migrations'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
     return database_url
 
 
