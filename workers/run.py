@@ -11,6 +11,7 @@ HTTP mode (``--api URL``) needs only the API and the worker credentials
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from chalicelib.errors import ConfigError
 from chalicelib.settings import Settings
 from workers import registry
 from workers.offline import Journal
+from workers.slots import PoolFactory, SlotPool
 from workers.worker import Worker, WorkerConfig
 
 log = logging.getLogger("dtq.worker")
@@ -32,7 +34,10 @@ log = logging.getLogger("dtq.worker")
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("worker", help="run a worker (Redis, or the HTTP API with --api)")
     p.add_argument("--queues", default="default", help="comma-separated queue names")
-    p.add_argument("--concurrency", type=int, default=1, help="slots (threads) running tasks")
+    p.add_argument("--concurrency", type=int, default=1, help="slots running tasks")
+    p.add_argument("--pool", choices=("thread", "process"), default="thread",
+                   help="slots are threads (default) or child processes, for CPU-bound "
+                   "handlers")  # fmt: skip
     p.add_argument("--tasks", default=None, help="comma-separated handler modules "
                    "(default: DTQ_TASKS)")  # fmt: skip
     p.add_argument("--api", default=None, metavar="URL", help="use the HTTP API, not Redis")
@@ -90,6 +95,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = _config(args, settings)
     modules = (args.tasks if args.tasks is not None else settings.tasks).split(",")
     handlers = registry.load(modules)
+    pool: PoolFactory = SlotPool
+    if args.pool == "process":
+        from workers.procpool import ProcessPool
+
+        pool = functools.partial(ProcessPool, modules=modules)
     journal = Journal(args.offline_db or os.path.join(".dtq", f"journal-{config.hostname}.db"))
     stop_recorder = threading.Event()
     closers: list[Any] = [journal.close]
@@ -98,14 +108,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         transport: Any = HttpTransport(args.api, settings.worker_username,
                                        settings.worker_password)  # fmt: skip
-        worker = Worker(config, transport, handlers, journal)
+        worker = Worker(config, transport, handlers, journal, pool=pool)
     else:
         worker = _redis_worker(settings, config, handlers, journal, args.no_record,
-                               stop_recorder, closers)  # fmt: skip
+                               stop_recorder, closers, pool)  # fmt: skip
     _install_signals(worker)
-    log.info("worker %s: queues %s, concurrency %d, %s mode, handlers: %s", worker.worker_id,
-             ",".join(config.queues), config.concurrency, worker.transport.mode,
-             ", ".join(handlers.names()))  # fmt: skip
+    log.info("worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
+             worker.worker_id, ",".join(config.queues), config.concurrency, args.pool,
+             worker.transport.mode, ", ".join(handlers.names()))  # fmt: skip
     try:
         worker.run(burst=args.burst)
     finally:
@@ -118,7 +128,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.Registry,
                   journal: Journal, no_record: bool, stop_recorder: threading.Event,
-                  closers: list[Any]) -> Worker:  # fmt: skip
+                  closers: list[Any], pool: PoolFactory) -> Worker:  # fmt: skip
     from chalicelib import deps
     from chalicelib.fleet import Fleet
     from chalicelib.locks import LockScripts
@@ -130,7 +140,7 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
     closers.append(svc.close)
     transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.client)
     worker = Worker(config, transport, handlers, journal,
-                    locks=(LockScripts(svc.redis), svc.keys))  # fmt: skip
+                    locks=(LockScripts(svc.redis), svc.keys), pool=pool)  # fmt: skip
     if not no_record:
         recorder = Recorder(svc.queue, svc.store, f"{config.worker_id}:rec")
         notifier = Notifier.from_settings(svc.settings, svc.store)

@@ -17,7 +17,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.clock import now_ms
 from chalicelib.errors import Cancelled, Retry
@@ -62,6 +62,23 @@ def _failed(job: Job, error: str, retry_delay_ms: int | None = None) -> Report:
 
 def timed_out(job: Job) -> Report:
     return _failed(job, f"TimeoutError: the attempt exceeded {job.lease.timeout_seconds} s")
+
+
+class Pool(Protocol):
+    """What the worker needs of its slots: :class:`SlotPool` (threads, the default) or
+    ``workers.procpool.ProcessPool`` (``--pool process``)."""
+
+    def submit(self, job: Job) -> None: ...
+
+    def abandon(self, job: Job) -> None: ...
+
+    def close(self, join_s: float = 0.0) -> None: ...
+
+    def run_job(self, registry: Registry, host: Host, job: Job) -> Report | None: ...
+
+
+#: Builds a pool from ``(concurrency, run)``; ``run(job)`` is called on a slot's thread.
+PoolFactory = Callable[[int, Callable[[Job], None]], Pool]
 
 
 class SlotPool:
@@ -122,3 +139,6 @@ class SlotPool:
 
     def stats(self) -> dict[str, Any]:
         return {"alive": self._alive, "zombies": self._zombies}
+
+    def run_job(self, registry: Registry, host: Host, job: Job) -> Report | None:
+        return run_job(registry, host, job)

@@ -35,7 +35,7 @@ from chalicelib.validation import parse_task
 from workers.context import Job
 from workers.offline import Journal, Report
 from workers.registry import Registry
-from workers.slots import SlotPool, run_job, timed_out
+from workers.slots import PoolFactory, SlotPool, timed_out
 from workers.transport import Transport
 
 log = logging.getLogger("dtq.worker")
@@ -69,7 +69,8 @@ class WorkerConfig:
 
 class Worker:
     def __init__(self, config: WorkerConfig, transport: Transport, registry: Registry,
-                 journal: Journal, *, locks: Any = None) -> None:  # fmt: skip
+                 journal: Journal, *, locks: Any = None,
+                 pool: PoolFactory = SlotPool) -> None:  # fmt: skip
         self.config = config
         self.worker_id = config.worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.transport = transport
@@ -96,7 +97,7 @@ class Worker:
         self._created_dirty = journal.count_created() > 0
         self.counts = {"succeeded": 0, "failed": 0, "rejected": 0, "released": 0,
                        "timed_out": 0, "canceled": 0}  # fmt: skip
-        self._pool = SlotPool(config.concurrency, self._execute)
+        self._pool = pool(config.concurrency, self._execute)
         self._threads = [
             threading.Thread(target=self._monitor, name="dtq-monitor", daemon=True),
             threading.Thread(target=self._waker, name="dtq-waker", daemon=True),
@@ -183,8 +184,13 @@ class Worker:
             self._want_work.set()  # the queues ran dry: block on their signal
         for lease in leases:
             if self.journal.owes(lease.task_id):
-                self._resettle(lease)
-                continue
+                # The server may have accepted that outcome a moment ago (a retry due at
+                # once) while the report is still settling: let it finish, then look again.
+                with self._flush_lock:
+                    owed = self.journal.owes(lease.task_id)
+                if owed:
+                    self._resettle(lease)
+                    continue
             job = Job(lease, extend_at=now + self._extend_every_s)
             with self._lock:
                 self._held[lease.task_id] = job
@@ -210,7 +216,7 @@ class Worker:
             job.started_ms = now_ms()
             job.deadline = time.monotonic() + job.lease.timeout_seconds
             self._unstarted -= 1
-        self._finish(job, run_job(self.registry, self, job))
+        self._finish(job, self._pool.run_job(self.registry, self, job))
 
     def _finish(self, job: Job, report: Report | None, *, timeout: bool = False) -> bool:
         with self._lock:

@@ -1,0 +1,145 @@
+"""``dtq worker --pool process``: real worker processes whose handlers run in child
+processes (tests/workers/proc_tasks.py), against real Redis and Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+
+from chalicelib.deps import Services
+from tests.helpers import wait_until
+from tests.workers.conftest import SpawnWorker
+from tests.workers.proc_tasks import count_primes
+from tests.workers.test_worker_processes import recorded
+
+POOL = ("--pool", "process", "--tasks", "tests.workers.proc_tasks")
+
+
+def live(services: Services, task_id: str) -> dict[str, str]:
+    return services.queue.live("default", task_id) or {}
+
+
+def status(services: Services, task_id: str) -> str | None:
+    return live(services, task_id).get("st")
+
+
+def children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid`` (read from /proc: no psutil here)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie (an orphan is reaped by whoever adopted it, maybe late)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_cpu_bound_handlers_run_in_two_child_processes(
+    services: Services, spawn_worker: SpawnWorker
+) -> None:
+    sizes = [20_000 + 1_000 * i for i in range(12)]
+    tasks = [services.client.enqueue("proc.primes", {"below": n})["id"] for n in sizes]
+    worker = spawn_worker(*POOL, "--concurrency", "2")
+    wait_until(lambda: all(status(services, t) == "succeeded" for t in tasks), timeout_s=25)
+    results = [json.loads(live(services, t)["res"]) for t in tasks]
+    assert [r["primes"] for r in results] == [count_primes(n) for n in sizes]
+    assert [r["task_id"] for r in results] == tasks
+    pids = {r["pid"] for r in results}
+    assert len(pids) == 2 and worker.pid not in pids
+    assert pids == children(worker.pid) & pids  # the worker's own children did the work
+
+
+def test_an_exception_a_retry_and_context_calls_behave_as_with_threads(
+    services: Services, spawn_worker: SpawnWorker
+) -> None:
+    bad = services.client.enqueue("proc.fail", {"n": 42}, max_attempts=1)["id"]
+    again = services.client.enqueue("proc.retry", max_attempts=3)["id"]
+    parent = services.client.enqueue("proc.parent")["id"]
+    spawn_worker(*POOL, "--concurrency", "2")
+    wait_until(lambda: status(services, bad) == "dead", timeout_s=20)
+    wait_until(lambda: status(services, again) == "succeeded", timeout_s=20)
+    wait_until(lambda: status(services, parent) == "succeeded", timeout_s=20)
+    res = json.loads(live(services, parent)["res"])
+    assert res["key"] == f"{parent}:1" and res["extended"] is True
+    assert "ctx.lock is not available with --pool process" in res["lock"]
+    [child] = services.client.list(name="proc.primes")[0]
+    assert child["idempotency_key"] == f"{parent}:1"
+    wait_until(lambda: status(services, child["id"]) == "succeeded", timeout_s=20)
+    assert json.loads(live(services, child["id"])["res"])["primes"] == 25
+    err = live(services, bad)["err"]
+    assert err.startswith("ValueError: bad input 42\nTraceback")
+    assert "proc_tasks.py" in err and 'raise ValueError(f"bad input' in err
+    assert json.loads(live(services, again)["res"]) == {"attempt": 2}
+    assert live(services, again)["att"] == "2"
+    history = recorded(services, again)["history"]
+    [failed_at] = [e["at"] for e in history if e["event"] == "failed"]
+    [claimed_at] = [e["at"] for e in history if e["event"] == "claimed" and e["attempt"] == 2]
+    gap = datetime.fromisoformat(claimed_at) - datetime.fromisoformat(failed_at)
+    assert gap.total_seconds() >= 0.49  # the handler's chosen delay
+
+
+def test_a_timed_out_attempt_kills_and_replaces_its_child(
+    services: Services, spawn_worker: SpawnWorker, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "spin.pid"
+    spin = services.client.enqueue("proc.spin", {"pidfile": str(pidfile)}, timeout_seconds=1,
+                                   max_attempts=1)["id"]  # fmt: skip
+    worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "0",
+                          "--lease-seconds", "1.5")  # fmt: skip
+    wait_until(pidfile.exists, timeout_s=15, what="the spinning handler to start")
+    wait_until(lambda: pidfile.read_text(), timeout_s=5)
+    spinner = int(pidfile.read_text())
+    # The other slot keeps working while one spins.
+    other = services.client.enqueue("proc.primes", {"below": 5_000})["id"]
+    wait_until(lambda: status(services, other) == "succeeded", timeout_s=10)
+    wait_until(lambda: status(services, spin) == "dead", timeout_s=10)
+    assert live(services, spin)["err"].startswith("TimeoutError")
+    wait_until(lambda: not alive(spinner), timeout_s=10, what="the spinning child to die")
+    # Both slots work again (one through a fresh child): two sleeps run side by side.
+    more = [services.client.enqueue("proc.sleep", {"seconds": 0.5})["id"] for _ in range(2)]
+    wait_until(lambda: all(status(services, t) == "running" for t in more), timeout_s=10)
+    wait_until(lambda: all(status(services, t) == "succeeded" for t in more), timeout_s=10)
+    pids = {json.loads(live(services, t)["res"])["pid"] for t in more}
+    assert len(pids) == 2 and spinner not in pids
+    # A cancel reaches the handler in its child (through the slot's cancel flag).
+    doomed = services.client.enqueue("proc.sleep", {"seconds": 60})["id"]
+    wait_until(lambda: status(services, doomed) == "running", timeout_s=10)
+    services.client.cancel(doomed)
+    wait_until(lambda: status(services, doomed) == "canceled", timeout_s=5)
+    assert worker.poll() is None
+
+
+def test_sigterm_with_tasks_in_flight_loses_none_and_leaves_no_child(
+    services: Services, spawn_worker: SpawnWorker
+) -> None:
+    tasks = [services.client.enqueue("proc.sleep", {"seconds": 1.0})["id"] for _ in range(3)]
+    worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "1",
+                          "--grace-seconds", "10")  # fmt: skip
+    wait_until(lambda: [status(services, t) for t in tasks].count("running") == 3, timeout_s=15)
+    kids = children(worker.pid)
+    assert len(kids) >= 2  # the slots' children (and multiprocessing's resource tracker)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    states = sorted(str(status(services, t)) for t in tasks)
+    # The two in the children finished within the grace period; the prefetched one was
+    # given back, not failed.
+    assert states == ["queued", "succeeded", "succeeded"]
+    assert all(live(services, t)["att"] in ("0", "1") for t in tasks)
+    wait_until(lambda: not any(alive(k) for k in kids), timeout_s=5, what="no child left")
