@@ -6,6 +6,7 @@ workers. Tests build their own ``Services`` from explicit ``Settings``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -65,6 +66,16 @@ def build(settings: Settings, *, pool_size: int = 10) -> Services:
     return Services(settings, client_redis, pool, keys, queue, store, client)
 
 
+def check_redis(svc: Services) -> None:
+    """Startup check of every long-running process: refuse a Redis that may evict keys
+    (an evicted task is lost silently). A Redis that is down is not refused: the process
+    starts anyway and answers 503 / works offline until it returns."""
+    try:
+        svc.queue.check_eviction_policy(svc.settings.allow_evicting_redis)
+    except redis.ConnectionError as exc:
+        log.warning("Redis not reachable at startup (%s); continuing", exc)
+
+
 def make_payloads(settings: Settings) -> Payloads | None:
     """The S3 offload of large payloads and results, when DTQ_PAYLOAD_BUCKET is set."""
     if settings.payload_bucket is None:
@@ -75,6 +86,8 @@ def make_payloads(settings: Settings) -> Payloads | None:
         aws.s3(settings), settings.payload_bucket, max_inline_bytes=settings.max_payload_bytes
     )
 
+
+log = logging.getLogger("dtq")
 
 _services: Services | None = None
 _lock = threading.Lock()

@@ -191,6 +191,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     app.log.setLevel(logging.INFO)
     app.log.propagate = False
     jobs = jobs_of(app, _every(args.every))
+    if not args.list:
+        from chalicelib import deps, web
+
+        deps.check_redis(web.current().services)
     if args.list:
         for job in jobs:
             period = f"every {job.period_s:g} s" if job.period_s else "on its cron (UTC)"

@@ -137,6 +137,7 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
     from workers.transport import RedisTransport
 
     svc = deps.build(settings, pool_size=4)
+    deps.check_redis(svc)
     closers.append(svc.close)
     transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.client)
     worker = Worker(config, transport, handlers, journal,

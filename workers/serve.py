@@ -155,12 +155,13 @@ def make_server(app: Any, host: str, port: int, max_body_bytes: int) -> Server:
 
 def cmd_api(args: argparse.Namespace) -> int:
     from app import app
-    from chalicelib import web
+    from chalicelib import deps, web
     from chalicelib.notify import Notifier
     from chalicelib.recorder import Recorder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     context = web.current()  # a bad setting fails here, as one line, not per request
+    deps.check_redis(context.services)
     settings = context.settings
     server = make_server(app, args.host, args.port, settings.max_body_bytes)
     stop = threading.Event()

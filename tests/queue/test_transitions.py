@@ -266,3 +266,30 @@ def test_enqueue_is_idempotent_in_redis(services: Services) -> None:
     assert services.client.restore(row) is False  # already there: untouched
     assert services.redis.zcard(services.keys.queue("default").ready) == 1
     assert Code.EXISTS == 6
+
+
+def test_startup_check_refuses_evicting_redis_but_not_a_down_one(services: Services) -> None:
+    from chalicelib import deps
+    from chalicelib.settings import Settings
+
+    r = services.redis
+    old = r.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        r.config_set("maxmemory-policy", "volatile-lru")
+        with pytest.raises(ConfigError):
+            deps.check_redis(services)
+    finally:
+        r.config_set("maxmemory-policy", old)
+    down = deps.build(
+        Settings(
+            **{
+                **services.settings.__dict__,
+                "redis_url": "redis://127.0.0.1:1/0",
+                "io_timeout_seconds": 0.2,
+            }
+        )
+    )
+    try:
+        deps.check_redis(down)  # starts anyway: 503 / offline until Redis returns
+    finally:
+        down.close()
