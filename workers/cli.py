@@ -93,13 +93,20 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from chalicelib.fleet import Fleet
+
     svc = _services()
     try:
         stats = svc.client.queue_stats()
+        workers = Fleet(svc.queue, svc.store).describe()
+        failing = [
+            t for status in ("retrying", "dead") for t in svc.client.list(status=status, limit=5)[0]
+        ]
     finally:
         svc.close()
     if args.json:
-        print(json.dumps(stats, indent=2))
+        print(json.dumps({"queues": stats, "workers": workers, "recent_failures": failing},
+                         indent=2, default=str))  # fmt: skip
         return 0
     cols = ("scheduled", "queued", "running", "retrying", "dead")
     print(f"{'queue':<24}" + "".join(f"{c:>11}" for c in cols) + f"{'unrecorded':>12}  flags")
@@ -107,6 +114,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         flags = "paused" if d["meta"].get("paused") == "1" else ""
         print(f"{name:<24}" + "".join(f"{d[c]:>11}" for c in cols)
               + f"{d['unrecorded_events']:>12}  {flags}")  # fmt: skip
+    print(f"\nworkers: {sum(w['alive'] for w in workers)} alive of {len(workers)}")
+    for w in workers:
+        state = "alive" if w["alive"] else "gone "
+        print(f"  {state} {w['worker_id']:<32} {w['mode']:<5} {','.join(w['queues']):<24} "
+              f"running {len(w['running'])}")  # fmt: skip
+    print("\nrecent failures:" if failing else "\nrecent failures: none")
+    for t in failing:
+        error = (t["error"] or "").splitlines()[0][:80] if t["error"] else ""
+        print(f"  {t['status']:<8} {t['id']}  {t['queue']:<16} {t['name']:<28} {error}")
     return 0
 
 
