@@ -46,3 +46,18 @@ def test_errors_are_one_line_without_traceback(services: Services) -> None:
     assert "Traceback" not in bad.stderr
     bad = dtq(services, "enqueue", "bad name!")
     assert bad.returncode == 1 and "name" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dead_letter_list_and_replay(services: Services) -> None:
+    task = services.client.enqueue("fragile", max_attempts=1)
+    [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
+    services.queue.fail("default", lease.task_id, lease.lease_token, "gone for good")
+    Recorder(services.queue, services.store, "t").drain()
+    listed = dtq(services, "dlq", "list")
+    assert (
+        listed.returncode == 0 and task["id"] in listed.stdout and "gone for good" in listed.stdout
+    )
+    replayed = dtq(services, "dlq", "replay", task["id"])
+    assert replayed.returncode == 0 and replayed.stdout.strip() == "replayed 1 task(s)"
+    [again] = services.queue.claim(["default"], "w", 1, 30_000).leases
+    assert again.task_id == task["id"] and again.attempt == 1
