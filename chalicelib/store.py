@@ -134,10 +134,6 @@ class Store:
         with self.connection() as conn:
             return conn.execute(q("live_tasks"), {"after": after, "limit": limit}).fetchall()
 
-    def counts_by_status(self) -> list[Row]:
-        with self.connection() as conn:
-            return conn.execute(q("count_by_status")).fetchall()
-
     # -- recording transitions -----------------------------------------------------
 
     def record(self, events: Sequence[dict[str, Any]]) -> None:

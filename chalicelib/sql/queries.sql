@@ -95,18 +95,12 @@ ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, rol
 -- name: get_user
 SELECT username, password_hash, role FROM dtq_users WHERE username = %(username)s
 
--- name: user_exists
-SELECT 1 FROM dtq_users WHERE username = %(username)s
-
 -- name: upsert_worker
 INSERT INTO dtq_workers (worker_id, hostname, queues, mode, concurrency, last_seen_at)
 VALUES (%(worker_id)s, %(hostname)s, %(queues)s, %(mode)s, %(concurrency)s, now())
 ON CONFLICT (worker_id) DO UPDATE SET hostname = EXCLUDED.hostname,
     queues = EXCLUDED.queues, mode = EXCLUDED.mode, concurrency = EXCLUDED.concurrency,
     last_seen_at = now()
-
--- name: count_by_status
-SELECT queue, status, count(*) AS n FROM dtq_tasks GROUP BY queue, status
 
 -- name: purge_finished
 -- Retention: terminal tasks finished before the cutoff, oldest first, in bounded
