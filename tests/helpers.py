@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+# The project's own free-port finder (dtq dev uses it for its embedded servers).
+from workers.embedded import free_port
+
+__all__ = ["free_port", "http_json", "port_answers", "wait_until"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
@@ -17,3 +26,30 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         time.sleep(0.005)
+
+
+def http_json(method: str, url: str, body: Any = None, token: str | None = None,
+              timeout_s: float = 10.0) -> tuple[int, Any]:  # fmt: skip
+    """One JSON request as a client would send it: (status, decoded body); (0, None) when
+    nothing answers."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+    except OSError:
+        return 0, None
+
+
+def port_answers(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -22,7 +20,7 @@ from chalicelib import passwords
 from chalicelib.deps import Services
 from chalicelib.settings import Settings
 from tests.api.conftest import ADMIN_PASSWORD, WORKER_PASSWORD
-from tests.helpers import wait_until
+from tests.helpers import free_port, http_json, wait_until
 
 ROOT = Path(__file__).parents[2]
 
@@ -36,16 +34,7 @@ class Live:
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None
              ) -> tuple[int, Any]:  # fmt: skip
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return http_json(method, self.url + path, body, token)
 
     def token(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
         status, body = self.call(
@@ -53,12 +42,6 @@ class Live:
         )
         assert status == 200, body
         return str(body["access_token"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def answers(url: str) -> bool:

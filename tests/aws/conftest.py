@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -15,6 +14,7 @@ from moto.server import ThreadedMotoServer
 from chalicelib import deps
 from chalicelib.deps import Services
 from chalicelib.settings import Settings
+from tests.helpers import free_port
 
 BUCKET = "dtq-payloads-test"
 
@@ -50,9 +50,7 @@ def offloading(aws: None, settings: Settings) -> Iterator[Services]:
 def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A moto server on a free local port: an AWS endpoint over real HTTP."""
     isolate_aws(monkeypatch)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -6,7 +6,6 @@ restarted; what a killed ``dtq dev`` left stopped by the next run."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -14,15 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import http_json, wait_until
 from workers.children import start_time, stop_leftovers
 from workers.embedded import free_port
 
@@ -30,18 +27,7 @@ DTQ = str(Path(sys.executable).with_name("dtq"))
 
 
 def call(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-    except OSError:
-        return 0, None
+    return http_json(method, url, body, token, timeout_s=5)
 
 
 def processes() -> dict[int, tuple[int, str, str | None]]:

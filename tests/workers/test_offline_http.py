@@ -4,7 +4,6 @@ when the network returns — also across a kill -9 and a restart with the same j
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from chalicelib import passwords
 from chalicelib.deps import Services
 from chalicelib.settings import Settings
-from tests.helpers import wait_until
+from tests.helpers import free_port, port_answers, wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.procs import DTQ, Proxy, worker_env
 from tests.workers.test_offline import (
@@ -34,15 +33,13 @@ def api_port(services: Services, settings: Settings, tmp_path: Path) -> Iterator
         settings.worker_username, passwords.hash_password(settings.worker_password, log_n=10),
         "worker",
     )  # fmt: skip
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     env = {**worker_env(settings), "DTQ_JWT_SECRET": settings.jwt_secret or ""}
     with open(tmp_path / "api.log", "wb") as log:
         api = subprocess.Popen([DTQ, "api", "--port", str(port)], env=env, stdout=log,
                                stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        wait_until(lambda: _answers(port), timeout_s=60, what="dtq api")
+        wait_until(lambda: port_answers(port), timeout_s=60, what="dtq api")
         yield port
     finally:
         api.terminate()
@@ -54,14 +51,6 @@ def api_proxy(api_port: int) -> Iterator[Proxy]:
     p = Proxy("127.0.0.1", api_port)
     yield p
     p.close()
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _spawn(spawn_worker: SpawnWorker, settings: Settings, proxy: Proxy, *args: str

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ from chalicelib import passwords
 from chalicelib.deps import Services
 from chalicelib.fleet import Fleet
 from chalicelib.settings import Settings
-from tests.helpers import wait_until
+from tests.helpers import free_port, port_answers, wait_until
 from tests.workers.procs import DTQ, worker_env
 from workers.offline import Report
 from workers.transport import RedisTransport, Transport
@@ -32,15 +31,13 @@ def _http_transport(services: Services, settings: Settings) -> Iterator[Transpor
     services.store.upsert_user(
         settings.worker_username, passwords.hash_password(settings.worker_password), "worker"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = worker_env(settings)
     env.update({"DTQ_JWT_SECRET": settings.jwt_secret or "", "DTQ_WORKER_PASSWORD":
                 settings.worker_password})  # fmt: skip
     api = subprocess.Popen([DTQ, "api", "--port", str(port)], env=env)
     try:
-        wait_until(lambda: _answers(port), timeout_s=60, what="dtq api")
+        wait_until(lambda: port_answers(port), timeout_s=60, what="dtq api")
         transport = HttpTransport(f"http://127.0.0.1:{port}", settings.worker_username,
                                   settings.worker_password)  # fmt: skip
         yield transport
@@ -48,14 +45,6 @@ def _http_transport(services: Services, settings: Settings) -> Iterator[Transpor
     finally:
         api.terminate()
         api.wait(10)
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=TRANSPORTS)
