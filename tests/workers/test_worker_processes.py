@@ -157,9 +157,12 @@ def test_graceful_shutdown_finishes_or_releases_held_tasks(
 def test_a_second_signal_exits_at_once(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
-    task = services.client.enqueue("dtq.sleep", {"seconds": 30})
-    worker = spawn_worker("--grace-seconds", "60")
-    wait_until(lambda: status(services, task["id"]) == "running", timeout_s=15)
+    # A claimed task the handler has not started yet is released at the first signal; this
+    # one leaves a marker when its handler runs, so the test knows it is past that point.
+    task = services.client.enqueue("test.marked_sleep", {"seconds": 30, "dir": str(tmp_path)})
+    worker = spawn_worker("--grace-seconds", "60", "--tasks", "tests.workers.marker_tasks")
+    started = tmp_path / f"{task['id']}.started"
+    wait_until(started.exists, timeout_s=15, what="the handler to start")
     worker.send_signal(signal.SIGTERM)
     # Signals sent back to back may be coalesced into one: wait for the first to land.
     log = tmp_path / "worker-0.log"
