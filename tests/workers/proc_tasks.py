@@ -43,6 +43,8 @@ def spin(payload: dict[str, Any], ctx: Any) -> None:
 
 @task("proc.sleep")
 def sleep(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    if "dir" in payload:  # a marker: the handler itself started (not only the claim)
+        Path(payload["dir"], f"{ctx.task_id}.started").touch()
     if ctx.wait(float(payload["seconds"])):
         raise Cancelled("canceled while sleeping")
     return {"pid": os.getpid()}

@@ -127,12 +127,15 @@ def test_a_timed_out_attempt_kills_and_replaces_its_child(
 
 
 def test_sigterm_with_tasks_in_flight_loses_none_and_leaves_no_child(
-    services: Services, spawn_worker: SpawnWorker
+    services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
-    tasks = [services.client.enqueue("proc.sleep", {"seconds": 1.0})["id"] for _ in range(3)]
+    body = {"seconds": 1.0, "dir": str(tmp_path)}
+    tasks = [services.client.enqueue("proc.sleep", body)["id"] for _ in range(3)]
     worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "1",
                           "--grace-seconds", "10")  # fmt: skip
     wait_until(lambda: [status(services, t) for t in tasks].count("running") == 3, timeout_s=15)
+    # Two handlers started in their children (a claimed, unstarted task is given back).
+    wait_until(lambda: len(list(tmp_path.glob("*.started"))) == 2, timeout_s=15)
     kids = children(worker.pid)
     assert len(kids) >= 2  # the slots' children (and multiprocessing's resource tracker)
     worker.send_signal(signal.SIGTERM)

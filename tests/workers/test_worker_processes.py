@@ -14,6 +14,8 @@ from chalicelib.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 
+#: Handlers that leave a file when they start (tests/workers/marker_tasks.py).
+MARKED = ("--tasks", "tests.workers.marker_tasks")
 FAST_BACKOFF = {"base_seconds": 0.01, "factor": 1.0, "max_seconds": 0.01, "jitter": False}
 
 
@@ -127,11 +129,15 @@ def test_a_paused_workers_late_report_is_refused_as_a_duplicate(
 
 
 def test_graceful_shutdown_finishes_or_releases_held_tasks(
-    services: Services, spawn_worker: SpawnWorker
+    services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
-    short = [services.client.enqueue("dtq.sleep", {"seconds": 0.6})["id"] for _ in range(5)]
-    worker = spawn_worker("--concurrency", "3", "--prefetch", "2", "--grace-seconds", "10")
+    body = {"seconds": 0.6, "dir": str(tmp_path)}
+    short = [services.client.enqueue("test.marked_sleep", body)["id"] for _ in range(5)]
+    worker = spawn_worker("--concurrency", "3", "--prefetch", "2", "--grace-seconds", "10",
+                          *MARKED)  # fmt: skip
     wait_until(lambda: [status(services, t) for t in short].count("running") == 5, timeout_s=15)
+    # Three handlers started (a claimed, unstarted task is given back at the signal).
+    wait_until(lambda: len(list(tmp_path.glob("*.started"))) == 3, timeout_s=15)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     states = Counter(status(services, t) for t in short)
@@ -139,14 +145,14 @@ def test_graceful_shutdown_finishes_or_releases_held_tasks(
     assert states == {"succeeded": 3, "queued": 2}
 
     long = [services.client.enqueue("dtq.sleep", {"seconds": 1.5})["id"] for _ in range(2)]
-    worker = spawn_worker("--concurrency", "4", "--prefetch", "0", "--grace-seconds", "0.3")
+    worker = spawn_worker("--concurrency", "4", "--prefetch", "0", "--grace-seconds", "0.3", *MARKED)
     wait_until(lambda: all(status(services, t) == "running" for t in long), timeout_s=15)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     assert {status(services, t) for t in long} == {"queued"}
     assert {live(services, t)["att"] for t in long} == {"0"}  # a release is not an attempt
 
-    spawn_worker("--concurrency", "8")
+    spawn_worker("--concurrency", "8", *MARKED)
     wait_until(lambda: all(status(services, t) == "succeeded" for t in short + long), 20)
     for task_id in short + long:
         history = events(recorded(services, task_id))
@@ -160,7 +166,7 @@ def test_a_second_signal_exits_at_once(
     # A claimed task the handler has not started yet is released at the first signal; this
     # one leaves a marker when its handler runs, so the test knows it is past that point.
     task = services.client.enqueue("test.marked_sleep", {"seconds": 30, "dir": str(tmp_path)})
-    worker = spawn_worker("--grace-seconds", "60", "--tasks", "tests.workers.marker_tasks")
+    worker = spawn_worker("--grace-seconds", "60", *MARKED)
     started = tmp_path / f"{task['id']}.started"
     wait_until(started.exists, timeout_s=15, what="the handler to start")
     worker.send_signal(signal.SIGTERM)
