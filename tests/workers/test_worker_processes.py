@@ -145,7 +145,9 @@ def test_graceful_shutdown_finishes_or_releases_held_tasks(
     assert states == {"succeeded": 3, "queued": 2}
 
     long = [services.client.enqueue("dtq.sleep", {"seconds": 1.5})["id"] for _ in range(2)]
-    worker = spawn_worker("--concurrency", "4", "--prefetch", "0", "--grace-seconds", "0.3", *MARKED)
+    worker = spawn_worker(
+        "--concurrency", "4", "--prefetch", "0", "--grace-seconds", "0.3", *MARKED
+    )
     wait_until(lambda: all(status(services, t) == "running" for t in long), timeout_s=15)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
