@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from chalicelib.clock import from_ms, iso
+from chalicelib.clock import from_ms, iso, iso_ms
 from chalicelib.deliveries import Deliveries, merge_history
 from chalicelib.errors import InvalidTransition, NotFound, ValidationError
 from chalicelib.groupcommit import GroupCommit
@@ -215,7 +215,7 @@ class Client:
             "name", row["name"], "pri", row["priority"],
             "payload", json.dumps(row["payload"], separators=(",", ":"), ensure_ascii=False),
             "max", row["max_attempts"], "tmo", row["timeout_seconds"],
-            "bo", Backoff.from_json(row["backoff"]).encode(),
+            "bo", Backoff.from_json(row["backoff"]).encoded,
             "att", row["attempts"] if attempts is None else attempts,
             "fence", row["fence"], "v", row["version"],
         ]  # fmt: skip
@@ -272,7 +272,7 @@ def _new_task_json(t: NewTask) -> dict[str, Any]:
         "backoff": t.backoff.to_json(), "idempotency_key": t.idempotency_key,
         "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
         "worker_id": None, "cancel_requested": False, "fence": 0,
-        "run_at": iso(from_ms(t.run_at_ms)), "created_at": iso(from_ms(t.created_at_ms)),
+        "run_at": iso_ms(t.run_at_ms), "created_at": iso_ms(t.created_at_ms),
         "started_at": None, "finished_at": None, "result": None, "error": None,
     }  # fmt: skip
 

@@ -6,6 +6,7 @@ Queue deadlines do not use this clock at all: the Lua scripts read the Redis ser
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -33,3 +34,9 @@ def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@functools.lru_cache(maxsize=256)
+def iso_ms(ms: int) -> str:
+    """``iso(from_ms(ms))``, cached: the tasks of one batch share their times."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -31,9 +33,15 @@ class Backoff:
     max_seconds: float = 3600.0
     jitter: bool = True
 
-    def encode(self) -> str:
+    # Cached: a bulk enqueue shares one policy object across its tasks.
+    @cached_property
+    def encoded(self) -> str:
         """The compact form stored in the task hash and read by the Lua scripts."""
         return f"{self.base_seconds!r},{self.factor!r},{self.max_seconds!r},{int(self.jitter)}"
+
+    @cached_property
+    def json_text(self) -> str:
+        return json.dumps(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +59,9 @@ class Backoff:
             max_seconds=float(data["max_seconds"]),
             jitter=bool(data["jitter"]),
         )
+
+
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass(frozen=True)

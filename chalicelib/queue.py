@@ -35,6 +35,8 @@ from chalicelib.models import Lease, NewTask, TaskStatus
 SWEEP_BOUND = 200
 #: Cap of tasks claimed per call.
 MAX_CLAIM = 100
+#: Tasks per enqueue script call: a 1,000-task call keeps Redis busy for a few ms only.
+ENQUEUE_CHUNK = 1000
 
 
 class Code(IntEnum):
@@ -190,35 +192,48 @@ class Queue:
     # -- enqueue -----------------------------------------------------------------
 
     @staticmethod
-    def _fields(task: NewTask) -> list[Any]:
-        fields: list[Any] = [
-            "name", task.name, "pri", task.priority, "payload", task.payload_json,
-            "max", task.max_attempts, "tmo", task.timeout_seconds, "bo", task.backoff.encode(),
+    def _fields(task: NewTask) -> list[str]:
+        fields = [
+            "name", task.name, "pri", str(task.priority), "payload", task.payload_json,
+            "max", str(task.max_attempts), "tmo", str(task.timeout_seconds),
+            "bo", task.backoff.encoded,
         ]  # fmt: skip
         if task.lock_key is not None:
             fields += ["lk", task.lock_key]
         return fields
 
     def enqueue_many(self, tasks: Sequence[NewTask]) -> list[bool]:
-        """Add tasks (already recorded in Postgres) in one pipelined round trip.
-        Returns, per task, whether it was added (False: it already existed)."""
+        """Add tasks (already recorded in Postgres) in one pipelined round trip: one
+        script call per queue and chunk. Returns, per task, whether it was added (False:
+        it already existed)."""
         if not tasks:
             return []
+        by_queue: dict[str, list[int]] = {}
+        for i, t in enumerate(tasks):
+            by_queue.setdefault(t.queue, []).append(i)
+        chunks = [(q, idx[j : j + ENQUEUE_CHUNK]) for q, idx in by_queue.items()
+                  for j in range(0, len(idx), ENQUEUE_CHUNK)]  # fmt: skip
 
         def build(pipe: Any) -> None:
-            self._remember_queues({t.queue for t in tasks}, pipe)
-            for t in tasks:
-                args = [t.id, t.status.value, t.run_at_ms, "", *self._fields(t)]
-                self._run("enqueue", t.queue, args, client=pipe)
+            self._remember_queues(by_queue, pipe)
+            for queue, idx in chunks:
+                entries = [[tasks[i].id, tasks[i].status.value, str(tasks[i].run_at_ms), "",
+                            self._fields(tasks[i])] for i in idx]  # fmt: skip
+                self._run("enqueue", queue, [_dumps(entries)], client=pipe)
 
-        replies = self._pipelined(build)
-        return [r[0] == Code.OK for r in replies[-len(tasks) :]]
+        replies = self._pipelined(build)[1:]
+        added = [False] * len(tasks)
+        for (_, idx), codes in zip(chunks, replies, strict=True):
+            for i, code in zip(idx, codes, strict=True):
+                added[i] = code == Code.OK
+        return added
 
     def restore(self, queue: str, task_id: str, status: TaskStatus, run_at_ms: int,
                 fields: Sequence[Any], event: str) -> bool:  # fmt: skip
         """Re-create a task hash from the record (recovery, replay of an expired hash)."""
         self._remember_queues([queue])
-        reply = self._run("enqueue", queue, [task_id, status.value, run_at_ms, event, *fields])
+        entry = [task_id, status.value, str(run_at_ms), event, [str(f) for f in fields]]
+        reply = self._run("enqueue", queue, [_dumps([entry])])
         return bool(reply[0] == Code.OK)
 
     # -- claim and leases --------------------------------------------------------
@@ -447,6 +462,10 @@ class Outcome:
     error: str = ""
     retry_delay_ms: int | None = None
     worker_id: str = ""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _pairs(reply: list[Any]) -> list[tuple[int, str]]:

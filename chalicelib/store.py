@@ -201,7 +201,7 @@ def _insert_params(t: NewTask) -> dict[str, Any]:
 def _copy_row(t: NewTask) -> tuple[Any, ...]:
     return (
         t.id, t.name, t.queue, t.priority, t.payload_json, t.status.value, t.max_attempts,
-        t.timeout_seconds, json.dumps(t.backoff.to_json()), t.lock_key, t.schedule_id,
+        t.timeout_seconds, t.backoff.json_text, t.lock_key, t.schedule_id,
         t.webhook_url, from_ms(t.run_at_ms), from_ms(t.created_at_ms), t.scheduled,
     )  # fmt: skip
 

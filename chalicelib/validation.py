@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.errors import PayloadTooLarge, ValidationError
-from chalicelib.models import Backoff
+from chalicelib.models import DEFAULT_BACKOFF, Backoff
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 #: Upper bound of every duration, so that arithmetic on it can never overflow.
@@ -46,7 +46,7 @@ class TaskSpec:
     idempotency_key: str | None = None
     lock_key: str | None = None
     webhook_url: str | None = None
-    request_hash: str = ""
+    request_hash: str | None = None  #: only with an idempotency key: it is what it guards
 
 
 class _Errors:
@@ -123,10 +123,10 @@ def parse_datetime(value: Any) -> datetime:
 
 def _backoff(errors: _Errors, value: Any) -> Backoff:
     if value is None:
-        return Backoff()
+        return DEFAULT_BACKOFF
     if not isinstance(value, dict):
         errors.add("backoff", "must be an object")
-        return Backoff()
+        return DEFAULT_BACKOFF
     sub = _Errors(errors.prefix + "backoff.")
     for key in value.keys() - BACKOFF_FIELDS:
         sub.add(key, "is not a known field")
@@ -205,6 +205,6 @@ def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "") -> TaskSp
         run_at=run_at,
         delay_seconds=delay,
         webhook_url=webhook,
-        request_hash=request_hash(body),
+        request_hash=request_hash(body) if spec_kwargs["idempotency_key"] is not None else None,
         **spec_kwargs,
     )

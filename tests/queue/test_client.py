@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from typing import Any
 
 import pytest
 
 from chalicelib import deps
+from chalicelib.client import _row_to_new_task
 from chalicelib.deps import Services
 from chalicelib.errors import Conflict, PayloadTooLarge, Unavailable, ValidationError
 from chalicelib.recover import restore_missing
@@ -161,3 +164,25 @@ def test_a_failed_shared_commit_fails_its_callers_and_stores_nothing(settings: S
         assert down.redis.zcard(down.keys.queue("default").ready) == 0
     finally:
         down.close()
+
+
+def test_a_batch_over_several_queues_and_chunks_lands_each_task_once(services: Services) -> None:
+    # 2,500 tasks interleaved over two queues: more than one script call per queue.
+    bodies: list[dict[str, Any]] = [
+        {"name": "t", "queue": "qa" if i % 2 else "qb", "payload": {"i": i}, "priority": i % 10}
+        for i in range(2_500)
+    ]
+    bodies[7]["lock_key"] = "lk"
+    created = services.client.enqueue_many(bodies)
+    qa, qb = services.keys.queue("qa"), services.keys.queue("qb")
+    assert services.redis.zcard(qa.ready) == 1_250 and services.redis.zcard(qb.ready) == 1_250
+    for body, task in zip(bodies, created, strict=True):
+        live = services.queue.live(body["queue"], task["id"])
+        assert live is not None and live["st"] == "queued" and live["pri"] == str(body["priority"])
+        assert json.loads(live["payload"]) == body["payload"]
+        assert live.get("lk") == body.get("lock_key")
+    # Dispatching recorded tasks again (as the reconciler may) adds nothing.
+    rows = [services.store.get_task(t["id"]) for t in created[:1_200]]
+    again = services.queue.enqueue_many([_row_to_new_task(r) for r in rows if r is not None])
+    assert again == [False] * 1_200
+    assert services.redis.zcard(qa.ready) + services.redis.zcard(qb.ready) == 2_500
