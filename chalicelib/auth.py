@@ -25,6 +25,8 @@ INVALID_TOKEN = "invalid or expired token"
 _MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 _REQUIRED_CLAIMS = ["sub", "role", "iat", "exp", "iss", "aud", "jti"]
+#: Tokens whose signature this process has verified (cleared when full).
+_VERIFIED_CACHE = 4096
 
 # RFC 6750 §2.1 (token68); the scheme name is case-insensitive (RFC 7235 §2.1).
 _BEARER_RE = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(?P<token>[A-Za-z0-9\-._~+/]+=*)")
@@ -71,6 +73,7 @@ class TokenIssuer:
         self.audience = audience
         self.ttl_seconds = ttl_seconds
         self.leeway_seconds = leeway_seconds
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"TokenIssuer(algorithm={self.algorithm!r}, issuer={self.issuer!r})"
@@ -108,6 +111,17 @@ class TokenIssuer:
         return principal
 
     def _decode(self, token: str) -> dict[str, Any]:
+        # The signature check is most of a request's auth cost and its result depends on
+        # the token and this issuer's fixed key only; times are checked on every call.
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify_signature(token)
+            if len(self._verified) >= _VERIFIED_CACHE:
+                self._verified.clear()  # bounded; clients re-use a token for an hour
+            self._verified[token] = claims
+        return claims
+
+    def _verify_signature(self, token: str) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +9,7 @@ from chalicelib.deliveries import Deliveries
 from chalicelib.errors import NotFound, Unavailable, ValidationError
 from chalicelib.forms import Form
 from chalicelib.queue import Queue
-from chalicelib.validation import NAME_RE
+from chalicelib.validation import NAME_RE, is_http_url
 from chalicelib.web import Web
 
 #: Score span of one priority band in a ready set (see _lib.lua PRIO_SPAN).
@@ -46,7 +45,7 @@ def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
     if "rate_limit" in form.body:
         fields.update(_rate_limit(form))
     webhook = form.text("webhook_url", required=False, max_len=2000, nullable=True)
-    if webhook is not None and not re.match(r"^https?://[^\s/]+", webhook):
+    if webhook is not None and not is_http_url(webhook):
         form.add("webhook_url", "must be an http(s) URL")
     form.done()
     queue = web.services.queue

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalicelib.errors import PayloadTooLarge, ValidationError
 from chalicelib.models import DEFAULT_BACKOFF, Backoff
@@ -108,6 +109,18 @@ def _optional_text(errors: _Errors, body: dict[str, Any], key: str, limit: int) 
     return value
 
 
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host that the notifier can actually call."""
+    if any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:  # say "http://[" (an unclosed IPv6 literal)
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def parse_datetime(value: Any) -> datetime:
     """An ISO 8601 time with an explicit offset (naive times are ambiguous: refused)."""
     if not isinstance(value, str):
@@ -180,7 +193,7 @@ def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "") -> TaskSp
     elif body.get("delay_seconds") is not None:
         delay = _number(errors, body, "delay_seconds", 0.0, 0.0)
     webhook = _optional_text(errors, body, "webhook_url", 2000)
-    if webhook is not None and not re.match(r"^https?://[^\s/]+", webhook):
+    if webhook is not None and not is_http_url(webhook):
         errors.add("webhook_url", "must be an http(s) URL")
     spec_kwargs: dict[str, Any] = dict(
         priority=_int(errors, body, "priority", 5, 0, 9),

@@ -69,6 +69,10 @@ def test_unparseable_or_unstorable_bodies(admin: Http, services: Services, raw: 
         ({"name": "t", "backoff": {"extra": 1}}, "backoff.extra"),
         ({"name": "t", "idempotency_key": "k" * 201}, "idempotency_key"),
         ({"name": "t", "webhook_url": "ftp://x"}, "webhook_url"),
+        ({"name": "t", "webhook_url": "http://["}, "webhook_url"),  # unclosed IPv6 literal
+        ({"name": "t", "webhook_url": "http://h:99999/x"}, "webhook_url"),
+        ({"name": "t", "webhook_url": "https://"}, "webhook_url"),
+        ({"name": "t", "webhook_url": "http://a b/"}, "webhook_url"),
         ({"name": "t", "prority": 1}, "prority"),
     ],
 )

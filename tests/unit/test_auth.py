@@ -175,6 +175,15 @@ def test_expired(issuer: TokenIssuer) -> None:
     assert_rejected(issuer, token, now=NOW + timedelta(days=365))
 
 
+def test_a_token_verified_once_still_expires(issuer: TokenIssuer) -> None:
+    # Verified signatures are cached per process; the times are checked every call.
+    token, _ = issuer.issue("alice", Role.WORKER, NOW)
+    assert issuer.verify(token, now=NOW).sub == "alice"
+    assert_rejected(issuer, token, now=NOW + timedelta(seconds=TTL))
+    other = TokenIssuer("y" * 32, "HS256", "dtq", "dtq-api", TTL)
+    assert_rejected(other, token, now=NOW)  # the cache belongs to one key
+
+
 def test_leeway_is_opt_in() -> None:
     lenient = TokenIssuer(SECRET, "HS256", "dtq", "dtq-api", TTL, leeway_seconds=30)
     token, _ = lenient.issue("alice", Role.WORKER, NOW)

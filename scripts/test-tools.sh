@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The system tools some tests call: promtool (metrics text), shellcheck (infra checks) and
+# newman (the Postman collection). Installed once per machine when missing.
+set -euo pipefail
+
+if ! command -v promtool >/dev/null || ! command -v shellcheck >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq >/dev/null
+    $sudo apt-get install -y -qq --no-install-recommends prometheus shellcheck >/dev/null
+fi
+
+if ! command -v newman >/dev/null; then
+    if ! command -v npm >/dev/null; then
+        echo "test-tools: npm is needed to install newman (apt-get install nodejs npm)" >&2
+        exit 1
+    fi
+    npm install -g --silent newman >/dev/null
+fi
