@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -30,6 +28,7 @@ from chalicelib.errors import (
 )
 from chalicelib.keys import Keys
 from chalicelib.models import Lease, NewTask, TaskStatus
+from chalicelib.queue_reads import QueueReads, ServerClock
 
 #: How many due/expired tasks one script call moves at most, so one call stays short.
 SWEEP_BOUND = 200
@@ -83,39 +82,8 @@ class Claim:
     retry_after_ms: int = 0
 
 
-class ServerClock:
-    """Redis server time, estimated locally: one ``TIME`` call per ``refresh_s`` keeps
-    ``run_at`` on the same clock as the scripts' lease deadlines without a round trip
-    per task."""
-
-    def __init__(self, client: redis.Redis, refresh_s: float = 30.0) -> None:
-        self._client = client
-        self._refresh_s = refresh_s
-        self._offset_ms = 0.0
-        self._checked = -1e18
-        self._lock = threading.Lock()
-
-    def now_ms(self) -> int:
-        mono = time.monotonic()
-        if mono - self._checked > self._refresh_s:
-            with self._lock:
-                try:
-                    before = time.time()
-                    sec, usec = self._client.time()
-                    after = time.time()
-                except redis.RedisError:
-                    # Redis is down: keep the last estimate. The task is still recorded
-                    # in Postgres and dispatched once Redis returns.
-                    pass
-                else:
-                    local_mid = (before + after) / 2 * 1000
-                    self._offset_ms = sec * 1000 + usec / 1000 - local_mid
-                    self._checked = mono
-        return int(time.time() * 1000 + self._offset_ms)
-
-
-class Queue:
-    """Atomic state changes of tasks in Redis."""
+class Queue(QueueReads):
+    """Atomic state changes of tasks in Redis (the reads are in :class:`QueueReads`)."""
 
     def __init__(
         self,
@@ -124,10 +92,7 @@ class Queue:
         *,
         finished_ttl_ms: int = 86_400_000,
     ) -> None:
-        # redis-py annotates replies as sync/async unions; typed wrappers below say what
-        # each call really returns.
-        self.redis: Any = client
-        self.keys = keys
+        super().__init__(client, keys)
         self.finished_ttl_ms = finished_ttl_ms
         self.clock = ServerClock(client)
         self._scripts: dict[str, Script] = {
@@ -361,63 +326,6 @@ class Queue:
         self._remember_queues([queue])
         self._run("configure_queue", queue, flat)
 
-    # -- reads -------------------------------------------------------------------
-
-    def known_queues(self) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
-
-    def live(self, queue: str, task_id: str) -> dict[str, str] | None:
-        """The task's hash as strings, or None when Redis no longer holds it."""
-        raw = self.redis.hgetall(self.keys.queue(queue).task(task_id))
-        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
-
-    def live_many(self, items: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
-        pipe = self.redis.pipeline(transaction=False)
-        for queue, task_id in items:
-            pipe.hgetall(self.keys.queue(queue).task(task_id))
-        return [
-            {k.decode(): v.decode() for k, v in raw.items()} if raw else None
-            for raw in pipe.execute()
-        ]
-
-    def depths(self, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Per queue: sizes of every state set, meta settings and the oldest ready task."""
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            qk = self.keys.queue(queue)
-            pipe.zcard(qk.scheduled)
-            pipe.zcard(qk.ready)
-            pipe.zcard(qk.running)
-            pipe.zcard(qk.retrying)
-            pipe.zcard(qk.dead)
-            pipe.hgetall(qk.meta)
-            pipe.xlen(qk.events)
-        replies = pipe.execute()
-        out: dict[str, dict[str, Any]] = {}
-        for i, queue in enumerate(queues):
-            sch, rdy, run, rty, dead, meta, backlog = replies[i * 7 : i * 7 + 7]
-            out[queue] = {
-                "scheduled": sch, "queued": rdy, "running": run, "retrying": rty, "dead": dead,
-                "meta": {k.decode(): v.decode() for k, v in meta.items()},
-                "unrecorded_events": backlog,
-            }  # fmt: skip
-        return out
-
-    def stats(self, queues: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Cluster-wide counters kept by the scripts, per queue."""
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.hgetall(self.keys.queue(queue).stats)
-        return {
-            queue: {k.decode(): float(v) for k, v in raw.items()}
-            for queue, raw in zip(queues, pipe.execute(), strict=True)
-        }
-
-    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
-        """Block until an enqueue signals one of ``queues`` (or the timeout passes)."""
-        signals = [self.keys.queue(q).signal for q in queues]
-        return self.redis.blpop(signals, timeout=timeout_s) is not None
-
     def extend_many(
         self, items: Sequence[tuple[str, str, str, int]]
     ) -> list[tuple[int, int, bool]]:
@@ -436,18 +344,6 @@ class Queue:
             (int(r[0]), int(r[1]), bool(r[2])) if r[0] == Code.OK else (int(r[0]), 0, False)
             for r in self._pipelined(build)
         ]
-
-    def next_due_ms(self, queues: Sequence[str]) -> int | None:
-        """Earliest server time (ms) at which a scheduled or retrying task becomes due or a
-        lease expires in ``queues``: such changes happen without a wake-up signal, so an
-        idle worker bounds its blocking wait by this."""
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            qk = self.keys.queue(queue)
-            for zset in (qk.scheduled, qk.retrying, qk.running):
-                pipe.zrange(zset, 0, 0, withscores=True)
-        heads = [int(h[0][1]) for h in pipe.execute() if h]
-        return min(heads) if heads else None
 
 
 @dataclass(frozen=True)
