@@ -115,6 +115,11 @@ def claim_tasks(call: Call) -> Any:
     return workers_api.claim(call.web, call.body())
 
 
+@api.route("/tasks/wait", "POST", WORKER)
+def wait_for_tasks(call: Call) -> Any:
+    return workers_api.wait(call.web, call.body())
+
+
 @api.route("/tasks/{id}/lease", "POST", WORKER)
 def extend_lease(call: Call) -> Any:
     return workers_api.extend(call.web, call.params["id"], call.body())

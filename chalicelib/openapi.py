@@ -128,6 +128,10 @@ _CLAIM = obj({
 }, ["worker_id", "queues"])
 _CLAIMED = obj({"tasks": array(ref("LeasedTask")),
                 "retry_after_ms": {"type": "integer", "minimum": 0}}, ["tasks"])
+_WAIT = obj({"queues": _NAMES,
+             "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 20}},
+            ["queues"])
+_WAITED = obj({"work": {"type": "boolean"}}, ["work"])
 _LEASE = obj({"lease_token": TEXT,
               "extend_seconds": {"type": "integer", "minimum": 1, "maximum": 86400}},
              ["lease_token"])
@@ -229,6 +233,11 @@ def _paths() -> dict[str, Any]:
         "/tasks/claim": {"post": _op(
             "claimTasks", "Lease up to max tasks, highest priority first",
             {200: _json(_CLAIMED, "Leased tasks (possibly none)")}, body=_CLAIM,
+            tag="workers")},
+        "/tasks/wait": {"post": _op(
+            "waitForTasks", "Block until an enqueue signals one of the queues (or timeout; "
+            "default 1 s) — the idle worker's wake-up in HTTP mode",
+            {200: _json(_WAITED, "work: whether a signal came (claim next)")}, body=_WAIT,
             tag="workers")},
         "/tasks/{id}/lease": {"post": _op(
             "extendLease", "Extend a lease, and learn whether the task was canceled",

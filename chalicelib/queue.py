@@ -28,7 +28,7 @@ from chalicelib.errors import (
 )
 from chalicelib.keys import Keys
 from chalicelib.models import Lease, NewTask, TaskStatus
-from chalicelib.queue_reads import QueueReads, ServerClock
+from chalicelib.queue_reads import QueueReads
 
 #: How many due/expired tasks one script call moves at most, so one call stays short.
 SWEEP_BOUND = 200
@@ -94,7 +94,6 @@ class Queue(QueueReads):
     ) -> None:
         super().__init__(client, keys)
         self.finished_ttl_ms = finished_ttl_ms
-        self.clock = ServerClock(client)
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua.source(name)) for name in lua.script_names()
         }

@@ -51,6 +51,7 @@ class QueueReads:
         # each call really returns.
         self.redis: Any = client
         self.keys = keys
+        self.clock = ServerClock(client)
 
     def known_queues(self) -> list[str]:
         return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
@@ -103,9 +104,19 @@ class QueueReads:
         }
 
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
-        """Block until an enqueue signals one of ``queues`` (or the timeout passes)."""
+        """Block until work may be there — an enqueue signals one of ``queues``, or a
+        scheduled or retrying task falls due or a lease expires (those come without a
+        signal) — or the timeout passes. True when work may be there."""
+        due = self.next_due_ms(queues)
+        due_first = False
+        if due is not None:
+            until_due = (due - self.clock.now_ms()) / 1000 + 0.002
+            if until_due < timeout_s:
+                timeout_s, due_first = until_due, True
+        if timeout_s <= 0.001:  # BLPOP with timeout 0 would block forever
+            return due_first
         signals = [self.keys.queue(q).signal for q in queues]
-        return self.redis.blpop(signals, timeout=timeout_s) is not None
+        return self.redis.blpop(signals, timeout=timeout_s) is not None or due_first
 
     def next_due_ms(self, queues: Sequence[str]) -> int | None:
         """Earliest server time (ms) at which a scheduled or retrying task becomes due or a

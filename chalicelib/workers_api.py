@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -16,6 +17,9 @@ from chalicelib.payloads import resolve
 from chalicelib.web import Web
 
 MAX_LEASE_S = 86_400
+#: Longest ``POST /tasks/wait``: well inside API Gateway's 29 s and common proxy timeouts.
+MAX_WAIT_S = 20.0
+WAIT_SLICE_S = 1.0
 
 
 def register(web: Web, body: Any) -> dict[str, Any]:
@@ -53,6 +57,22 @@ def claim(web: Web, body: Any) -> dict[str, Any]:
     result = svc.queue.claim(queues, worker_id, want, lease_s * 1000)
     tasks = _lease_tasks(web, result.leases)
     return {"tasks": tasks, "retry_after_ms": result.retry_after_ms}
+
+
+def wait(web: Web, body: Any) -> dict[str, Any]:
+    """Block until an enqueue signals one of the queues, or the timeout passes: an idle
+    worker in HTTP mode wakes within milliseconds of an enqueue instead of polling."""
+    form = Form(body, {"queues", "timeout_seconds"})
+    queues = form.names("queues")
+    timeout_s = form.number("timeout_seconds", 0.0, MAX_WAIT_S) or 1.0
+    form.done()
+    queue = web.services.queue
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        # In slices shorter than the Redis client's socket timeout.
+        if queue.wait_for_work(queues, min(left, WAIT_SLICE_S)):
+            return {"work": True}
+    return {"work": False}
 
 
 def _lease_tasks(web: Web, leases: list[Lease]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from chalicelib.models import Lease
 from workers.offline import Report
 from workers.transport import Extended, Synced
 
-#: Idle HTTP workers poll (the API has no blocking wake-up) at most this often.
+#: Against an API without ``POST /tasks/wait``, idle workers poll at most this often.
 POLL_S = 0.1
 
 
@@ -191,7 +191,17 @@ class HttpTransport:
                        {"lease_token": lease.lease_token})  # fmt: skip
 
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
-        threading.Event().wait(max(0.0, min(timeout_s, POLL_S)))
+        # A long poll on this thread's own connection: the server answers as soon as an
+        # enqueue signals one of the queues.
+        if timeout_s <= 0:
+            return
+        wait_s = min(timeout_s, 20.0, self._timeout_s / 2)
+        body = {"queues": list(queues), "timeout_seconds": wait_s}
+        status, reply = self._call("POST", "/tasks/wait", body)
+        if status == 404:  # an older API without the endpoint: poll instead
+            threading.Event().wait(min(timeout_s, POLL_S))
+        elif status != 200:
+            raise Unavailable(f"wait refused ({status}): {reply}")
 
     def close(self) -> None:
         self._drop_conn()

@@ -203,12 +203,7 @@ class RedisTransport:
 
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
         with redis_errors():
-            due = self.queue.next_due_ms(queues)
-            if due is not None:
-                timeout_s = min(timeout_s, (due - self.queue.clock.now_ms()) / 1000 + 0.002)
-            timeout_s = min(timeout_s, MAX_IDLE_WAIT_S)
-            if timeout_s > 0.001:  # BLPOP with timeout 0 would block forever
-                self.queue.wait_for_work(queues, timeout_s)
+            self.queue.wait_for_work(queues, min(timeout_s, MAX_IDLE_WAIT_S))
 
     def close(self) -> None:
         pass

@@ -130,7 +130,7 @@ def test_worker_token_on_admin_routes_is_403(worker: Http, method: str, path: st
 
 
 def test_route_lists_cover_the_app() -> None:
-    worker_routes = {("POST", "/workers/register"), ("POST", "/tasks/claim"),
+    worker_routes = {("POST", "/workers/register"), ("POST", "/tasks/claim"), ("POST", "/tasks/wait"),
                      ("POST", "/tasks/{id}/lease"), ("POST", "/tasks/{id}/release"),
                      ("POST", "/tasks/sync"),
                      ("GET", "/tasks/{id}")}  # fmt: skip

@@ -67,6 +67,27 @@ def test_claim_validation(worker: Http) -> None:
         assert_error(worker.post("/tasks/claim", bad), 400, "validation_error")
 
 
+def test_wait_answers_when_work_may_be_there(admin: Http, worker: Http,
+                                             services: Services) -> None:  # fmt: skip
+    body = {"queues": ["default"], "timeout_seconds": 0.2}
+    assert worker.post("/tasks/wait", body).json_body == {"work": False}  # nothing, timed out
+    admin.post("/tasks", {"name": "t"})
+    assert worker.post("/tasks/wait", body).json_body == {"work": True}  # its wake-up signal
+    # A delayed task falls due without a signal: the wait ends when it is due.
+    [ready] = claim(worker)
+    services.redis.delete(services.keys.queue("default").signal)
+    admin.post("/tasks", {"name": "t", "delay_seconds": 0.3})
+    r = worker.post("/tasks/wait", {"queues": ["default"], "timeout_seconds": 20})
+    assert r.json_body == {"work": True} and len(claim(worker)) == 1 and ready
+
+
+def test_wait_validation(worker: Http, anon: Http) -> None:
+    for bad in ({}, {"queues": []}, {"queues": ["default"], "timeout_seconds": 21},
+                {"queues": ["default"], "timeout_seconds": 0}, {"queues": ["a b"]}):  # fmt: skip
+        assert_error(worker.post("/tasks/wait", bad), 400, "validation_error")
+    assert_error(anon.post("/tasks/wait", {"queues": ["default"]}), 401, "unauthorized")
+
+
 def test_extend_lease_and_lost_leases(admin: Http, worker: Http, services: Services) -> None:
     task = admin.post("/tasks", {"name": "t"}).json_body
     [lease] = claim(worker)

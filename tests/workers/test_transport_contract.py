@@ -7,7 +7,6 @@ import importlib.util
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -144,15 +143,18 @@ def test_registration_shows_the_worker_in_the_fleet(
                                                             transport.mode)  # fmt: skip
 
 
-def test_wait_for_work_returns_soon_after_an_enqueue(
+def test_wait_for_work_blocks_until_an_enqueue_signals(
     transport: Transport, services: Services
 ) -> None:
     services.client.enqueue("t")  # the queue exists
-    transport.claim("w1", ["default"], 1, 30_000)
-    services.redis.delete(services.keys.queue("default").signal)  # no stale wake-up
-    timer = threading.Timer(0.05, lambda: services.client.enqueue("t"))
+    transport.claim("w1", ["default"], 1, 30_000)  # and has nothing ready
+    signal = services.keys.queue("default").signal
+    services.redis.delete(signal)  # no stale wake-up
+    enqueued: list[str] = []
+    timer = threading.Timer(0.3, lambda: enqueued.append(services.client.enqueue("t")["id"]))
     timer.start()
-    started = time.monotonic()
     transport.wait_for_work(["default"], 5.0)
     timer.join()
-    assert time.monotonic() - started < 0.9
+    # The wait consumed the enqueue's one wake-up signal: it was still waiting when the
+    # enqueue came (returning early or by timeout would have left the signal there).
+    assert enqueued and services.redis.llen(signal) == 0
