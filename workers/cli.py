@@ -58,19 +58,45 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import socket
     import threading
 
+    from chalicelib.notify import Notifier
     from chalicelib.recorder import Recorder
 
-    svc = _services()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # SIGTERM / SIGINT are taken by a thread, not a handler: Event.set in a handler can
+    # deadlock on the event's lock (seen: the signal landed while the main thread was in
+    # stop.wait). Blocked first, so that every thread started later inherits the mask.
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    def on_signal() -> None:
+        signal.sigwait(signals)
+        stop.set()
+
+    threading.Thread(target=on_signal, name="dtq-signals", daemon=True).start()
+    if args.parent_pid is not None:  # the child of `dtq worker --record process`
+        from workers.recorder_child import exit_with_parent
+
+        exit_with_parent(args.parent_pid, stop)
+    svc = _services()
+    consumer = args.consumer or f"{socket.gethostname()}:{os.getpid()}"
+    # Like the threads of `dtq api` and `dtq worker --record thread`: the notifier sends
+    # what the recorder schedules, so a process that records also notifies.
+    notifier = Notifier.from_settings(svc.settings, svc.store)
+    notifying = threading.Thread(target=notifier.run, args=(stop,), name="dtq-notifier",
+                                 daemon=True)  # fmt: skip
+    notifying.start()
     try:
-        Recorder(svc.queue, svc.store, f"{socket.gethostname()}:{os.getpid()}").run(stop)
+        Recorder(svc.queue, svc.store, consumer).run(stop)
     finally:
+        stop.set()
+        notifying.join(5.0)
+        notifier.close()
         svc.close()
     return 0
 
@@ -174,9 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("recover", help="rebuild Redis queue state from Postgres").set_defaults(
         func=cmd_recover
     )
-    sub.add_parser(
-        "record", help="run a standalone recorder (Redis events → Postgres)"
-    ).set_defaults(func=cmd_record)
+    p = sub.add_parser("record", help="run a standalone recorder (Redis events → Postgres) "
+                       "and notifier")  # fmt: skip
+    # Set by `dtq worker --record process` for its child.
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--consumer", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("enqueue", help="enqueue one task")
     p.add_argument("name")

@@ -1,9 +1,11 @@
 """``dtq worker``: builds a worker from the flags and the environment and runs it.
 
-Redis mode (default) talks to Redis directly and also needs ``DTQ_DATABASE_URL``: the
-worker runs a recorder thread that moves the queue's transitions into Postgres (so the
-record stays current without an API running; ``--no-record`` when ``dtq record`` runs
-elsewhere), and tasks created by handlers are recorded before they are queued.
+Redis mode (default) talks to Redis directly and also needs ``DTQ_DATABASE_URL``: a
+recorder moves the queue's transitions into Postgres and a notifier sends what they
+schedule, so the record stays current without an API running (``--record process``, the
+default: one child process, see ``workers.recorder_child``; ``thread``: threads of the
+worker; ``off``/``--no-record`` when ``dtq record`` runs elsewhere). Tasks created by
+handlers are recorded before they are queued.
 HTTP mode (``--api URL``) needs only the API and the worker credentials
 (``DTQ_WORKER_USERNAME`` / ``DTQ_WORKER_PASSWORD``).
 """
@@ -49,8 +51,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prefetch", type=int, default=None,
                    help="tasks held beyond free slots (default: = concurrency)")  # fmt: skip
     p.add_argument("--worker-id", default=None)
-    p.add_argument("--no-record", action="store_true",
-                   help="Redis mode: do not run the recorder thread")  # fmt: skip
+    p.add_argument("--record", choices=("process", "thread", "off"), default="process",
+                   help="Redis mode: run the recorder and notifier in a child process "
+                   "(default), in threads of the worker, or not at all")  # fmt: skip
+    p.add_argument("--no-record", dest="record", action="store_const", const="off",
+                   default=argparse.SUPPRESS, help="same as --record off")  # fmt: skip
     p.add_argument("--burst", action="store_true", help="exit once nothing is left to claim")
     p.set_defaults(func=cmd_worker)
 
@@ -110,8 +115,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                        settings.worker_password)  # fmt: skip
         worker = Worker(config, transport, handlers, journal, pool=pool)
     else:
-        worker = _redis_worker(settings, config, handlers, journal, args.no_record,
+        worker = _redis_worker(settings, config, handlers, journal, args.record == "thread",
                                stop_recorder, closers, pool)  # fmt: skip
+        if args.record == "process":
+            from workers.recorder_child import RecorderChild
+
+            child = RecorderChild(consumer=f"{config.worker_id}:rec")
+            child.start()
+            closers.append(child.close)  # closed first, once the worker's last events exist
     _install_signals(worker)
     log.info("worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
              worker.worker_id, ",".join(config.queues), config.concurrency, args.pool,
@@ -127,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.Registry,
-                  journal: Journal, no_record: bool, stop_recorder: threading.Event,
+                  journal: Journal, record_threads: bool, stop_recorder: threading.Event,
                   closers: list[Any], pool: PoolFactory) -> Worker:  # fmt: skip
     from chalicelib import deps
     from chalicelib.fleet import Fleet
@@ -142,7 +153,7 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
     transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.client)
     worker = Worker(config, transport, handlers, journal,
                     locks=(LockScripts(svc.redis), svc.keys), pool=pool)  # fmt: skip
-    if not no_record:
+    if record_threads:
         recorder = Recorder(svc.queue, svc.store, f"{config.worker_id}:rec")
         notifier = Notifier.from_settings(svc.settings, svc.store)
         # The record and the notifications it schedules follow this worker's own work, so

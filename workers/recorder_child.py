@@ -1,0 +1,143 @@
+"""``dtq worker --record process``: the recorder and the notifier in one child process.
+
+Run as threads, the recorder took about half of the worker's GIL time and capped how
+fast the handlers could drain. The child is ``dtq record`` of the same interpreter and
+environment; this module holds both sides of that arrangement:
+
+- :class:`RecorderChild` (worker side) starts it, restarts it if it dies while the worker
+  runs, and stops it (SIGTERM, then SIGKILL after a bound) when the worker exits.
+  Nothing is lost while no child runs: the recorder acknowledges (and deletes) a stream
+  entry only after its batch is committed (``chalicelib.recorder``), so entries written
+  meanwhile, or read by a child killed mid-batch, wait in the Redis streams for the next
+  recorder.
+- :func:`exit_with_parent` (child side) ends the child when the worker dies without
+  stopping it (SIGKILL, or the second signal's ``os._exit``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from workers.children import describe_exit
+
+log = logging.getLogger("dtq.worker")
+
+#: How long a stopped child may take to finish its batch before it is killed.
+STOP_TIMEOUT_S = 10.0
+#: How often the supervisor looks at its child (also the delay before it notices a crash).
+POLL_S = 0.1
+#: Restart delays after a crash: doubling from the first to the last; a child that ran
+#: longer than STABLE_S starts the sequence over.
+BACKOFF_S = (0.5, 30.0)
+STABLE_S = 60.0
+#: How often the child checks that its parent is still the worker (where PDEATHSIG is not
+#: available).
+PARENT_POLL_S = 1.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+class RecorderChild:
+    """Keeps one ``dtq record`` child running for as long as the worker runs.
+
+    One thread starts, watches and stops the child: Linux sends PDEATHSIG when the
+    *thread* that forked the child ends, so that thread must outlive the child."""
+
+    def __init__(self, consumer: str) -> None:
+        # A fixed consumer name across restarts: a new child first re-reads the entries
+        # its killed predecessor had read but not acknowledged, instead of waiting for
+        # another recorder to claim them as abandoned (CLAIM_IDLE_MS).
+        self.argv = [sys.executable, "-m", "workers.cli", "record",
+                     "--parent-pid", str(os.getpid()), "--consumer", consumer]  # fmt: skip
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="dtq-recorder-child",
+                                        daemon=True)  # fmt: skip
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(STOP_TIMEOUT_S + 5.0)
+
+    def _spawn(self) -> subprocess.Popen[bytes] | None:
+        try:
+            # Its own session: a Ctrl-C on the terminal reaches the worker alone, and the
+            # child keeps recording through the worker's grace period until stopped.
+            proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            log.warning("recorder process could not be started: %s", exc)
+            return None
+        log.info("recorder process %d started", proc.pid)
+        return proc
+
+    def _supervise(self) -> None:
+        delay = BACKOFF_S[0]
+        proc = None
+        while not self._stop.is_set():
+            started = time.monotonic()
+            proc = self._spawn()
+            while proc is not None and proc.poll() is None and not self._stop.wait(POLL_S):
+                pass
+            if self._stop.is_set():
+                break
+            if time.monotonic() - started > STABLE_S:
+                delay = BACKOFF_S[0]
+            if proc is not None:
+                log.warning("recorder process %d exited unexpectedly (%s); restarting it in "
+                            "%.1f s", proc.pid, describe_exit(proc.returncode), delay)  # fmt: skip
+            proc = None
+            self._stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_S[1])
+        if proc is not None:
+            self._terminate(proc)
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # it finishes its batch, then exits 0
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("recorder process %d did not stop within %.0f s: killing it",
+                            proc.pid, STOP_TIMEOUT_S)  # fmt: skip
+                proc.kill()
+                proc.wait()
+        log.info("recorder process %d stopped (%s)", proc.pid, describe_exit(proc.returncode))
+
+
+def exit_with_parent(parent_pid: int, stop: threading.Event) -> None:
+    """Set ``stop`` (a graceful exit: the batch in hand is finished) once ``parent_pid``
+    is no longer this process's parent. Call it first thing in the child."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            # The kernel sends SIGTERM the moment the parent dies, however it dies.
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError) as exc:
+            log.warning("PR_SET_PDEATHSIG unavailable (%s): polling the parent", exc)
+
+    def parent_gone() -> bool:
+        # An orphan is adopted by init or a subreaper, so the parent pid changes.
+        if os.getppid() == parent_pid:
+            return False
+        log.warning("the worker (pid %d) is gone: stopping", parent_pid)
+        stop.set()
+        return True
+
+    # Checked once at once: the parent may have died before the prctl above took effect.
+    if parent_gone():
+        return
+
+    def watch() -> None:
+        while not stop.wait(PARENT_POLL_S) and not parent_gone():
+            pass
+
+    threading.Thread(target=watch, name="dtq-parent-watch", daemon=True).start()
