@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # The project's own free-port finder (dtq dev uses it for its embedded servers).
 from workers.embedded import free_port
 
-__all__ = ["free_port", "http_json", "port_answers", "wait_until"]
+__all__ = ["alive", "children", "free_port", "http_json", "port_answers", "processes", "wait_until"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
@@ -53,3 +55,34 @@ def port_answers(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, command line, start time) of every live, non-zombie process
+    (read from /proc: no psutil here)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if stat[0] != "Z":
+            found[int(entry)] = (int(stat[1]), cmdline, stat[19])
+    return found
+
+
+def children(pid: int) -> dict[int, str]:
+    """Live child processes of ``pid``: pid -> command line."""
+    return {p: cmd for p, (parent, cmd, _) in processes().items() if parent == pid}
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie (an orphan is reaped by whoever adopted it, maybe late)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import http_json, wait_until
+from tests.helpers import http_json, processes, wait_until
 from workers.children import start_time, stop_leftovers
 from workers.embedded import free_port
 
@@ -28,22 +28,6 @@ DTQ = str(Path(sys.executable).with_name("dtq"))
 
 def call(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
     return http_json(method, url, body, token, timeout_s=5)
-
-
-def processes() -> dict[int, tuple[int, str, str | None]]:
-    """pid -> (parent pid, command line, start time) of every live process."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if stat[0] != "Z":
-            found[int(entry)] = (int(stat[1]), cmdline, stat[19])
-    return found
 
 
 class Dev:

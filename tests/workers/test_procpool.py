@@ -4,13 +4,12 @@ processes (tests/workers/proc_tasks.py), against real Redis and Postgres."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 from datetime import datetime
 from pathlib import Path
 
 from chalicelib.deps import Services
-from tests.helpers import wait_until
+from tests.helpers import alive, children, wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.proc_tasks import count_primes
 from tests.workers.test_worker_processes import recorded
@@ -26,31 +25,6 @@ def status(services: Services, task_id: str) -> str | None:
     return live(services, task_id).get("st")
 
 
-def children(pid: int) -> set[int]:
-    """Live processes whose parent is ``pid`` (read from /proc: no psutil here)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Running, and not a zombie (an orphan is reaped by whoever adopted it, maybe late)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_cpu_bound_handlers_run_in_two_child_processes(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
@@ -63,7 +37,7 @@ def test_cpu_bound_handlers_run_in_two_child_processes(
     assert [r["task_id"] for r in results] == tasks
     pids = {r["pid"] for r in results}
     assert len(pids) == 2 and worker.pid not in pids
-    assert pids == children(worker.pid) & pids  # the worker's own children did the work
+    assert pids == children(worker.pid).keys() & pids  # the worker's own children did the work
 
 
 def test_an_exception_a_retry_and_context_calls_behave_as_with_threads(

@@ -12,28 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 from chalicelib.deps import Services
-from tests.helpers import wait_until
+from tests.helpers import children, wait_until
 from tests.workers.conftest import SpawnWorker
 from workers.children import start_time
 
 #: Handlers that leave a file when they start (tests/workers/marker_tasks.py).
 MARKED = ("--tasks", "tests.workers.marker_tasks")
-
-
-def children(pid: int) -> dict[int, str]:
-    """Live (not zombie) child processes of ``pid``: pid -> command line."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat[1]) == pid and stat[0] != "Z":
-            found[int(entry)] = cmdline
-    return found
 
 
 def recorder_children(worker: subprocess.Popen[bytes]) -> list[int]:
