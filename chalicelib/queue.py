@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from chalicelib import lua
@@ -111,6 +112,8 @@ class Queue(QueueReads):
         script, keys = self._scripts[name], self._k(queue)
         if client is None:
             return script(keys=keys, args=list(args))  # reloads itself on NOSCRIPT
+        if isinstance(client, _OneByOne):
+            return client.add(lambda: script(keys=keys, args=list(args)))
         # In a pipeline, redis-py would first ask SCRIPT EXISTS (one more round trip per
         # pipeline); call by SHA and let _pipelined reload the scripts on NOSCRIPT.
         return client.evalsha(script.sha, len(keys), *keys, *args)
@@ -119,6 +122,12 @@ class Queue(QueueReads):
         """Build and run a pipeline of script calls; if Redis lost its script cache
         (restart, failover), load the scripts and run it again. Safe: with an empty cache
         no script of the pipeline ran, and the other commands in it are idempotent."""
+        if isinstance(self.redis, RedisCluster):
+            # redis-py refuses scripts in a cluster pipeline: the same calls, one by one,
+            # each to its queue's node (a script call reloads itself there on NOSCRIPT).
+            calls = _OneByOne(self.redis)
+            build(calls)
+            return calls.execute()
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
             build(pipe)
@@ -343,6 +352,26 @@ class Queue(QueueReads):
             (int(r[0]), int(r[1]), bool(r[2])) if r[0] == Code.OK else (int(r[0]), 0, False)
             for r in self._pipelined(build)
         ]
+
+
+class _OneByOne:
+    """Stands in for a pipeline under Redis Cluster: records the calls, then makes them
+    in order. Plain commands are forwarded by name (``sadd``…); scripts come through
+    :meth:`Queue._run`."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._calls: list[Callable[[], Any]] = []
+
+    def add(self, call: Callable[[], Any]) -> None:
+        self._calls.append(call)
+
+    def __getattr__(self, command: str) -> Callable[..., None]:
+        method = getattr(self._client, command)
+        return lambda *args, **kwargs: self.add(lambda: method(*args, **kwargs))
+
+    def execute(self) -> list[Any]:
+        return [call() for call in self._calls]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from chalicelib.keys import Keys
+
+#: Under Redis Cluster, how long a multi-queue wait blocks on one queue before the next.
+CLUSTER_TURN_S = 0.02
 
 
 class ServerClock:
@@ -116,7 +120,22 @@ class QueueReads:
         if timeout_s <= 0.001:  # BLPOP with timeout 0 would block forever
             return due_first
         signals = [self.keys.queue(q).signal for q in queues]
+        if len(signals) > 1 and isinstance(self.redis, RedisCluster):
+            return self._wait_in_turn(signals, timeout_s) or due_first
         return self.redis.blpop(signals, timeout=timeout_s) is not None or due_first
+
+    def _wait_in_turn(self, signals: list[str], timeout_s: float) -> bool:
+        # Redis Cluster refuses a BLPOP over keys of several slots (each queue has its
+        # own): block on each queue's signal in turn, briefly, so that a wake-up for any
+        # of them is seen within about len(signals) * CLUSTER_TURN_S.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for signal in signals:
+                left = deadline - time.monotonic()
+                if left <= 0.001:
+                    return False
+                if self.redis.blpop([signal], timeout=min(left, CLUSTER_TURN_S)) is not None:
+                    return True
 
     def next_due_ms(self, queues: Sequence[str]) -> int | None:
         """Earliest server time (ms) at which a scheduled or retrying task becomes due or a
