@@ -16,8 +16,7 @@ import psycopg
 
 from chalicelib import deps, migrate
 from chalicelib.client import Client
-from chalicelib.models import NewTask
-from chalicelib.queue import Outcome
+from chalicelib.models import NewTask, Outcome
 from chalicelib.recorder import Recorder
 from chalicelib.settings import Settings
 from chalicelib.validation import parse_task

@@ -1,4 +1,4 @@
-"""The domain's data: task statuses, backoff policy, tasks to create and leases."""
+"""The domain's data: task statuses, backoff policy, tasks to create, leases and outcomes."""
 
 from __future__ import annotations
 
@@ -108,3 +108,26 @@ class Lease:
     lease_expires_ms: int
     lock_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one claim got: leases, and when to ask again if a rate limit held tasks back."""
+
+    leases: list[Lease]
+    #: > 0 when a queue's rate limit held tasks back: when to ask again.
+    retry_after_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One reported outcome, for ``Queue.report_many``."""
+
+    queue: str
+    task_id: str
+    token: str
+    succeeded: bool
+    result_json: str = "null"
+    error: str = ""
+    retry_delay_ms: int | None = None
+    worker_id: str = ""

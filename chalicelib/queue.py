@@ -10,7 +10,6 @@ import json
 import random
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -28,7 +27,7 @@ from chalicelib.errors import (
     TaskCanceled,
 )
 from chalicelib.keys import Keys
-from chalicelib.models import Lease, NewTask, TaskStatus
+from chalicelib.models import Claim, Lease, NewTask, Outcome, TaskStatus
 from chalicelib.queue_reads import QueueReads
 
 #: How many due/expired tasks one script call moves at most, so one call stays short.
@@ -74,13 +73,6 @@ def raise_for(code: int, task_id: str) -> None:
     if code == Code.CANCELED:
         raise TaskCanceled(f"task {task_id} was canceled")
     raise InvalidTransition(f"task {task_id} is not in a state that allows this")
-
-
-@dataclass(frozen=True)
-class Claim:
-    leases: list[Lease]
-    #: > 0 when a queue's rate limit held tasks back: when to ask again.
-    retry_after_ms: int = 0
 
 
 class Queue(QueueReads):
@@ -372,20 +364,6 @@ class _OneByOne:
 
     def execute(self) -> list[Any]:
         return [call() for call in self._calls]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One reported outcome, for :meth:`Queue.report_many`."""
-
-    queue: str
-    task_id: str
-    token: str
-    succeeded: bool
-    result_json: str = "null"
-    error: str = ""
-    retry_delay_ms: int | None = None
-    worker_id: str = ""
 
 
 def _dumps(value: Any) -> str:

@@ -24,7 +24,8 @@ from chalicelib import forms
 from chalicelib.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationError
 from chalicelib.forms import Form
 from chalicelib.jsonbody import problem
-from chalicelib.queue import REASONS, Code, Outcome
+from chalicelib.models import Outcome
+from chalicelib.queue import REASONS, Code
 from chalicelib.validation import MAX_SECONDS, TaskSpec, parse_datetime, parse_task
 from chalicelib.web import Web
 

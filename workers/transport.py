@@ -20,9 +20,9 @@ import redis
 from chalicelib.client import Client
 from chalicelib.errors import ApiError, Unavailable
 from chalicelib.fleet import Fleet
-from chalicelib.models import Lease
+from chalicelib.models import Lease, Outcome
 from chalicelib.payloads import resolve
-from chalicelib.queue import REASONS, Code, Outcome, Queue
+from chalicelib.queue import REASONS, Code, Queue
 from workers.offline import Report
 
 #: Idle workers re-check at least this often (due retries, expired leases of others).

@@ -207,7 +207,7 @@ def test_release_gives_the_task_back_without_counting_the_attempt(services: Serv
 
 
 def test_pipelines_survive_redis_losing_its_script_cache(services: Services) -> None:
-    from chalicelib.queue import Outcome
+    from chalicelib.models import Outcome
 
     services.redis.script_flush()  # as after a Redis restart or failover
     services.client.enqueue_many([{"name": "t"}, {"name": "t"}])
