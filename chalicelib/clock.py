@@ -38,5 +38,5 @@ def iso(dt: datetime | None) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def iso_ms(ms: int) -> str:
-    """``iso(from_ms(ms))``, cached: the tasks of one batch share their times."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    """``iso(from_ms(ms))`` for a known time, cached: the tasks of one batch share theirs."""
+    return str(iso(from_ms(ms)))

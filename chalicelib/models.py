@@ -115,8 +115,7 @@ class Claim:
     """What one claim got: leases, and when to ask again if a rate limit held tasks back."""
 
     leases: list[Lease]
-    #: > 0 when a queue's rate limit held tasks back: when to ask again.
-    retry_after_ms: int = 0
+    retry_after_ms: int = 0  #: 0 unless a rate limit held tasks back
 
 
 @dataclass(frozen=True)

@@ -62,17 +62,13 @@ class QueueReads:
 
     def live(self, queue: str, task_id: str) -> dict[str, str] | None:
         """The task's hash as strings, or None when Redis no longer holds it."""
-        raw = self.redis.hgetall(self.keys.queue(queue).task(task_id))
-        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+        return _strings(self.redis.hgetall(self.keys.queue(queue).task(task_id)))
 
     def live_many(self, items: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
         pipe = self.redis.pipeline(transaction=False)
         for queue, task_id in items:
             pipe.hgetall(self.keys.queue(queue).task(task_id))
-        return [
-            {k.decode(): v.decode() for k, v in raw.items()} if raw else None
-            for raw in pipe.execute()
-        ]
+        return [_strings(raw) for raw in pipe.execute()]
 
     def depths(self, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Per queue: sizes of every state set, meta settings and the oldest ready task."""
@@ -148,3 +144,8 @@ class QueueReads:
                 pipe.zrange(zset, 0, 0, withscores=True)
         heads = [int(h[0][1]) for h in pipe.execute() if h]
         return min(heads) if heads else None
+
+
+def _strings(raw: dict[bytes, bytes]) -> dict[str, str] | None:
+    """A task hash as strings; None when Redis no longer holds it (an empty reply)."""
+    return {k.decode(): v.decode() for k, v in raw.items()} if raw else None

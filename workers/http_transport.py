@@ -15,21 +15,19 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from chalicelib.clock import iso_ms
 from chalicelib.errors import ConfigError, Unavailable
 from chalicelib.models import Lease
+from chalicelib.validation import is_http_url
 from workers.offline import Report
 from workers.transport import Extended, Synced
 
 #: Against an API without ``POST /tasks/wait``, idle workers poll at most this often.
 POLL_S = 0.1
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _ms(value: str) -> int:
@@ -41,9 +39,10 @@ class HttpTransport:
 
     def __init__(self, base_url: str, username: str, password: str | None, *,
                  timeout_s: float = 10.0) -> None:  # fmt: skip
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not is_http_url(base_url):
             raise ConfigError(f"--api: expected http(s)://host[:port], got {base_url!r}")
+        parts = urlsplit(base_url)
+        assert parts.hostname is not None  # is_http_url checked it
         if not password:
             raise ConfigError("DTQ_WORKER_PASSWORD: required with --api")
         self._https = parts.scheme == "https"
@@ -170,8 +169,8 @@ class HttpTransport:
             item = {"id": r.task_id, "lease_token": r.token,
                     "status": "succeeded" if r.succeeded else "failed",
                     "result": json.loads(r.result_json), "error": r.error or None,
-                    "started_at": _iso(r.started_ms),
-                    "finished_at": _iso(r.finished_ms)}  # fmt: skip
+                    "started_at": iso_ms(r.started_ms),
+                    "finished_at": iso_ms(r.finished_ms)}  # fmt: skip
             if r.retry_delay_ms is not None:
                 item["retry_delay_seconds"] = r.retry_delay_ms / 1000
             results.append(item)
