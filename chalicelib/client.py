@@ -22,6 +22,7 @@ from chalicelib.clock import from_ms, iso, iso_ms
 from chalicelib.deliveries import Deliveries, merge_history
 from chalicelib.errors import InvalidTransition, NotFound, ValidationError
 from chalicelib.groupcommit import GroupCommit
+from chalicelib.ids import uuid7
 from chalicelib.models import TERMINAL, Backoff, NewTask, TaskStatus
 from chalicelib.payloads import MAX_OFFLOADED_BYTES, Payloads
 from chalicelib.queue import REASONS, Code, Queue
@@ -125,7 +126,7 @@ class Client:
         else:
             run_at = now_ms + int((spec.delay_seconds or 0) * 1000)
         return NewTask(
-            id=str(uuid.uuid4()), name=spec.name, queue=spec.queue, priority=spec.priority,
+            id=uuid7(now_ms), name=spec.name, queue=spec.queue, priority=spec.priority,
             payload=spec.payload, payload_json=spec.payload_json,
             max_attempts=spec.max_attempts, timeout_seconds=spec.timeout_seconds,
             backoff=spec.backoff, run_at_ms=run_at, created_at_ms=now_ms,

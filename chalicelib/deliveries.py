@@ -1,10 +1,10 @@
 """The notification outbox in Postgres: which webhook and SNS deliveries are due, and
 every attempt made (shown in the task's history).
 
-The recorder calls :meth:`Deliveries.schedule` with each batch it has just recorded and
-before it acknowledges the batch, so a delivery is scheduled exactly when its transition
-is in the record: a replayed batch hits the ``(task, seq, channel)`` key and schedules
-nothing twice. Notifiers (``chalicelib.notify``) claim due rows with SKIP LOCKED, so any
+The recorder schedules deliveries in the same statement that records a batch
+(``record_events`` in ``sql/queries.sql``), so a delivery is scheduled exactly when its
+transition is in the record: a replayed batch hits the ``(task, seq, channel)`` key and
+schedules nothing twice. Notifiers (``chalicelib.notify``) claim due rows with SKIP LOCKED, so any
 number of them share the work and a crashed one only delays its rows by one lease.
 """
 
@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib.clock import from_ms, iso
+from chalicelib.clock import iso
 from chalicelib.sql import q
 from chalicelib.store import Row, Store
 
-#: Stream events (``ev``) that notify, as in API.md "Notifications".
-NOTIFIABLE = frozenset({"succeeded", "retrying", "dead"})
 WEBHOOK, SNS = "webhook", "sns"
 
 
@@ -50,22 +48,6 @@ class Attempt:
 class Deliveries:
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    # -- the recorder's side -------------------------------------------------------
-
-    def schedule(self, events: Sequence[dict[str, Any]]) -> None:
-        """Schedule the notifications of a recorded batch of stream events. Idempotent."""
-        notifiable = [e for e in events if e["ev"] in NOTIFIABLE]
-        if not notifiable:
-            return
-        with self.store.connection() as conn:
-            ids = list({e["id"] for e in notifiable if e["ev"] != "dead"})
-            hooked: set[str] = set()
-            if ids:
-                hooked.update(r["id"] for r in conn.execute(q("tasks_with_webhooks"), {"ids": ids}))
-            wanted = [e for e in notifiable if e["ev"] == "dead" or e["id"] in hooked]
-            if wanted:
-                conn.execute(q("schedule_deliveries"), _schedule_columns(wanted))
 
     # -- the notifier's side -------------------------------------------------------
 
@@ -121,39 +103,11 @@ class Deliveries:
         return {r["queue"]: r["url"] for r in rows}
 
 
-def _schedule_columns(events: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Stream events → the column arrays of ``schedule_deliveries``."""
-    cols: dict[str, list[Any]] = {
-        k: []
-        for k in ("id", "seq", "event", "at", "status", "attempts", "worker_id",
-                  "run_at", "error", "result")
-    }  # fmt: skip
-    for e in events:
-        ev = e["ev"]
-        run = _opt(e.get("run"))
-        cols["id"].append(e["id"])
-        cols["seq"].append(e["v"])
-        cols["event"].append(ev)
-        cols["at"].append(from_ms(int(e["at"])))
-        cols["status"].append(e["st"])
-        cols["attempts"].append(int(e.get("att") or 0))
-        cols["worker_id"].append(_opt(e.get("w")))
-        cols["run_at"].append(iso(from_ms(int(run))) if ev == "retrying" and run else None)
-        cols["error"].append(_opt(e.get("err")) if ev != "succeeded" else None)
-        cols["result"].append(e.get("res") if ev == "succeeded" else None)
-    return cols
-
-
 def _delivery(r: Row) -> Delivery:
     return Delivery(
         id=r["id"], task_id=str(r["task_id"]), channel=r["channel"], event=r["event"],
         target=r["target"], task=r["task"], at=r["at"], attempt=r["attempts"],
     )  # fmt: skip
-
-
-def _opt(value: Any) -> Any:
-    # cjson encodes Lua's nil stand-in `false` for absent fields.
-    return None if value is False else value
 
 
 _NAMES = {

@@ -139,7 +139,8 @@ def purge(svc: Services, now: datetime, *, batch: int = PURGE_BATCH,
 
 
 def flush_record(svc: Services, budget_s: float = FLUSH_BUDGET_S) -> int:
-    """Record pending transitions until the streams are empty or the budget is spent."""
+    """Record pending transitions until the streams are empty or the budget is spent.
+    Returns the number of stream entries recorded."""
     recorder = Recorder(svc.queue, svc.store, consumer_name())
     deadline = time.monotonic() + budget_s
     total = 0

@@ -6,9 +6,8 @@ boundary by :func:`db_errors`, keeping the cause.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -161,33 +160,12 @@ class Store:
 
     # -- recording transitions -----------------------------------------------------
 
-    def record(self, events: Sequence[dict[str, Any]]) -> None:
-        """Apply a batch of transition events (as emitted by the Lua scripts): history
-        rows by COPY, then one snapshot per task, newest version wins. Idempotent."""
-        latest: dict[str, dict[str, Any]] = {}
-        for e in events:
-            cur = latest.get(e["id"])
-            if cur is None or e["v"] > cur["v"]:
-                latest[e["id"]] = e
-        rows = [_history_row(e) for e in events]
-        with self.connection() as conn, conn.transaction():
-            try:
-                # The common case, straight in: no staging, no conflict handling.
-                with conn.transaction(), conn.cursor().copy(q("copy_events")) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            except psycopg.errors.UniqueViolation:
-                self._record_staged(conn, rows)
-            conn.execute(q("apply_snapshots"), {"snapshots": _snapshots_json(latest.values())})
-
-    @staticmethod
-    def _record_staged(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
-        """The slow path, for a batch recorded (in part) before."""
-        conn.execute(q("create_event_stage"))
-        with conn.cursor().copy(q("copy_stage_events")) as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.execute(q("apply_stage_events"))
+    def record(self, events_json: str) -> None:
+        """Apply a batch of transition events (a JSON array of them, as the Lua scripts
+        emitted them): history rows, one snapshot per task (newest version wins) and the
+        notifications they trigger, in one statement. Idempotent."""
+        with self.connection() as conn:
+            conn.execute(q("record_events"), {"events": events_json})
 
     # -- users and workers -----------------------------------------------------------
 
@@ -229,38 +207,3 @@ def _copy_row(t: NewTask) -> tuple[Any, ...]:
         t.timeout_seconds, t.backoff.json_text, t.lock_key, t.schedule_id,
         t.webhook_url, from_ms(t.run_at_ms), from_ms(t.created_at_ms), t.scheduled,
     )  # fmt: skip
-
-
-def _opt(value: Any) -> Any:
-    # cjson encodes Lua's nil-stand-in `false` for absent fields.
-    return None if value is False else value
-
-
-def _history_row(e: dict[str, Any]) -> tuple[Any, ...]:
-    data = {k: e[k] for k in ("reason", "by", "run", "fence") if _opt(e.get(k)) is not None}
-    error = _opt(e.get("err")) if e["ev"] in ("failed", "lease_expired") else None
-    worker = _opt(e.get("by")) or _opt(e.get("w"))
-    return (
-        e["id"],
-        e["v"],
-        from_ms(int(e["at"])),
-        e["ev"],
-        int(e.get("att") or 0),
-        worker,
-        error,
-        json.dumps(data),
-    )
-
-
-def _snapshots_json(snapshots: Iterable[dict[str, Any]]) -> str:
-    """The batch's newest snapshot per task, as the JSON ``apply_snapshots`` reads."""
-    return json.dumps([
-        {
-            "id": e["id"], "v": e["v"], "st": e["st"], "att": int(e.get("att") or 0),
-            "w": _opt(e.get("w")), "fence": int(e.get("fence") or 0), "cr": bool(e.get("cr")),
-            "run": _opt(e.get("run")), "sa": _opt(e.get("sa")), "fa": _opt(e.get("fa")),
-            "res": e.get("res") if e["ev"] == "succeeded" else None,
-            "has_res": e["ev"] == "succeeded" and "res" in e, "err": _opt(e.get("err")),
-        }
-        for e in snapshots
-    ], separators=(",", ":"))  # fmt: skip

@@ -52,7 +52,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         report = restore_missing(svc.client)
     finally:
         svc.close()
-    print(f"recorded {recorded} pending event(s); checked {report.checked} live task(s); "
+    print(f"recorded {recorded} pending stream entries; checked {report.checked} live task(s); "
           f"restored {report.restored} into Redis")  # fmt: skip
     return 0
 

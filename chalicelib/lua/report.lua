@@ -27,8 +27,8 @@ local function succeed(task_key, id, h, result)
   bump('succeeded')
   observe('run', NOW - (tonumber(h[5]) or NOW))
   push_event({id = id, v = v, ev = 'succeeded', st = 'succeeded', att = tonumber(h[7]) or 0,
-              w = h[8] or false, sa = tonumber(h[5]) or false, fa = NOW,
-              run = tonumber(h[11]) or false, err = h[12] or false, cr = false,
+              w = h[8] or nil, sa = tonumber(h[5]), fa = NOW,
+              run = tonumber(h[11]), err = h[12] or nil, cr = false,
               fence = tonumber(h[9]) or 0, res = result})
 end
 

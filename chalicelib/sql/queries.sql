@@ -15,10 +15,6 @@ RETURNING id
 COPY dtq_tasks (id, name, queue, priority, payload, status, max_attempts, timeout_seconds,
     backoff, lock_key, schedule_id, webhook_url, run_at, created_at, created_scheduled) FROM STDIN
 
--- name: copy_events
--- Bulk insert of history rows whose tasks are known to exist.
-COPY dtq_task_events (task_id, seq, at, event, attempt, worker_id, error, data) FROM STDIN
-
 -- name: task_by_idempotency_key
 SELECT * FROM dtq_tasks WHERE idempotency_key = %(key)s
 
@@ -46,38 +42,62 @@ LIMIT %(limit)s
 -- name: queue_of
 SELECT queue FROM dtq_tasks WHERE id = %(id)s
 
--- name: create_event_stage
--- Staging table for a batch whose direct COPY failed because part of it was recorded
--- already (a crash between commit and acknowledgement); emptied at commit.
-CREATE TEMP TABLE IF NOT EXISTS dtq_stage_events (
-    task_id uuid, seq integer, at timestamptz, event text, attempt integer,
-    worker_id text, error text, data jsonb) ON COMMIT DELETE ROWS
-
--- name: copy_stage_events
-COPY dtq_stage_events (task_id, seq, at, event, attempt, worker_id, error, data) FROM STDIN
-
--- name: apply_stage_events
--- History rows of a replayed batch: rows already recorded are skipped.
-INSERT INTO dtq_task_events (task_id, seq, at, event, attempt, worker_id, error, data)
-SELECT task_id, seq, at, event, attempt, worker_id, error, data FROM dtq_stage_events
-ON CONFLICT (task_id, seq) DO NOTHING
-
--- name: apply_snapshots
--- Each element is a task's snapshot after its newest event in the batch; the version
--- guard makes stale or replayed batches no-ops. One JSON parameter keeps it one
--- statement and costs the recorder far less than adapting thirteen arrays.
-UPDATE dtq_tasks t SET
-    version = s.v, status = s.st, attempts = s.att,
-    worker_id = COALESCE(s.w, t.worker_id), fence = s.fence, cancel_requested = s.cr,
-    run_at = COALESCE(to_timestamp(s.run / 1000.0), t.run_at),
-    started_at = to_timestamp(s.sa / 1000.0), finished_at = to_timestamp(s.fa / 1000.0),
-    result = CASE WHEN s.has_res THEN s.res::jsonb
-                  WHEN s.st = 'succeeded' THEN t.result ELSE NULL END,
-    error = s.err
-FROM jsonb_to_recordset(%(snapshots)s::jsonb) AS s(
-    id uuid, v integer, st text, att integer, w text, fence bigint, cr boolean,
-    run bigint, sa bigint, fa bigint, res text, has_res boolean, err text)
-WHERE t.id = s.id AND t.version < s.v
+-- name: record_events
+-- A batch of transitions read from the queues' event streams (a JSON array of the events
+-- as the Lua scripts emitted them: each a full snapshot of the recorded fields, absent
+-- fields omitted) → its history rows, one snapshot per task (its newest event in the
+-- batch) and the notifications it triggers, in one statement. The recorder joins the
+-- stream entries' text and decodes nothing; json (not jsonb) because it is read once,
+-- which parses it lazily. Replays and stale batches are no-ops: history and deliveries
+-- are keyed by (task, seq), snapshots guarded by version.
+WITH e AS (
+    SELECT * FROM json_to_recordset(%(events)s::json) AS e(
+        id uuid, v integer, ev text, at bigint, st text, att integer, w text, "by" text,
+        err text, fence bigint, cr boolean, run bigint, sa bigint, fa bigint, res text,
+        reason jsonb)
+), history AS (
+    INSERT INTO dtq_task_events (task_id, seq, at, event, attempt, worker_id, error, data)
+    SELECT id, v, to_timestamp(at / 1000.0), ev, COALESCE(att, 0), COALESCE("by", w),
+           CASE WHEN ev IN ('failed', 'lease_expired') THEN err END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'reason', reason, 'by', "by", 'run', run, 'fence', fence))
+    FROM e
+    ON CONFLICT (task_id, seq) DO NOTHING
+), snapshots AS (
+    UPDATE dtq_tasks t SET
+        version = s.v, status = s.st, attempts = COALESCE(s.att, 0),
+        worker_id = COALESCE(s.w, t.worker_id), fence = COALESCE(s.fence, 0),
+        cancel_requested = COALESCE(s.cr, false),
+        run_at = COALESCE(to_timestamp(s.run / 1000.0), t.run_at),
+        started_at = to_timestamp(s.sa / 1000.0), finished_at = to_timestamp(s.fa / 1000.0),
+        result = CASE WHEN s.ev = 'succeeded' AND s.res IS NOT NULL THEN s.res::jsonb
+                      WHEN s.st = 'succeeded' THEN t.result ELSE NULL END,
+        error = s.err
+    FROM (SELECT DISTINCT ON (id) * FROM e ORDER BY id, v DESC) s
+    WHERE t.id = s.id AND t.version < s.v
+)
+-- Notifications (API.md): a webhook for succeeded, retrying and dead when the task (or
+-- its queue) has a URL; SNS for every dead task.
+INSERT INTO dtq_deliveries (task_id, seq, channel, event, target, task, at, next_at)
+SELECT s.id, s.v, c.channel, 'task.' || s.ev,
+       CASE WHEN c.channel = 'webhook' THEN COALESCE(t.webhook_url, w.url) END,
+       jsonb_build_object('id', t.id, 'name', t.name, 'queue', t.queue,
+           'status', s.st, 'attempts', COALESCE(s.att, 0), 'max_attempts', t.max_attempts,
+           'worker_id', s.w,
+           'run_at', CASE WHEN s.ev = 'retrying' AND s.run IS NOT NULL
+                          THEN to_char(to_timestamp(s.run / 1000.0) AT TIME ZONE 'UTC',
+                                       'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"') END,
+           'error', CASE WHEN s.ev <> 'succeeded' THEN s.err END,
+           'result', CASE WHEN s.ev = 'succeeded' THEN s.res::jsonb END),
+       to_timestamp(s.at / 1000.0), now()
+FROM e s
+JOIN dtq_tasks t ON t.id = s.id
+LEFT JOIN dtq_queue_webhooks w ON w.queue = t.queue
+CROSS JOIN (VALUES ('webhook'), ('sns')) AS c(channel)
+WHERE s.ev IN ('succeeded', 'retrying', 'dead')
+  AND ((c.channel = 'webhook' AND COALESCE(t.webhook_url, w.url) IS NOT NULL)
+       OR (c.channel = 'sns' AND s.ev = 'dead'))
+ON CONFLICT (task_id, seq, channel) DO NOTHING
 
 -- name: live_tasks
 -- Non-terminal tasks of the record, in pages, for recovery and reconciliation.
@@ -116,36 +136,6 @@ WITH gone AS (
 SELECT id, queue FROM gone
 
 -- Notifications (chalicelib/deliveries.py): the outbox of webhooks and SNS messages.
-
--- name: tasks_with_webhooks
--- Of these task ids, those with a webhook of their own or of their queue: a cheap first
--- pass, so that the common batch (no webhooks at all) builds no delivery rows.
-SELECT t.id::text AS id FROM unnest(%(ids)s::text[]) AS s(id)
-JOIN dtq_tasks t ON t.id = s.id::uuid
-LEFT JOIN dtq_queue_webhooks w ON w.queue = t.queue
-WHERE t.webhook_url IS NOT NULL OR w.url IS NOT NULL
-
--- name: schedule_deliveries
--- The recorder's batch of notifiable transitions → one delivery per channel: a webhook
--- when the task (or its queue) has a URL, SNS for every dead task. Replays are no-ops.
-INSERT INTO dtq_deliveries (task_id, seq, channel, event, target, task, at, next_at)
-SELECT s.id, s.seq, c.channel, 'task.' || s.event,
-       CASE WHEN c.channel = 'webhook' THEN COALESCE(t.webhook_url, w.url) END,
-       jsonb_build_object('id', t.id, 'name', t.name, 'queue', t.queue,
-           'status', s.status, 'attempts', s.attempts, 'max_attempts', t.max_attempts,
-           'worker_id', s.worker_id, 'run_at', s.run_at, 'error', s.error,
-           'result', s.result::jsonb),
-       s.at, now()
-FROM unnest(%(id)s::uuid[], %(seq)s::integer[], %(event)s::text[], %(at)s::timestamptz[],
-            %(status)s::text[], %(attempts)s::integer[], %(worker_id)s::text[],
-            %(run_at)s::text[], %(error)s::text[], %(result)s::text[])
-     AS s(id, seq, event, at, status, attempts, worker_id, run_at, error, result)
-JOIN dtq_tasks t ON t.id = s.id
-LEFT JOIN dtq_queue_webhooks w ON w.queue = t.queue
-CROSS JOIN (VALUES ('webhook'), ('sns')) AS c(channel)
-WHERE (c.channel = 'webhook' AND COALESCE(t.webhook_url, w.url) IS NOT NULL)
-   OR (c.channel = 'sns' AND s.event = 'dead')
-ON CONFLICT (task_id, seq, channel) DO NOTHING
 
 -- name: claim_deliveries
 -- Due deliveries for one notifier: the attempt is counted and the row hidden for the

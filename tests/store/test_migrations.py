@@ -68,7 +68,6 @@ def test_every_named_query_runs_against_the_schema(clean_db: str) -> None:
     errors are fine (the SQL was understood), schema errors are not."""
     checked = 0
     with psycopg.connect(clean_db, autocommit=True) as conn:
-        conn.execute(q("create_event_stage"))  # the recorder's session-scoped staging tables
         for name, sql in queries().items():
             if sql.startswith("COPY"):
                 continue
