@@ -18,6 +18,7 @@ import logging
 import threading
 from typing import Any
 
+import psycopg
 import redis
 
 from chalicelib.errors import Unavailable
@@ -43,6 +44,15 @@ def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
 def join_entries(entries: list[bytes]) -> str:
     """Stream entries (each a JSON array of events) → one JSON array, without decoding."""
     return "[" + ",".join(e.decode()[1:-1] for e in entries) + "]"
+
+
+def upgrade_entries(entries: list[bytes]) -> str:
+    """Like :func:`join_entries`, for entries written before 2026-11-29 by scripts that
+    marked absent fields ``false`` (Postgres refuses ``false`` as a number)."""
+    events = [e for raw in entries for e in decode_entry({b"d": raw})]
+    return json.dumps([
+        {k: v for k, v in e.items() if v is not False or k == "cr"} for e in events
+    ])  # fmt: skip
 
 
 class Recorder:
@@ -109,7 +119,10 @@ class Recorder:
         if not batches:
             return 0
         events = [fields[b"d"] for _, entries in batches for _, fields in entries]
-        self.store.record(join_entries(events))
+        try:
+            self.store.record(join_entries(events))
+        except psycopg.errors.InvalidTextRepresentation:
+            self.store.record(upgrade_entries(events))
         pipe = self.queue.redis.pipeline(transaction=False)
         for s, entries in batches:
             ids = [eid for eid, _ in entries]

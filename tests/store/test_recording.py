@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -122,3 +124,19 @@ def test_get_sees_live_state_before_the_recorder_catches_up(services: Services) 
     assert [h["event"] for h in got["history"]] == ["created", "queued", "claimed"]
     assert got["history"][-1]["worker_id"] == "w9" and got["history"][-1]["attempt"] == 1
     assert lease.fence == 1
+
+
+def test_entries_written_by_older_scripts_are_still_recorded(services: Services) -> None:
+    """Before 2026-11-29 the scripts marked absent fields `false`; an upgrade may find such
+    entries still pending in the streams."""
+    task = services.client.enqueue("t")
+    stream = services.keys.queue("default").events
+    old = {"id": task["id"], "v": 1, "ev": "claimed", "st": "running", "att": 1, "w": "w1",
+           "sa": 1_764_000_000_000, "fa": False, "run": False, "err": False, "cr": False,
+           "fence": 1, "at": 1_764_000_000_000}  # fmt: skip
+    services.redis.xadd(stream, {"d": json.dumps([old])})
+    assert Recorder(services.queue, services.store, "up").drain() == 1
+    row = services.store.get_task(task["id"])
+    assert row is not None and row["status"] == "running" and row["worker_id"] == "w1"
+    assert row["finished_at"] is None and row["version"] == 1
+    assert [h["event"] for h in services.store.history(task["id"])] == ["claimed"]
