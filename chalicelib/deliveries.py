@@ -4,8 +4,9 @@ every attempt made (shown in the task's history).
 The recorder schedules deliveries in the same statement that records a batch
 (``record_events`` in ``sql/queries.sql``), so a delivery is scheduled exactly when its
 transition is in the record: a replayed batch hits the ``(task, seq, channel)`` key and
-schedules nothing twice. Notifiers (``chalicelib.notify``) claim due rows with SKIP LOCKED, so any
-number of them share the work and a crashed one only delays its rows by one lease.
+schedules nothing twice. Notifiers (``chalicelib.notify``) claim due rows with SKIP
+LOCKED, so any number of them share the work and a crashed one only delays its rows by
+one lease.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ SELECT s.id, s.v, c.channel, 'task.' || s.ev,
        jsonb_build_object('id', t.id, 'name', t.name, 'queue', t.queue,
            'status', s.st, 'attempts', COALESCE(s.att, 0), 'max_attempts', t.max_attempts,
            'worker_id', s.w,
+           -- The API's time format, as chalicelib.clock.iso writes it.
            'run_at', CASE WHEN s.ev = 'retrying' AND s.run IS NOT NULL
                           THEN to_char(to_timestamp(s.run / 1000.0) AT TIME ZONE 'UTC',
                                        'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"') END,
