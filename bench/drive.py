@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,11 +72,14 @@ def drain(
     timeout_s: float = 600.0,
     during: Callable[[], None] | None = None,
     after: Callable[[], dict[str, Any]] | None = None,
+    cpu_groups: Callable[[list[Any]], Mapping[str, Iterable[int]]] | None = None,
 ) -> DrainResult:
     """Drain ``n`` pre-enqueued tasks with ``processes`` worker processes.
 
     ``during`` is called every poll while draining (samplers); ``after`` once the last
-    task started, with the workers still running (e.g. to wait for the record)."""
+    task started, with the workers still running (e.g. to wait for the record).
+    ``cpu_groups(workers)`` names groups of processes whose CPU time between the first
+    and the last task's start goes to ``extra["cpu_s"]`` (seconds per group)."""
     system.reset()
     path = _fresh(work_dir, f"{system.name}-drain{processes}.stamps")
     system.enqueue_stamp(0)
@@ -89,9 +92,14 @@ def drain(
         {**system.worker_env(), stamp.ENV: path},
         os.path.join(work_dir, f"{system.name}-workers.log"),
     )
+    sampler = procs.CpuSampler(lambda: cpu_groups(workers)) if cpu_groups else None
+    next_sample = 0.0
     try:
         deadline = time.monotonic() + timeout_s
         while stamp.count(path) < 2:
+            if sampler is not None and time.monotonic() >= next_sample:
+                sampler.sample()
+                next_sample = time.monotonic() + 0.02
             if not procs.alive(workers):
                 raise BenchFailure(f"{system.name}: a worker exited; see {work_dir}")
             if time.monotonic() > deadline:
@@ -99,10 +107,14 @@ def drain(
             if during is not None:
                 during()
             time.sleep(0.005)
+        if sampler is not None:
+            sampler.sample()
         starts = [s for _, s in stamp.read(path)]
         elapsed = (max(starts) - min(starts)) / 1e9
         rss = procs.tree_rss_bytes(workers)
         extra = after() if after is not None else {}
+        if sampler is not None:
+            extra["cpu_s"] = sampler.between(min(starts), max(starts))
     finally:
         procs.stop(workers)
     return DrainResult((n - 1) / elapsed if elapsed > 0 else float("nan"), elapsed, rss, extra)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bench import drive, redis_server
+from bench import drive, procs, redis_server
 from bench.stats import Figure, fmt, percentile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -345,8 +345,29 @@ class Bench:
 
         label = f"{processes} process{'es' if processes > 1 else ''}"
         label_c = f"{label}, concurrency {conc}"
-        res = drive.drain(self.dtq, o.n, processes, o.work_dir, during=during, after=after)
+        res = drive.drain(
+            self.dtq,
+            o.n,
+            processes,
+            o.work_dir,
+            during=during,
+            after=after,
+            cpu_groups=self._cpu_groups,
+        )
         r.add("drain", "dtq", label_c, "tasks/s", o.n, res.rate)
+        cpu = res.extra.get("cpu_s", {})
+        for group in (*cpu, "total"):
+            seconds = sum(cpu.values()) if group == "total" else cpu[group]
+            r.add(
+                "drain",
+                "dtq",
+                f"CPU per task, {group}, {label_c}",
+                "µs",
+                o.n,
+                seconds * 1e6 / max(1, o.n - 1),
+                higher=False,
+                note="/proc utime+stime between the first and the last task's start",
+            )
         r.add(
             "drain", "dtq", f"worker RSS, {label_c}", "MB", o.n, res.rss_bytes / 2**20, higher=False
         )
@@ -371,6 +392,18 @@ class Bench:
             note="XLEN of the events stream, 50 ms samples",
         )
         return res.rate
+
+    def _cpu_groups(self, workers: list[Any]) -> dict[str, list[int]]:
+        """Where a drain's CPU goes: the worker processes, their children (the
+        recorder), Redis and PostgreSQL (every process of the server)."""
+        roots = [p.pid for p in workers]
+        redis = [self.server.proc.pid] if self.server else procs.pids_named("redis-server")
+        return {
+            "worker": roots,
+            "recorder": sorted(procs.descendants(roots)),
+            "redis": redis,
+            "postgres": procs.pids_named("postgres"),
+        }
 
     def inprocess(self) -> None:
         o, r = self.opts, self.res
