@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
@@ -55,6 +56,13 @@ def make_pool(url: str, *, max_size: int = 10, timeout_s: float = 5.0) -> Connec
         reset=_mark_returned,
         reconnect_timeout=timeout_s * 2,
     )
+
+
+@cache
+def _first_recording() -> LiteralString:
+    """``record_events`` without its lines marked ``-- replay only`` (queries.sql)."""
+    lines = q("record_events").splitlines()
+    return "\n".join(line for line in lines if not line.endswith("-- replay only"))
 
 
 #: A connection returned to the pool less than this long ago is lent without a check.
@@ -163,9 +171,13 @@ class Store:
     def record(self, events_json: str) -> None:
         """Apply a batch of transition events (a JSON array of them, as the Lua scripts
         emitted them): history rows, one snapshot per task (newest version wins) and the
-        notifications they trigger, in one statement. Idempotent."""
+        notifications they trigger, in one statement. Idempotent: a batch recorded before
+        fails on the history key and runs again with the replay-only lines."""
         with self.connection() as conn:
-            conn.execute(q("record_events"), {"events": events_json})
+            try:
+                conn.execute(_first_recording(), {"events": events_json})
+            except psycopg.errors.UniqueViolation:
+                conn.execute(q("record_events"), {"events": events_json})
 
     # -- users and workers -----------------------------------------------------------
 

@@ -31,7 +31,8 @@ local EVENTS, STATS, STATS_F = {}, {}, {}
 -- Record one transition. The event carries a full snapshot of the recorded fields, so
 -- the Postgres recorder can apply the newest event alone and out-of-order batches from
 -- several recorders can never regress a task's row. Absent fields are left out (nil),
--- never `false`: Postgres reads the events as they are (queries.sql record_events).
+-- never `false`: Postgres reads the events as they are (queries.sql record_events); so
+-- is `cr` (cancel requested) unless true, because every byte is encoded and parsed again.
 local function push_event(e)
   e.at = NOW
   EVENTS[#EVENTS + 1] = e
@@ -43,7 +44,7 @@ local function emit(task_key, id, event, extra)
   local h = redis.call('HMGET', task_key, 'st', 'att', 'wid', 'sa', 'fa', 'run', 'err', 'cr', 'fence')
   local e = {id = id, v = v, ev = event, st = h[1], att = tonumber(h[2]) or 0,
              w = h[3] or nil, sa = tonumber(h[4]), fa = tonumber(h[5]), run = tonumber(h[6]),
-             err = h[7] or nil, cr = h[8] == '1', fence = tonumber(h[9]) or 0}
+             err = h[7] or nil, cr = h[8] == '1' or nil, fence = tonumber(h[9]) or 0}
   if extra then for k, val in pairs(extra) do e[k] = val end end
   push_event(e)
 end

@@ -66,7 +66,7 @@ while claimed < n and scanned < n + 64 do
       local run_at = tonumber(h[3]) or NOW
       observe('wait', NOW - run_at)
       push_event({id = id, v = v, ev = 'claimed', st = 'running', att = att, w = worker, sa = NOW,
-                  run = run_at, err = h[12] or nil, cr = false, fence = fence})
+                  run = run_at, err = h[12] or nil, fence = fence})
       out[#out + 1] = {id, h[7], h[8], h[9], h[10], h[11], att, fence, token, expiry, h[2] or false}
       claimed = claimed + 1
     end

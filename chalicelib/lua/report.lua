@@ -15,10 +15,11 @@
 -- accepted, the task's new status (succeeded | retrying | dead | canceled)
 local ttl_ms, worker = tonumber(ARGV[1]), ARGV[2]
 math.randomseed(tonumber(ARGV[3]))
-local out = {OK}
+local out, ran = {OK}, {}
 
 local function succeed(task_key, id, h, result)
-  if h[1] == 'running' then redis.call('ZREM', K.running, id) else unlist(id) end
+  -- Leaving the running set is one ZREM for the whole batch (below), not one per task.
+  if h[1] == 'running' then ran[#ran + 1] = id else unlist(id) end
   local v = (tonumber(h[10]) or 0) + 1
   redis.call('HSET', task_key, 'st', 'succeeded', 'fa', NOW, 'res', result, 'v', v)
   redis.call('HDEL', task_key, 'tok', 'lx', 'payload')
@@ -28,7 +29,7 @@ local function succeed(task_key, id, h, result)
   observe('run', NOW - (tonumber(h[5]) or NOW))
   push_event({id = id, v = v, ev = 'succeeded', st = 'succeeded', att = tonumber(h[7]) or 0,
               w = h[8] or nil, sa = tonumber(h[5]), fa = NOW,
-              run = tonumber(h[11]), err = h[12] or nil, cr = false,
+              run = tonumber(h[11]), err = h[12] or nil,
               fence = tonumber(h[9]) or 0, res = result})
 end
 
@@ -53,5 +54,8 @@ for i = 4, #ARGV, 5 do
   end
   out[#out + 1] = code
   out[#out + 1] = status
+end
+for i = 1, #ran, 1000 do  -- unpack() has a stack limit
+  redis.call('ZREM', K.running, unpack(ran, i, math.min(i + 999, #ran)))
 end
 return out
