@@ -26,7 +26,8 @@ end
 
 -- Transitions and counters are buffered and written once when the script ends (the
 -- loader appends flush()), so a script moving 100 tasks costs one XADD, not 100.
-local EVENTS, STATS, STATS_F = {}, {}, {}
+-- Events are kept as JSON text, encoded when they happen.
+local EVENTS, STATS, OBS = {}, {}, {}
 
 -- Record one transition. The event carries a full snapshot of the recorded fields, so
 -- the Postgres recorder can apply the newest event alone and out-of-order batches from
@@ -35,7 +36,23 @@ local EVENTS, STATS, STATS_F = {}, {}, {}
 -- is `cr` (cancel requested) unless true, because every byte is encoded and parsed again.
 local function push_event(e)
   e.at = NOW
-  EVENTS[#EVENTS + 1] = e
+  EVENTS[#EVENTS + 1] = cjson.encode(e)
+end
+
+-- The two events of every task, `claimed` and `succeeded`, skip the table and cjson: a
+-- table per event, its encoding and the garbage were a third of a claim's cost. Same
+-- fields as push_event's. Ids are UUIDs (Postgres types them); text that is not ours
+-- (worker id, error, result) goes through cjson.encode. `w` comes encoded (or nil).
+local function push_fast(id, v, ev, st, att, w, sa, fa, run, err, fence, res)
+  local s = string.format('{"id":"%s","v":%d,"ev":"%s","st":"%s","att":%d,"fence":%d,"at":%d',
+                          id, v, ev, st, att, fence, NOW)
+  if w then s = s .. ',"w":' .. w end
+  if sa then s = s .. ',"sa":' .. string.format('%d', sa) end
+  if fa then s = s .. ',"fa":' .. string.format('%d', fa) end
+  if run then s = s .. ',"run":' .. string.format('%d', run) end
+  if err then s = s .. ',"err":' .. cjson.encode(err) end
+  if res then s = s .. ',"res":' .. cjson.encode(res) end
+  EVENTS[#EVENTS + 1] = s .. '}'
 end
 
 -- The slower, general form: bumps the version and reads the snapshot from the hash.
@@ -53,7 +70,8 @@ local function bump(field, by)
   STATS[field] = (STATS[field] or 0) + (by or 1)
 end
 
--- Histogram buckets (seconds) shared with chalicelib/metrics.py.
+-- Histogram buckets (seconds) shared with chalicelib/metrics.py; counted per script
+-- call and written by flush(), so a task costs a bucket search, not three hash fields.
 local BUCKETS = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
 local function observe(name, ms)
   if ms < 0 then ms = 0 end
@@ -61,15 +79,26 @@ local function observe(name, ms)
   for b = 1, #BUCKETS do
     if ms <= BUCKETS[b] * 1000 then i = b; break end
   end
-  bump(name .. ':b' .. i)
-  bump(name .. ':count')
-  STATS_F[name .. ':sum'] = (STATS_F[name .. ':sum'] or 0) + ms / 1000
+  local o = OBS[name]
+  if not o then
+    o = {n = 0, sum = 0, b = {}}
+    OBS[name] = o
+  end
+  o.b[i] = (o.b[i] or 0) + 1
+  o.n = o.n + 1
+  o.sum = o.sum + ms
 end
 
 local function flush()
+  for name, o in pairs(OBS) do
+    for i, n in pairs(o.b) do bump(name .. ':b' .. i, n) end
+    bump(name .. ':count', o.n)
+    redis.call('HINCRBYFLOAT', K.stats, name .. ':sum', o.sum / 1000)
+  end
   for field, n in pairs(STATS) do redis.call('HINCRBY', K.stats, field, n) end
-  for field, x in pairs(STATS_F) do redis.call('HINCRBYFLOAT', K.stats, field, x) end
-  if #EVENTS > 0 then redis.call('XADD', K.events, '*', 'd', cjson.encode(EVENTS)) end
+  if #EVENTS > 0 then
+    redis.call('XADD', K.events, '*', 'd', '[' .. table.concat(EVENTS, ',') .. ']')
+  end
 end
 
 -- Free the task's lock_key (only if this task holds it) and hand the lock's turn to the

@@ -17,6 +17,7 @@
 -- lease_expiry_ms, lock_key}, ...}; retry_after_ms > 0 when the rate limit held tasks back.
 local worker, want, lease_ms, token_base = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local bound, ttl_ms = tonumber(ARGV[5]), tonumber(ARGV[7])
+local worker_json = cjson.encode(worker)
 promote_due(bound)
 requeue_expired(bound, tonumber(ARGV[6]), ttl_ms)
 
@@ -65,8 +66,8 @@ while claimed < n and scanned < n + 64 do
       running[#running + 1] = id
       local run_at = tonumber(h[3]) or NOW
       observe('wait', NOW - run_at)
-      push_event({id = id, v = v, ev = 'claimed', st = 'running', att = att, w = worker, sa = NOW,
-                  run = run_at, err = h[12] or nil, fence = fence})
+      push_fast(id, v, 'claimed', 'running', att, worker_json, NOW, nil, run_at, h[12] or nil,
+                fence, nil)
       out[#out + 1] = {id, h[7], h[8], h[9], h[10], h[11], att, fence, token, expiry, h[2] or false}
       claimed = claimed + 1
     end

@@ -27,10 +27,8 @@ local function succeed(task_key, id, h, result)
   redis.call('PEXPIRE', task_key, ttl_ms)
   bump('succeeded')
   observe('run', NOW - (tonumber(h[5]) or NOW))
-  push_event({id = id, v = v, ev = 'succeeded', st = 'succeeded', att = tonumber(h[7]) or 0,
-              w = h[8] or nil, sa = tonumber(h[5]), fa = NOW,
-              run = tonumber(h[11]), err = h[12] or nil,
-              fence = tonumber(h[9]) or 0, res = result})
+  push_fast(id, v, 'succeeded', 'succeeded', tonumber(h[7]) or 0, h[8] and cjson.encode(h[8]),
+            tonumber(h[5]), NOW, tonumber(h[11]), h[12] or nil, tonumber(h[9]) or 0, result)
 end
 
 for i = 4, #ARGV, 5 do

@@ -140,3 +140,28 @@ def test_entries_written_by_older_scripts_are_still_recorded(services: Services)
     assert row is not None and row["status"] == "running" and row["worker_id"] == "w1"
     assert row["finished_at"] is None and row["version"] == 1
     assert [h["event"] for h in services.store.history(task["id"])] == ["claimed"]
+
+
+def test_text_that_is_not_ours_survives_the_event_encoding(services: Services) -> None:
+    """claim.lua and report.lua write their events by string.format: a worker id, an
+    error and a result full of quotes, backslashes, newlines and non-ASCII text must
+    reach Postgres exactly as they were given."""
+    worker = 'w "1" \\ ☃'
+    error = 'ValueError: "bad" \\ path\n\ttab ünïcödé </end>'
+    result = json.dumps({"q": '"quoted"', "b": "\\", "nl": "a\nb", "u": "☃", "n": [1, 2.5]})
+    task = services.client.enqueue("t", max_attempts=2, backoff=NO_WAIT)
+    [lease] = services.queue.claim(["default"], worker, 1, 30_000).leases
+    services.queue.fail("default", lease.task_id, lease.lease_token, error, retry_delay_ms=0)
+    [lease] = services.queue.claim(["default"], worker, 1, 30_000).leases  # carries the error
+    services.queue.complete("default", lease.task_id, lease.lease_token, result)
+    Recorder(services.queue, services.store, "t").drain()
+    row = services.store.get_task(task["id"])
+    assert row is not None
+    assert (row["status"], row["worker_id"], row["error"]) == ("succeeded", worker, error)
+    assert row["result"] == json.loads(result) and row["attempts"] == 2
+    history = services.store.history(task["id"])
+    assert [h["event"] for h in history] == [
+        "claimed", "failed", "retrying", "queued", "claimed", "succeeded"
+    ]  # fmt: skip
+    assert {h["worker_id"] for h in history if h["event"] == "claimed"} == {worker}
+    assert [h["error"] for h in history if h["error"]] == [error]
