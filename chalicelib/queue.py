@@ -381,16 +381,11 @@ def _pairs(reply: list[Any]) -> list[tuple[int, str]]:
 def _lease(queue: str, item: list[Any]) -> Lease:
     task_id, name, pri, payload, max_att, tmo, att, fence, token, expiry, lock_key = item
     return Lease(
-        task_id=task_id.decode(),
-        queue=queue,
-        name=name.decode(),
-        payload=json.loads(payload),
-        priority=int(pri),
-        attempt=int(att),
-        max_attempts=int(max_att),
-        timeout_seconds=int(tmo),
-        fence=int(fence),
-        lease_token=token.decode(),
-        lease_expires_ms=int(expiry),
-        lock_key=lock_key.decode() if lock_key else None,
-    )
+        task_id.decode(), queue, name.decode(), _decode_json(payload.decode()), int(pri),
+        int(att), int(max_att), int(tmo), int(fence), token.decode(), int(expiry),
+        lock_key.decode() if lock_key else None,
+    )  # fmt: skip
+
+
+#: json.loads without its per-call checks (bytes detection, keyword handling).
+_decode_json = json.JSONDecoder().decode

@@ -18,8 +18,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -33,9 +32,9 @@ CREATE TABLE IF NOT EXISTS created (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """The outcome of one attempt, as journaled and reported."""
+class Report(NamedTuple):
+    """The outcome of one attempt, as journaled and reported (a named tuple for the
+    reason given at ``chalicelib.models.Lease``)."""
 
     task_id: str
     queue: str

@@ -9,7 +9,6 @@ lease), never an exception, so one bad item never fails a batch.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,9 +129,7 @@ class RedisTransport:
         if payloads is None:
             return got.leases, got.retry_after_ms
         # Payloads offloaded to S3 come back in full before any handler sees them.
-        leases = [
-            dataclasses.replace(le, payload=resolve(le.payload, payloads)) for le in got.leases
-        ]
+        leases = [le._replace(payload=resolve(le.payload, payloads)) for le in got.leases]
         return leases, got.retry_after_ms
 
     def extend(self, items: Sequence[tuple[Lease, int]]) -> list[Extended]:

@@ -79,7 +79,7 @@ def test_extend_keeps_the_lease_and_reports_lost_and_canceled(
     b = services.client.enqueue("t")
     la, lb = transport.claim("w1", ["default"], 2, 5_000)[0]
     services.client.cancel(b["id"])
-    bogus = type(la)(**{**la.__dict__, "lease_token": "not-mine"})
+    bogus = la._replace(lease_token="not-mine")
     ok, canceled, lost = transport.extend([(la, 60_000), (lb, 60_000), (bogus, 60_000)])
     assert ok.task_id == a["id"] and ok.lost is None and not ok.canceled
     assert ok.expires_ms > la.lease_expires_ms
