@@ -12,17 +12,20 @@
 --
 -- Returns one code per entry: OK or EXISTS
 local entries = cjson.decode(ARGV[1])
-local codes, queued = {}, 0
+local codes, ready = {}, {}
 for i, e in ipairs(entries) do
-  local id, status, run_at, event = e[1], e[2], e[3], e[4]
+  local id, status, run_at, event, fields = e[1], e[2], e[3], e[4], e[5]
   local task_key = K.task_prefix .. id
   if redis.call('EXISTS', task_key) == 1 then
     codes[i] = EXISTS
   else
-    redis.call('HSET', task_key, 'st', status, 'run', run_at, unpack(e[5]))
+    redis.call('HSET', task_key, 'st', status, 'run', run_at, unpack(fields))
     if status == 'queued' then
-      redis.call('ZADD', K.ready, ready_score(redis.call('HGET', task_key, 'pri')), id)
-      queued = queued + 1
+      local pri
+      for j = 1, #fields - 1, 2 do
+        if fields[j] == 'pri' then pri = fields[j + 1] break end
+      end
+      ready[#ready + 1] = {tonumber(pri or redis.call('HGET', task_key, 'pri')), id}
     elseif status == 'scheduled' then
       redis.call('ZADD', K.scheduled, tonumber(run_at), id)
     else
@@ -32,6 +35,20 @@ for i, e in ipairs(entries) do
     codes[i] = OK
   end
 end
--- The signal list is trimmed to 64 anyway: more pushes would wake nobody more.
-if queued > 0 then wake(math.min(queued, 64)) end
+-- The ready tasks of the batch take consecutive sequence numbers (ready_score's, FIFO
+-- within a priority) from one INCRBY and enter the ready set in chunked ZADDs: a bulk
+-- enqueue costs two commands per task instead of five.
+if #ready > 0 then
+  local seq = redis.call('INCRBY', K.seq, #ready) - #ready
+  for c = 1, #ready, 500 do
+    local args = {}
+    for j = c, math.min(c + 499, #ready) do
+      args[#args + 1] = (9 - ready[j][1]) * PRIO_SPAN + seq + j
+      args[#args + 1] = ready[j][2]
+    end
+    redis.call('ZADD', K.ready, unpack(args))
+  end
+  -- The signal list is trimmed to 64 anyway: more pushes would wake nobody more.
+  wake(math.min(#ready, 64))
+end
 return codes

@@ -44,14 +44,17 @@ def test_claim_on_empty_and_unknown_queue_returns_nothing(services: Services) ->
 def test_priority_is_strict_and_fifo_within_priority(services: Services) -> None:
     rng = random.Random(7)
     bodies = [
-        {"name": "t", "priority": rng.randint(0, 9), "payload": {"i": i}} for i in range(1000)
+        {"name": "t", "priority": rng.randint(0, 9), "payload": {"i": i}} for i in range(1500)
     ]
-    services.client.enqueue_many(bodies)
+    # Two calls, the first split into two script calls (chunks of 1,000): the sequence
+    # numbers that keep FIFO order run on across calls and chunks.
+    services.client.enqueue_many(bodies[:1200])
+    services.client.enqueue_many(bodies[1200:])
     got: list[Lease] = []
     while batch := claim(services, 37):
         got.extend(batch)
     order = [(lease.priority, lease.payload["i"]) for lease in got]
-    assert len(order) == 1000
+    assert len(order) == 1500
     assert order == sorted(order, key=lambda p: (-p[0], p[1]))
 
 
