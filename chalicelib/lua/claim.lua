@@ -37,6 +37,7 @@ end
 
 local out, claimed, scanned, running = {OK, wait_ms}, 0, 0, {}
 local expiry = NOW + lease_ms
+local expiry_s = INT[expiry]
 while claimed < n and scanned < n + 64 do
   local popped = redis.call('ZPOPMIN', K.ready, n - claimed)
   if #popped == 0 then break end
@@ -60,14 +61,14 @@ while claimed < n and scanned < n + 64 do
     if free then
       local fence, att, v = (tonumber(h[4]) or 0) + 1, (tonumber(h[5]) or 0) + 1, (tonumber(h[6]) or 0) + 1
       local token = token_base .. ':' .. fence
-      redis.call('HSET', task_key, 'st', 'running', 'wid', worker, 'tok', token, 'lx', expiry,
-                 'sa', NOW, 'fence', fence, 'att', att, 'v', v)
-      running[#running + 1] = expiry
+      redis.call('HSET', task_key, 'st', 'running', 'wid', worker, 'tok', token, 'lx', expiry_s,
+                 'sa', NOW_S, 'fence', INT[fence], 'att', INT[att], 'v', INT[v])
+      running[#running + 1] = expiry_s
       running[#running + 1] = id
       local run_at = tonumber(h[3]) or NOW
       observe('wait', NOW - run_at)
-      push_fast(id, v, 'claimed', 'running', att, worker_json, NOW, nil, run_at, h[12] or nil,
-                fence, nil)
+      push_fast(id, INT[v], 'claimed', 'running', INT[att], INT[fence], worker_json, NOW_S, nil,
+                h[3] or NOW_S, h[12] or nil, nil)
       out[#out + 1] = {id, h[7], h[8], h[9], h[10], h[11], att, fence, token, expiry, h[2] or false}
       claimed = claimed + 1
     end

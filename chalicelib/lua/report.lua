@@ -17,18 +17,29 @@ local ttl_ms, worker = tonumber(ARGV[1]), ARGV[2]
 math.randomseed(tonumber(ARGV[3]))
 local out, ran = {OK}, {}
 
+-- Worker ids as JSON text, encoded once per call (a batch is usually one worker's).
+local worker_text = {}
+local function encoded(w)
+  local t = worker_text[w]
+  if not t then
+    t = cjson.encode(w)
+    worker_text[w] = t
+  end
+  return t
+end
+
 local function succeed(task_key, id, h, result)
   -- Leaving the running set is one ZREM for the whole batch (below), not one per task.
   if h[1] == 'running' then ran[#ran + 1] = id else unlist(id) end
   local v = (tonumber(h[10]) or 0) + 1
-  redis.call('HSET', task_key, 'st', 'succeeded', 'fa', NOW, 'res', result, 'v', v)
+  redis.call('HSET', task_key, 'st', 'succeeded', 'fa', NOW_S, 'res', result, 'v', INT[v])
   redis.call('HDEL', task_key, 'tok', 'lx', 'payload')
   if h[6] then release_lock(task_key, id) end
-  redis.call('PEXPIRE', task_key, ttl_ms)
+  redis.call('PEXPIRE', task_key, ARGV[1])
   bump('succeeded')
   observe('run', NOW - (tonumber(h[5]) or NOW))
-  push_fast(id, v, 'succeeded', 'succeeded', tonumber(h[7]) or 0, h[8] and cjson.encode(h[8]),
-            tonumber(h[5]), NOW, tonumber(h[11]), h[12] or nil, tonumber(h[9]) or 0, result)
+  push_fast(id, INT[v], 'succeeded', 'succeeded', h[7] or 0, h[9] or 0, h[8] and encoded(h[8]),
+            h[5], NOW_S, h[11], h[12] or nil, result)
 end
 
 for i = 4, #ARGV, 5 do
