@@ -11,7 +11,6 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -101,7 +100,7 @@ class Client:
         ref = self.payloads.offload_payload(task.id, task.payload_json)
         if ref is task.payload_json:
             return task
-        return replace(task, payload=json.loads(ref), payload_json=ref)
+        return task._replace(payload=json.loads(ref), payload_json=ref)
 
     def _resolved(self, task: dict[str, Any]) -> dict[str, Any]:
         """The task with its offloaded payload and result fetched from S3."""

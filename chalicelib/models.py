@@ -64,9 +64,10 @@ class Backoff:
 DEFAULT_BACKOFF = Backoff()
 
 
-@dataclass(frozen=True)
-class NewTask:
-    """A validated task about to be created (the id is chosen before anything is written)."""
+class NewTask(NamedTuple):
+    """A validated task about to be created (the id is chosen before anything is written).
+    A named tuple for the reason given at :class:`Lease`: a bulk enqueue builds one per
+    task."""
 
     id: str
     name: str
