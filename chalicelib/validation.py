@@ -10,9 +10,8 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from chalicelib.errors import PayloadTooLarge, ValidationError
@@ -30,9 +29,9 @@ TASK_FIELDS = frozenset(
 BACKOFF_FIELDS = frozenset({"base_seconds", "factor", "max_seconds", "jitter"})
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task body as the API and the Python client accept it, validated."""
+class TaskSpec(NamedTuple):
+    """A task body as the API and the Python client accept it, validated (a named tuple,
+    like ``models.NewTask``: one is built per task of a batch)."""
 
     name: str
     payload: dict[str, Any]
@@ -43,7 +42,7 @@ class TaskSpec:
     delay_seconds: float | None = None
     max_attempts: int = 5
     timeout_seconds: int = 300
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = DEFAULT_BACKOFF
     idempotency_key: str | None = None
     lock_key: str | None = None
     webhook_url: str | None = None
