@@ -180,9 +180,7 @@ class DTQ:
             self._template = Client._new_task(spec, self.svc.queue.clock.now_ms(), None)
         template = self._template
         for i in range(0, n, 5000):
-            batch = [
-                dataclasses.replace(template, id=str(uuid.uuid4())) for _ in range(min(5000, n - i))
-            ]
+            batch = [template._replace(id=str(uuid.uuid4())) for _ in range(min(5000, n - i))]
             self.svc.queue.enqueue_many(batch)
 
     def claim_costs_us(

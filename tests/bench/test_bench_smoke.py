@@ -17,7 +17,7 @@ def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
 ) -> None:
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [DTQ, "bench", "--quick", "--scenario", "enqueue,drain", "--n", "30",
+        [DTQ, "bench", "--quick", "--scenario", "enqueue,drain,claim,memory", "--n", "30",
          "--database-url", database_url, "--json", str(out), "--work-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=90,
     )  # fmt: skip
@@ -35,12 +35,23 @@ def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
         ("drain", "2 processes, concurrency 16"),
         ("drain", "worker RSS, 1 process, concurrency 16"),
         ("drain", "record lag after last start, 1 process, concurrency 16"),
+        ("claim", "claim(1) with 1,000 queued"),
+        ("claim", "claim(100) with 10,000 queued"),
+        ("memory", "Redis used_memory per queued task"),
     ]:
         fig = figures[key]
         assert fig["system"] == "dtq"
         assert fig["runs"] == 1 and fig["n"] > 0
         assert fig["min"] <= fig["median"] <= fig["max"]
         assert fig["median"] > 0
+    # CPU per task: /proc counts in 10 ms ticks, so 30 tasks may read 0; the groups are
+    # all there and add up to the total.
+    cpu = {
+        group: figures[("drain", f"CPU per task, {group}, 1 process, concurrency 16")]["median"]
+        for group in ("worker", "recorder", "redis", "postgres", "total")
+    }
+    assert min(cpu.values()) >= 0
+    assert abs(cpu["total"] - sum(v for g, v in cpu.items() if g != "total")) < 1e-6
 
 
 def test_unknown_scenario_is_one_line_error() -> None:
