@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ConfigError
@@ -25,6 +24,8 @@ ClientFactory = Callable[[str | None], "SecretsManagerClient"]
 
 
 def default_client(endpoint_url: str | None) -> SecretsManagerClient:
+    import boto3  # only when a secret is configured (see chalicelib/aws.py)
+
     return boto3.client("secretsmanager", endpoint_url=endpoint_url)
 
 
