@@ -93,7 +93,7 @@ class Store:
                 finally:
                     # Stamped here rather than by the pool's reset hook: a pool with a
                     # reset hook returns every connection through its worker thread, a
-                    # thread hand-off per statement (≈ 40 % of a single enqueue's CPU).
+                    # thread hand-off and two context switches per statement.
                     conn._dtq_returned = time.monotonic()  # type: ignore[attr-defined]
 
     # -- tasks -------------------------------------------------------------------
