@@ -13,8 +13,10 @@ local K = {ready = KEYS[1], scheduled = KEYS[2], retrying = KEYS[3], running = K
            signal = KEYS[10], task_prefix = KEYS[11], lock_prefix = KEYS[12],
            lockwait_prefix = KEYS[13]}
 
-local function ready_score(pri)
-  return (9 - tonumber(pri)) * PRIO_SPAN + redis.call('INCR', K.seq)
+-- A ready-set score: priority first, then FIFO by a sequence number (`seq` when the
+-- caller took a block of them, else the next one).
+local function ready_score(pri, seq)
+  return (9 - tonumber(pri)) * PRIO_SPAN + (seq or redis.call('INCR', K.seq))
 end
 
 -- Idle workers block on the signal list; it carries no task, so a lost or extra push

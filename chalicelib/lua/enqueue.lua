@@ -21,11 +21,11 @@ for i, e in ipairs(entries) do
   else
     redis.call('HSET', task_key, 'st', status, 'run', run_at, unpack(fields))
     if status == 'queued' then
-      local pri
+      local pri = false  -- none given: ready_score fails loudly, as an HGET of it did
       for j = 1, #fields - 1, 2 do
         if fields[j] == 'pri' then pri = fields[j + 1] break end
       end
-      ready[#ready + 1] = {tonumber(pri or redis.call('HGET', task_key, 'pri')), id}
+      ready[#ready + 1] = {pri, id}
     elseif status == 'scheduled' then
       redis.call('ZADD', K.scheduled, tonumber(run_at), id)
     else
@@ -35,15 +35,15 @@ for i, e in ipairs(entries) do
     codes[i] = OK
   end
 end
--- The ready tasks of the batch take consecutive sequence numbers (ready_score's, FIFO
--- within a priority) from one INCRBY and enter the ready set in chunked ZADDs: a bulk
--- enqueue costs two commands per task instead of five.
+-- The ready tasks of the batch take consecutive sequence numbers from one INCRBY and
+-- enter the ready set in chunked ZADDs: a bulk enqueue costs two commands per task
+-- instead of five.
 if #ready > 0 then
   local seq = redis.call('INCRBY', K.seq, #ready) - #ready
   for c = 1, #ready, 500 do
     local args = {}
     for j = c, math.min(c + 499, #ready) do
-      args[#args + 1] = (9 - ready[j][1]) * PRIO_SPAN + seq + j
+      args[#args + 1] = ready_score(ready[j][1], seq + j)
       args[#args + 1] = ready[j][2]
     end
     redis.call('ZADD', K.ready, unpack(args))
