@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from chalicelib.deps import Services
-from chalicelib.errors import Unavailable
+from chalicelib.errors import Conflict, Unavailable
 from chalicelib.groupcommit import GroupCommit
 from chalicelib.models import NewTask
 from chalicelib.validation import parse_task
@@ -63,3 +63,16 @@ def test_a_failed_commit_fails_its_callers_only(services: Services) -> None:
     group.submit([second])  # the group is not stuck after a failure
     assert services.store.get_task(first.id) is None
     assert services.store.get_task(second.id) is not None
+
+
+def test_a_copied_batch_is_one_statement_all_or_nothing(services: Services) -> None:
+    # A batch without idempotency keys is one COPY in autocommit mode, with no explicit
+    # transaction: a row that fails (here a repeated id) must still take the batch with it.
+    first, second, third = (new_task(services, i) for i in range(3))
+    repeated = third._replace(id=first.id)
+    with pytest.raises(Conflict):
+        services.store.insert_tasks([first, second, third, repeated])
+    for t in (first, second, third):
+        assert services.store.get_task(t.id) is None
+    services.store.insert_tasks([first, second, third])
+    assert all(services.store.get_task(t.id) is not None for t in (first, second, third))
