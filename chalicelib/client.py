@@ -22,6 +22,7 @@ from chalicelib.deliveries import Deliveries, merge_history
 from chalicelib.errors import InvalidTransition, NotFound, ValidationError
 from chalicelib.groupcommit import GroupCommit
 from chalicelib.ids import uuid7
+from chalicelib.jsontext import compact
 from chalicelib.models import TERMINAL, Backoff, NewTask, TaskStatus
 from chalicelib.payloads import MAX_OFFLOADED_BYTES, Payloads
 from chalicelib.queue import REASONS, Code, Queue
@@ -213,7 +214,7 @@ class Client:
         run_at = int(row["run_at"].timestamp() * 1000)
         fields: list[Any] = [
             "name", row["name"], "pri", row["priority"],
-            "payload", json.dumps(row["payload"], separators=(",", ":"), ensure_ascii=False),
+            "payload", compact(row["payload"]),
             "max", row["max_attempts"], "tmo", row["timeout_seconds"],
             "bo", Backoff.from_json(row["backoff"]).encoded,
             "att", row["attempts"] if attempts is None else attempts,
@@ -281,7 +282,7 @@ def _row_to_new_task(row: Row) -> NewTask:
     return NewTask(
         id=str(row["id"]), name=row["name"], queue=row["queue"], priority=row["priority"],
         payload=row["payload"],
-        payload_json=json.dumps(row["payload"], separators=(",", ":"), ensure_ascii=False),
+        payload_json=compact(row["payload"]),
         max_attempts=row["max_attempts"], timeout_seconds=row["timeout_seconds"],
         backoff=Backoff.from_json(row["backoff"]),
         run_at_ms=int(row["run_at"].timestamp() * 1000),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -27,4 +26,7 @@ def uuid7(now_ms: int) -> str:
             _last_seq += 1
         ms, seq = _last_ms, _last_seq
     rand_a, rand_b = seq >> 62 & 0xFFF, seq & (1 << 62) - 1
-    return str(uuid.UUID(int=ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
+    # Formatted directly: going through uuid.UUID costs three times as much, and a bulk
+    # enqueue makes one id per task.
+    h = f"{ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

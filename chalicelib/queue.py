@@ -6,7 +6,6 @@ exceptions in exactly one function, :func:`raise_for`.
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +25,7 @@ from chalicelib.errors import (
     NotFound,
     TaskCanceled,
 )
+from chalicelib.jsontext import compact, decode
 from chalicelib.keys import Keys
 from chalicelib.models import Claim, Lease, NewTask, Outcome, TaskStatus
 from chalicelib.queue_reads import QueueReads
@@ -184,7 +184,7 @@ class Queue(QueueReads):
             for queue, idx in chunks:
                 entries = [[tasks[i].id, tasks[i].status.value, str(tasks[i].run_at_ms), "",
                             self._fields(tasks[i])] for i in idx]  # fmt: skip
-                self._run("enqueue", queue, [_dumps(entries)], client=pipe)
+                self._run("enqueue", queue, [compact(entries)], client=pipe)
 
         replies = self._pipelined(build)[1:]
         added = [False] * len(tasks)
@@ -198,7 +198,7 @@ class Queue(QueueReads):
         """Re-create a task hash from the record (recovery, replay of an expired hash)."""
         self._remember_queues([queue])
         entry = [task_id, status.value, str(run_at_ms), event, [str(f) for f in fields]]
-        reply = self._run("enqueue", queue, [_dumps([entry])])
+        reply = self._run("enqueue", queue, [compact([entry])])
         return bool(reply[0] == Code.OK)
 
     # -- claim and leases --------------------------------------------------------
@@ -366,10 +366,6 @@ class _OneByOne:
         return [call() for call in self._calls]
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _pairs(reply: list[Any]) -> list[tuple[int, str]]:
     """(code, new status) per outcome from a ``report.lua`` reply."""
     return [
@@ -381,11 +377,7 @@ def _pairs(reply: list[Any]) -> list[tuple[int, str]]:
 def _lease(queue: str, item: list[Any]) -> Lease:
     task_id, name, pri, payload, max_att, tmo, att, fence, token, expiry, lock_key = item
     return Lease(
-        task_id.decode(), queue, name.decode(), _decode_json(payload.decode()), int(pri),
+        task_id.decode(), queue, name.decode(), decode(payload.decode()), int(pri),
         int(att), int(max_att), int(tmo), int(fence), token.decode(), int(expiry),
         lock_key.decode() if lock_key else None,
     )  # fmt: skip
-
-
-#: json.loads without its per-call checks (bytes detection, keyword handling).
-_decode_json = json.JSONDecoder().decode

@@ -24,6 +24,7 @@ from chalicelib import forms
 from chalicelib.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationError
 from chalicelib.forms import Form
 from chalicelib.jsonbody import problem
+from chalicelib.jsontext import compact
 from chalicelib.models import Outcome
 from chalicelib.queue import REASONS, Code
 from chalicelib.validation import MAX_SECONDS, TaskSpec, parse_datetime, parse_task
@@ -146,7 +147,7 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
     form.done()
     assert task_id is not None and token is not None
     task_id = forms.task_id(task_id)
-    result_json = json.dumps(form.body.get("result"), separators=(",", ":"), ensure_ascii=False)
+    result_json = compact(form.body.get("result"))
     succeeded = status == "succeeded"
     payloads = web.services.client.payloads
     if succeeded and payloads is not None:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from chalicelib.errors import PayloadTooLarge, ValidationError
+from chalicelib.jsontext import compact
 from chalicelib.models import DEFAULT_BACKOFF, Backoff
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -172,8 +173,9 @@ def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "") -> TaskSp
         errors.add("", "must be a JSON object")
         errors.raise_if_any()
         raise AssertionError("unreachable")
-    for key in sorted(body.keys() - TASK_FIELDS):
-        errors.add(key, "is not a known field")
+    if not body.keys() <= TASK_FIELDS:
+        for key in sorted(body.keys() - TASK_FIELDS):
+            errors.add(key, "is not a known field")
     name = _name(errors, body, "name", None, 200)
     queue = _name(errors, body, "queue", "default", 100)
     payload = body.get("payload", {})
@@ -194,29 +196,24 @@ def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "") -> TaskSp
     webhook = _optional_text(errors, body, "webhook_url", 2000)
     if webhook is not None and not is_http_url(webhook):
         errors.add("webhook_url", "must be an http(s) URL")
-    spec_kwargs: dict[str, Any] = dict(
-        priority=_int(errors, body, "priority", 5, 0, 9),
-        max_attempts=_int(errors, body, "max_attempts", 5, 1, 100),
-        timeout_seconds=_int(errors, body, "timeout_seconds", 300, 1, 86400),
-        backoff=_backoff(errors, body.get("backoff")),
-        idempotency_key=_optional_text(errors, body, "idempotency_key", 200),
-        lock_key=_optional_text(errors, body, "lock_key", 200),
-    )
+    priority = _int(errors, body, "priority", 5, 0, 9)
+    max_attempts = _int(errors, body, "max_attempts", 5, 1, 100)
+    timeout_seconds = _int(errors, body, "timeout_seconds", 300, 1, 86400)
+    backoff = _backoff(errors, body.get("backoff"))
+    idempotency_key = _optional_text(errors, body, "idempotency_key", 200)
+    lock_key = _optional_text(errors, body, "lock_key", 200)
     errors.raise_if_any()
-    payload_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    if len(payload_json.encode()) > max_payload_bytes:
+    payload_json = compact(payload)
+    # UTF-8 takes at most 4 bytes per character: most payloads need no encoding to tell.
+    if len(payload_json) * 4 > max_payload_bytes and len(payload_json.encode()) > max_payload_bytes:
         raise PayloadTooLarge(
             f"{prefix}payload is larger than {max_payload_bytes} bytes",
             details=[{"field": prefix + "payload", "message": "too large"}],
         )
     return TaskSpec(
-        name=name,
-        payload=payload,
-        payload_json=payload_json,
-        queue=queue,
-        run_at=run_at,
-        delay_seconds=delay,
-        webhook_url=webhook,
-        request_hash=request_hash(body) if spec_kwargs["idempotency_key"] is not None else None,
-        **spec_kwargs,
-    )
+        name=name, payload=payload, payload_json=payload_json, queue=queue,
+        priority=priority, run_at=run_at, delay_seconds=delay, max_attempts=max_attempts,
+        timeout_seconds=timeout_seconds, backoff=backoff, idempotency_key=idempotency_key,
+        lock_key=lock_key, webhook_url=webhook,
+        request_hash=request_hash(body) if idempotency_key is not None else None,
+    )  # fmt: skip

@@ -186,3 +186,20 @@ def test_a_batch_over_several_queues_and_chunks_lands_each_task_once(services: S
     again = services.queue.enqueue_many([_row_to_new_task(r) for r in rows if r is not None])
     assert again == [False] * 1_200
     assert services.redis.zcard(qa.ready) + services.redis.zcard(qb.ready) == 2_500
+
+
+def test_a_batch_keeps_every_character_of_its_text_fields(services: Services) -> None:
+    # A batch is written as COPY text, where backslash, tab, newline and CR are escapes.
+    tricky = 'back\\slash \\N tab\there new\nline cr\r "quote" é 😀'
+    bodies = [
+        {"name": "t", "payload": {"text": tricky, tricky: [tricky]}, "lock_key": tricky},
+        {"name": "t", "payload": {"n": 1}, "webhook_url": "http://example.com/a\\b?q=\\N"},
+    ]
+    created = services.client.enqueue_many(bodies)
+    stored = [services.store.get_task(t["id"]) for t in created]
+    assert stored[0] is not None and stored[1] is not None
+    assert stored[0]["payload"] == {"text": tricky, tricky: [tricky]}
+    assert stored[0]["lock_key"] == tricky and stored[0]["webhook_url"] is None
+    assert stored[1]["webhook_url"] == "http://example.com/a\\b?q=\\N"
+    assert stored[1]["lock_key"] is None and stored[1]["payload"] == {"n": 1}
+    assert [s["created_at"] for s in stored] == [s["run_at"] for s in stored]

@@ -13,6 +13,7 @@ def test_ids_are_version_7_and_keep_their_order_within_a_millisecond() -> None:
     parsed = uuid.UUID(ids[0])
     assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
     assert parsed.int >> 80 == ms  # the millisecond, readable from the id
+    assert all(str(uuid.UUID(i)) == i for i in ids)  # the canonical text form
 
 
 def test_a_clock_stepping_back_never_makes_an_earlier_id() -> None:
