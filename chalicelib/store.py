@@ -7,7 +7,7 @@ boundary by :func:`db_errors`, keeping the cause.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
@@ -117,8 +117,7 @@ class Store:
         keyed = [t for t in tasks if t.idempotency_key is not None]
         if len(plain) > 1:
             # COPY is 3x executemany here; only possible when no conflict can occur.
-            with conn.cursor().copy(q("copy_tasks")) as copy:
-                copy.write("".join(map(_copy_line, plain)))
+            _copy(conn, [plain])
             plain = []
         existing: dict[str, Row] = {}
         for t in plain + keyed:
@@ -133,6 +132,13 @@ class Store:
                 )
             existing[t.id] = row
         return [existing.get(t.id) for t in tasks]
+
+    def copy_tasks(self, chunks: Iterable[Sequence[NewTask]]) -> None:
+        """Create task rows without idempotency keys in one COPY, all-or-nothing (one
+        statement), sending each chunk as soon as it comes: PostgreSQL stores it while
+        the caller prepares the next. An exception from ``chunks`` aborts the COPY."""
+        with self.connection() as conn:
+            _copy(conn, chunks)
 
     def task_by_idempotency_key(self, key: str) -> Row | None:
         with self.connection() as conn:
@@ -215,6 +221,12 @@ def _insert_params(t: NewTask) -> dict[str, Any]:
         "run_at": from_ms(t.run_at_ms), "created_at": from_ms(t.created_at_ms),
         "created_scheduled": t.scheduled,
     }  # fmt: skip
+
+
+def _copy(conn: psycopg.Connection[Any], chunks: Iterable[Sequence[NewTask]]) -> None:
+    with conn.cursor().copy(q("copy_tasks")) as copy:
+        for chunk in chunks:
+            copy.write("".join(map(_copy_line, chunk)))
 
 
 def _copy_line(t: NewTask) -> str:

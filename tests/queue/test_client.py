@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib import deps
-from chalicelib.client import _row_to_new_task
+from chalicelib.client import STREAM_CHUNK, _row_to_new_task
 from chalicelib.deps import Services
 from chalicelib.errors import Conflict, PayloadTooLarge, Unavailable, ValidationError
 from chalicelib.recover import restore_missing
@@ -53,13 +53,17 @@ def test_concurrent_identical_requests_create_exactly_one_task(services: Service
     assert services.redis.zcard(services.keys.queue("default").ready) == 1
 
 
-def test_batch_is_all_or_nothing_and_names_the_bad_index(services: Services) -> None:
-    bodies = [{"name": "ok"}, {"name": "ok"}, {"name": "bad name!"}]
+@pytest.mark.parametrize("bad", [2, STREAM_CHUNK * 2 + 5])
+def test_batch_is_all_or_nothing_and_names_the_bad_index(services: Services, bad: int) -> None:
+    # A bad body after the first chunks: those were already sent to the COPY.
+    bodies: list[dict[str, Any]] = [{"name": "ok"}] * (bad + 10)
+    bodies[bad] = {"name": "bad name!"}
     with pytest.raises(ValidationError) as err:
         services.client.enqueue_many(bodies)
-    assert err.value.details[0]["field"] == "tasks[2].name"
+    assert err.value.details[0]["field"] == f"tasks[{bad}].name"
     assert services.client.list()[0] == []
     assert services.redis.zcard(services.keys.queue("default").ready) == 0
+    assert len(services.client.enqueue_many([{"name": "ok"}] * (bad + 10))) == bad + 10
 
 
 def test_batch_with_a_conflicting_idempotency_key_stores_nothing(services: Services) -> None:
