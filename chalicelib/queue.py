@@ -49,6 +49,7 @@ class Code(IntEnum):
     INVALID_STATE = 5
     EXISTS = 6
     CANCEL_PENDING = 7
+    UNREGISTERED = 8  #: enqueue.lua: the queue is not in the registry yet; nothing done
 
 
 #: Reasons used by ``/tasks/sync`` for refused outcomes.
@@ -132,10 +133,10 @@ class Queue(QueueReads):
                     self.redis.script_load(script.script)
         raise AssertionError("unreachable")
 
-    def _remember_queues(self, queues: Iterable[str], pipe: Any = None) -> None:
-        # Always sent (it rides in the same pipeline): a cache here would go stale the
-        # moment Redis loses its data, and recorders find queues through this set.
-        (pipe or self.redis).sadd(self.keys.queues, *set(queues))
+    def _remember_queues(self, queues: Iterable[str]) -> None:
+        # Recorders, sweeps and stats find queues through this set. A process-local cache
+        # would go stale the moment Redis loses its data; enqueue.lua checks instead.
+        self.redis.sadd(self.keys.queues, *set(queues))
 
     def check_eviction_policy(self, allow_evicting: bool) -> None:
         """Refuse a Redis that may evict keys: an evicted task would be silently lost."""
@@ -179,14 +180,12 @@ class Queue(QueueReads):
         chunks = [(q, idx[j : j + ENQUEUE_CHUNK]) for q, idx in by_queue.items()
                   for j in range(0, len(idx), ENQUEUE_CHUNK)]  # fmt: skip
 
-        def build(pipe: Any) -> None:
-            self._remember_queues(by_queue, pipe)
-            for queue, idx in chunks:
-                entries = [[tasks[i].id, tasks[i].status.value, str(tasks[i].run_at_ms), "",
-                            self._fields(tasks[i])] for i in idx]  # fmt: skip
-                self._run("enqueue", queue, [compact(entries)], client=pipe)
-
-        replies = self._pipelined(build)[1:]
+        calls = [
+            (queue, compact([[tasks[i].id, tasks[i].status.value, str(tasks[i].run_at_ms), "",
+                              self._fields(tasks[i])] for i in idx]))
+            for queue, idx in chunks
+        ]  # fmt: skip
+        replies = self._enqueue(calls)
         added = [False] * len(tasks)
         for (_, idx), codes in zip(chunks, replies, strict=True):
             for i, code in zip(idx, codes, strict=True):
@@ -196,10 +195,41 @@ class Queue(QueueReads):
     def restore(self, queue: str, task_id: str, status: TaskStatus, run_at_ms: int,
                 fields: Sequence[Any], event: str) -> bool:  # fmt: skip
         """Re-create a task hash from the record (recovery, replay of an expired hash)."""
-        self._remember_queues([queue])
         entry = [task_id, status.value, str(run_at_ms), event, [str(f) for f in fields]]
-        reply = self._run("enqueue", queue, [compact([entry])])
+        [reply] = self._enqueue([(queue, compact([entry]))])
         return bool(reply[0] == Code.OK)
+
+    def _enqueue(self, calls: Sequence[tuple[str, str]]) -> list[Any]:
+        """Run ``enqueue.lua`` once per ``(queue, entries as JSON)``. A queue not yet in
+        the registry answers UNREGISTERED: it is registered, then its call runs again."""
+        replies = self._enqueue_once(calls)
+        unknown = [i for i, r in enumerate(replies) if r[0] == Code.UNREGISTERED]
+        if unknown:
+            self._register({calls[i][0] for i in unknown})
+            again = self._enqueue_once([calls[i] for i in unknown])
+            for i, reply in zip(unknown, again, strict=True):
+                if reply[0] == Code.UNREGISTERED:  # the flag did not hold: not a state to loop on
+                    raise redis.RedisError(f"queue {calls[i][0]!r} could not be registered")
+                replies[i] = reply
+        return replies
+
+    def _enqueue_once(self, calls: Sequence[tuple[str, str]]) -> list[Any]:
+        if len(calls) == 1:  # a single create: a pipeline would only add its own cost
+            queue, entries = calls[0]
+            return [self._run("enqueue", queue, [entries])]
+
+        def build(pipe: Any) -> None:
+            for queue, entries in calls:
+                self._run("enqueue", queue, [entries], client=pipe)
+
+        return self._pipelined(build)
+
+    def _register(self, queues: set[str]) -> None:
+        # The registry first, then the flag enqueue.lua checks: a crash in between leaves
+        # the flag unset, and the next enqueue registers the queue again (SADD is idempotent).
+        self._remember_queues(queues)
+        for queue in queues:
+            self.redis.hset(self.keys.queue(queue).meta, "registered", 1)
 
     # -- claim and leases --------------------------------------------------------
 

@@ -257,8 +257,8 @@ local function requeue_expired(limit, seed, ttl_ms)
 end
 
 -- Codes returned first by every script; chalicelib/queue.py maps them to exceptions.
-local OK, NOT_FOUND, LEASE_LOST, ALREADY_FINISHED, CANCELED, INVALID_STATE, EXISTS, CANCEL_PENDING =
-  0, 1, 2, 3, 4, 5, 6, 7
+local OK, NOT_FOUND, LEASE_LOST, ALREADY_FINISHED, CANCELED, INVALID_STATE, EXISTS, CANCEL_PENDING,
+  UNREGISTERED = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 -- Decide whether an outcome reported with `token` may be recorded, from the task's
 -- fields {st, tok, ptok} (already read by the caller).

@@ -10,7 +10,13 @@
 --           event to record ('' when the record already has it, as for a new task),
 --           [hash field, value, ...] (name, pri, payload, max, tmo, bo, lk, att, fence, v...)]
 --
--- Returns one code per entry: OK or EXISTS
+-- Returns one code per entry: OK or EXISTS; or {UNREGISTERED} and nothing done when the
+-- queue is not yet in the registry of queues (its first task, or Redis lost its data):
+-- the caller registers it and calls again. Recorders, sweeps and stats find queues only
+-- through the registry, so no task may enter a queue that is not in it. The registry is
+-- outside the queue's hash slot (Redis Cluster), so the flag in the queue's meta hash
+-- stands for it here; the caller sets the flag after adding the queue to the registry.
+if redis.call('HEXISTS', K.meta, 'registered') == 0 then return {UNREGISTERED} end
 local entries = cjson.decode(ARGV[1])
 local codes, ready = {}, {}
 for i, e in ipairs(entries) do

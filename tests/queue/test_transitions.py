@@ -268,6 +268,26 @@ def test_enqueue_is_idempotent_in_redis(services: Services) -> None:
     assert Code.EXISTS == 6
 
 
+def test_no_task_enters_a_queue_missing_from_the_registry(services: Services) -> None:
+    # Recorders and sweeps find queues only through the registry. A single create runs
+    # one script call with no registry write, so the script itself must refuse a queue
+    # that is not registered (a new one, or one whose registry Redis lost).
+    r, qk = services.redis, services.keys.queue("fresh")
+    first = services.client.enqueue("t", queue="fresh")
+    assert b"fresh" in r.smembers(services.keys.queues)
+    assert r.hget(qk.meta, "registered") == b"1"
+    r.delete(services.keys.queues, qk.meta)  # Redis lost them (a restart, a failover)
+    second = services.client.enqueue("t", queue="fresh")
+    assert b"fresh" in r.smembers(services.keys.queues)
+    assert r.zrange(qk.ready, 0, -1) == [first["id"].encode(), second["id"].encode()]
+    many = services.client.enqueue_many(
+        [{"name": "t", "queue": "other"}, {"name": "t", "queue": "fresh"}]
+    )
+    assert {b"fresh", b"other"} <= r.smembers(services.keys.queues)
+    assert r.zcard(services.keys.queue("other").ready) == 1 and r.zcard(qk.ready) == 3
+    assert all(t["status"] == "queued" for t in many)
+
+
 def test_startup_check_refuses_evicting_redis_but_not_a_down_one(services: Services) -> None:
     from chalicelib import deps
     from chalicelib.settings import Settings
