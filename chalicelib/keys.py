@@ -40,7 +40,7 @@ class QueueKeys:
     retrying: str  #: ZSET id → next attempt ms
     running: str  #: ZSET id → lease expiry ms
     dead: str  #: ZSET id → died-at ms
-    meta: str  #: HASH paused, concurrency, rate limit and its token bucket
+    meta: str  #: HASH paused, concurrency, rate limit and its token bucket, registered
     stats: str  #: HASH cluster-wide counters and histogram buckets
     seq: str  #: STRING FIFO sequence
     events: str  #: STREAM of transitions waiting to be recorded in Postgres
