@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chalicelib.models import NewTask
 
@@ -23,9 +23,17 @@ from chalicelib.models import NewTask
 MAX_BATCH = 500
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Pending:
     tasks: Sequence[NewTask]
+    #: Held until the caller is woken, once: its batch is done, or it leads the next one.
+    wake: threading.Lock = field(default_factory=_held_lock)
     done: bool = False
     error: BaseException | None = None
 
@@ -40,37 +48,31 @@ class GroupCommit:
         self._commit = commit
         self._dispatch = dispatch
         self._max_batch = max_batch
-        self._cond = threading.Condition()
+        self._mutex = threading.Lock()
         self._waiting: list[_Pending] = []
-        self._leading = False
+        self._leading = False  #: a leader is at work, or has been woken to lead
 
     def submit(self, tasks: Sequence[NewTask]) -> None:
         """Commit and dispatch ``tasks`` together with whatever else is waiting; returns
         once they are committed (raises what the shared commit raised)."""
         me = _Pending(tasks)
-        with self._cond:
-            self._waiting.append(me)
-            while self._leading and not me.done:
-                self._cond.wait()
-            if not me.done:
-                self._leading = True
-                batch = self._take(me)
+        with self._mutex:
+            follow = self._leading
+            if follow:
+                self._waiting.append(me)
+            self._leading = True
+        if follow:
+            # Each caller has its own lock, released once by the leader before it: a
+            # shared condition woke every waiting thread at the end of every batch.
+            me.wake.acquire()
         if not me.done:
-            self._lead(batch)
+            self._lead(me)
         if me.error is not None:
             raise me.error
 
-    def _take(self, me: _Pending) -> list[_Pending]:
-        """This leader's batch: its own task first, then the oldest waiting (under the lock)."""
-        self._waiting.remove(me)
-        batch, size = [me], len(me.tasks)
-        while self._waiting and size < self._max_batch:
-            item = self._waiting.pop(0)
-            batch.append(item)
-            size += len(item.tasks)
-        return batch
-
-    def _lead(self, batch: list[_Pending]) -> None:
+    def _lead(self, me: _Pending) -> None:
+        with self._mutex:
+            batch = self._take(me)
         tasks = [t for p in batch for t in p.tasks]
         error: BaseException | None = None
         try:
@@ -79,8 +81,22 @@ class GroupCommit:
         except BaseException as exc:  # handed to every caller of this batch
             error = exc
         finally:
-            with self._cond:
+            with self._mutex:
                 for p in batch:
                     p.error, p.done = error, True
-                self._leading = False
-                self._cond.notify_all()  # the callers of this batch, and the next leader
+                following = self._waiting.pop(0) if self._waiting else None
+                self._leading = following is not None
+            for p in batch[1:]:
+                p.wake.release()
+            if following is not None:
+                following.wake.release()  # it leads the next batch: everyone waiting then
+
+    def _take(self, me: _Pending) -> list[_Pending]:
+        """This leader's batch: its own tasks first, then the oldest waiting (under the
+        mutex)."""
+        batch, size = [me], len(me.tasks)
+        while self._waiting and size < self._max_batch:
+            item = self._waiting.pop(0)
+            batch.append(item)
+            size += len(item.tasks)
+        return batch
