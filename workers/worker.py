@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from chalicelib.clock import now_ms
@@ -88,6 +89,14 @@ class Worker:
         self._stop = threading.Event()
         self._closing = threading.Event()
         self._want_work = threading.Event()
+        # A claim that came back short leaves the worker "dry": it claims again when the
+        # waker hears of new work (or on reconnection), not on each finished task. Each
+        # such event takes a fresh number; dry means none came since the short claim began.
+        self._wakes = count()
+        self._woken = next(self._wakes)
+        self._dry_since = -1
+        #: claim round trips made (a figure for tests and post-mortems)
+        self.claims = 0
         self._ack_wanted = threading.Event()
         self._online = True
         self._registered = False
@@ -139,9 +148,11 @@ class Worker:
                     continue
             free = cfg.capacity - len(self._held)
             claimed = want = 0
+            dry = self._dry_since == self._woken and not burst
             if (
                 free > 0
                 and now >= self._claim_after
+                and not dry
                 and (free >= min_claim or self._unstarted == 0)
             ):
                 want = free
@@ -172,6 +183,8 @@ class Worker:
 
     def _claim(self, free: int, now: float) -> int:
         cfg = self.config
+        woken = self._woken
+        self.claims += 1
         try:
             leases, retry_after_ms = self.transport.claim(self.worker_id, cfg.queues, free,
                                                           cfg.lease_ms)  # fmt: skip
@@ -182,6 +195,8 @@ class Worker:
             self._claim_after = now + retry_after_ms / 1000
         if len(leases) < free:
             self._want_work.set()  # the queues ran dry: block on their signal
+            if not retry_after_ms:  # (a rate limit says when to claim again)
+                self._dry_since = woken
         for lease in leases:
             if self.journal.owes(lease.task_id):
                 # The server may have accepted that outcome a moment ago (a retry due at
@@ -328,6 +343,7 @@ class Worker:
         if was_offline and self._backoff_s:
             log.warning("back online; journal synced")
         self._backoff_s = 0.0
+        self._woken = next(self._wakes)
         self._events.put(0)
 
     # -- background threads --------------------------------------------------------------
@@ -394,6 +410,7 @@ class Worker:
                 log.exception("waiting for work failed")
                 self._closing.wait(0.5)
             self._want_work.clear()
+            self._woken = next(self._wakes)
             self._events.put(2)
 
     # -- shutdown ------------------------------------------------------------------------

@@ -19,10 +19,16 @@ local function ready_score(pri, seq)
   return (9 - tonumber(pri)) * PRIO_SPAN + (seq or redis.call('INCR', K.seq))
 end
 
--- Idle workers block on the signal list; it carries no task, so a lost or extra push
--- costs at most one wasted claim. Trimmed so that nobody listening costs no memory.
+-- Idle workers block on the signal list; it carries no task, so an extra push costs at
+-- most one wasted claim. A worker whose claim came back short claims again only when a
+-- signal comes (or its wait, bounded by the next due time, ends), so whatever makes work
+-- claimable must push one: ready tasks, a retry or a scheduled task (the waiting worker
+-- then recomputes when to look), a freed lock or concurrency slot. One push per worker
+-- to wake, at most 64 (the list is trimmed to that: nobody listening costs no memory).
 local function wake(n)
-  for _ = 1, n do redis.call('LPUSH', K.signal, 1) end
+  local signals = {}
+  for i = 1, math.min(n, 64) do signals[i] = 1 end
+  redis.call('LPUSH', K.signal, unpack(signals))
   redis.call('LTRIM', K.signal, 0, 63)
 end
 
@@ -215,6 +221,7 @@ local function fail_attempt(task_key, id, event, err, rand, delay_override, ttl_
   release_lock(task_key, id)
   redis.call('HSET', task_key, 'st', 'retrying', 'run', NOW + delay)
   redis.call('ZADD', K.retrying, NOW + delay, id)
+  wake(1)
   bump('retries')
   emit(task_key, id, 'retrying')
   return 'retrying'

@@ -35,11 +35,12 @@ if rate then
   if n < 1 then wait_ms = math.ceil((1 - tokens) * 1000 / rate) end
 end
 
-local out, claimed, scanned, running = {OK, wait_ms}, 0, 0, {}
+local out, claimed, scanned, running, drained = {OK, wait_ms}, 0, 0, {}, false
 local expiry = NOW + lease_ms
 local expiry_s = INT[expiry]
 while claimed < n and scanned < n + 64 do
   local popped = redis.call('ZPOPMIN', K.ready, n - claimed)
+  drained = #popped < 2 * (n - claimed)
   if #popped == 0 then break end
   for i = 1, #popped, 2 do
     local id, score = popped[i], popped[i + 1]
@@ -75,6 +76,9 @@ while claimed < n and scanned < n + 64 do
   end
 end
 if #running > 0 then redis.call('ZADD', K.running, unpack(running)) end
+-- Nothing is ready any more: the signals still queued announce work already taken, and
+-- would make each waiting worker claim nothing once per signal.
+if drained then redis.call('DEL', K.signal) end
 if rate then
   redis.call('HSET', K.meta, 'rl_tokens', tokens - claimed, 'rl_ts', NOW)
 end

@@ -18,5 +18,5 @@ for i = 1, #ARGV, 2 do
   end
 end
 local waiting = redis.call('ZCARD', K.ready)
-if waiting > 0 then wake(math.min(waiting, 64)) end
+if waiting > 0 then wake(waiting) end
 return {OK}

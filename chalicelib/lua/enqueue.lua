@@ -18,7 +18,7 @@
 -- stands for it here; the caller sets the flag after adding the queue to the registry.
 if redis.call('HEXISTS', K.meta, 'registered') == 0 then return {UNREGISTERED} end
 local entries = cjson.decode(ARGV[1])
-local codes, ready = {}, {}
+local codes, ready, later = {}, {}, false
 for i, e in ipairs(entries) do
   local id, status, run_at, event, fields = e[1], e[2], e[3], e[4], e[5]
   local task_key = K.task_prefix .. id
@@ -34,8 +34,10 @@ for i, e in ipairs(entries) do
       ready[#ready + 1] = {pri, id}
     elseif status == 'scheduled' then
       redis.call('ZADD', K.scheduled, tonumber(run_at), id)
+      later = true
     else
       redis.call('ZADD', K.retrying, tonumber(run_at), id)
+      later = true
     end
     if event ~= '' then emit(task_key, id, event) end
     codes[i] = OK
@@ -54,7 +56,8 @@ if #ready > 0 then
     end
     redis.call('ZADD', K.ready, unpack(args))
   end
-  -- The signal list is trimmed to 64 anyway: more pushes would wake nobody more.
-  wake(math.min(#ready, 64))
+  wake(#ready)
+elseif later then
+  wake(1)  -- a waiting worker recomputes when the first of them falls due
 end
 return codes

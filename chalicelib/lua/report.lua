@@ -15,7 +15,7 @@
 -- accepted, the task's new status (succeeded | retrying | dead | canceled)
 local ttl_ms, worker = tonumber(ARGV[1]), ARGV[2]
 math.randomseed(tonumber(ARGV[3]))
-local out, ran = {OK}, {}
+local out, ran, freed = {OK}, {}, 0
 
 -- Worker ids as JSON text, encoded once per call (a batch is usually one worker's).
 local worker_text = {}
@@ -49,6 +49,7 @@ for i = 4, #ARGV, 5 do
                        'fence', 'v', 'run', 'err')
   local code = check_outcome(task_key, id, h, token, worker, kind == 's')
   local status = ''
+  if code == OK then freed = freed + 1 end
   if code == OK and h[4] == '1' then
     unlist(id)
     finish(task_key, id, 'canceled', ttl_ms)
@@ -66,5 +67,10 @@ for i = 4, #ARGV, 5 do
 end
 for i = 1, #ran, 1000 do  -- unpack() has a stack limit
   redis.call('ZREM', K.running, unpack(ran, i, math.min(i + 999, #ran)))
+end
+-- Slots freed under the queue's concurrency cap are work for workers the cap held back.
+if freed > 0 and redis.call('HEXISTS', K.meta, 'concurrency') == 1 then
+  local waiting = redis.call('ZCARD', K.ready)
+  if waiting > 0 then wake(math.min(freed, waiting)) end
 end
 return out
