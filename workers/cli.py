@@ -65,6 +65,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     from chalicelib.notify import Notifier
     from chalicelib.recorder import Recorder
+    from workers.heap import freeze_startup_heap
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
@@ -91,8 +92,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     notifying = threading.Thread(target=notifier.run, args=(stop,), name="dtq-notifier",
                                  daemon=True)  # fmt: skip
     notifying.start()
+    recorder = Recorder(svc.queue, svc.store, consumer)
+    freeze_startup_heap()
     try:
-        Recorder(svc.queue, svc.store, consumer).run(stop)
+        recorder.run(stop)
     finally:
         stop.set()
         notifying.join(5.0)

@@ -26,6 +26,7 @@ from typing import Any
 from chalicelib.errors import ConfigError
 from chalicelib.settings import Settings
 from workers import registry
+from workers.heap import freeze_startup_heap
 from workers.offline import Journal
 from workers.slots import PoolFactory, SlotPool
 from workers.worker import Worker, WorkerConfig
@@ -127,6 +128,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     log.info("worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
              worker.worker_id, ",".join(config.queues), config.concurrency, args.pool,
              worker.transport.mode, ", ".join(handlers.names()))  # fmt: skip
+    freeze_startup_heap()
     try:
         worker.run(burst=args.burst)
     finally:

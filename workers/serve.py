@@ -32,6 +32,8 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from workers.heap import freeze_startup_heap
+
 log = logging.getLogger("dtq.api")
 
 
@@ -175,6 +177,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         threading.Thread(target=recorder.run, args=(stop,), name="dtq-recorder", daemon=True),
         threading.Thread(target=notifier.run, args=(stop,), name="dtq-notifier", daemon=True),
     ]
+    freeze_startup_heap()
     for t in threads:
         t.start()
     host, port = server.server_address[:2]

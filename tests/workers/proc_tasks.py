@@ -60,3 +60,11 @@ def parent(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     except DTQError as exc:
         refused = str(exc)
     return {"key": key, "extended": expires_ms > 0, "lock": refused}
+
+
+@task("proc.gc_frozen")
+def gc_frozen(payload: dict[str, Any]) -> int:
+    """Objects the worker took out of the collector's reach at start-up (workers.heap)."""
+    import gc
+
+    return gc.get_freeze_count()
