@@ -25,6 +25,7 @@ SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim",
 PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq")
 #: Scenarios the peers run too (through bench/peers/driver.py).
 PEER_SCENARIOS = ("enqueue", "bulk", "drain", "latency")
+LOAD_NOTE = "bench/load.py: a call 2 ms after the last, with the tasks due since then"
 
 
 @dataclass
@@ -439,9 +440,17 @@ class Bench:
         for _ in range(o.runs):
             idle = drive.latency(self.dtq, samples, o.work_dir)
             self._latency("dtq", "idle worker", samples, *idle)
-            load = [sys.executable, "-m", "bench.load", str(peak_rate / 2)]
+            stats_path = os.path.join(o.work_dir, "load-stats.json")
+            if os.path.exists(stats_path):
+                os.remove(stats_path)  # read below: only this run's
+            load = [sys.executable, "-m", "bench.load", str(peak_rate / 2), stats_path]
             loaded = drive.latency(self.dtq, samples, o.work_dir, load_command=load)
             self._latency("dtq", half, samples, *loaded)
+            with open(stats_path) as f:
+                made = json.load(f)
+            per_call = made["tasks"] / max(1, made["calls"])
+            r.add("latency", "dtq", f"{half}: load tasks per enqueue_many call", "tasks",
+                  made["calls"], per_call, higher=False, note=LOAD_NOTE)  # fmt: skip
         for _ in range(o.peer_runs):
 
             def one(peer: str) -> None:
