@@ -107,13 +107,16 @@ def test_kill_9_mid_task_is_retried_after_the_lease_expires(
 
 
 def test_a_paused_workers_late_report_is_refused_as_a_duplicate(
-    services: Services, spawn_worker: SpawnWorker
+    services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
-    task = services.client.enqueue("dtq.sleep", {"seconds": 0.5})
-    paused = spawn_worker("--lease-seconds", "1", "--worker-id", "paused")
-    wait_until(lambda: live(services, task["id"]).get("wid") == "paused", timeout_s=15)
+    body = {"seconds": 0.5, "dir": str(tmp_path)}
+    task = services.client.enqueue("test.marked_sleep", body)
+    paused = spawn_worker("--lease-seconds", "1", "--worker-id", "paused", *MARKED)
+    # Pause once the handler runs: a task claimed but not started when its lease is found
+    # lost is dropped, not run (the test's former race: it paused right after the claim).
+    wait_until(lambda: (tmp_path / f"{task['id']}.started").exists(), timeout_s=15)
     paused.send_signal(signal.SIGSTOP)
-    spawn_worker("--lease-seconds", "1", "--worker-id", "other")
+    spawn_worker("--lease-seconds", "1", "--worker-id", "other", *MARKED)
     wait_until(lambda: status(services, task["id"]) == "succeeded", timeout_s=20)
     paused.send_signal(signal.SIGCONT)
 
