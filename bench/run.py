@@ -201,7 +201,7 @@ class Bench:
 
     def enqueue(self) -> None:
         o, r = self.opts, self.res
-        n = 200 if o.quick else 2000
+        n = 200 if o.quick else 5000  # as for the peers
         for _ in range(o.runs):
             r.add(
                 "enqueue",
