@@ -393,6 +393,9 @@ class Worker:
                 # Keep running: a late outcome is still accepted if nobody finished first.
                 job.lost = True
                 if not job.started_ms:
+                    # Not started yet: another worker has it by now, so do not run it too.
+                    log.info("lease of task %s lost before it started; not running it",
+                             job.lease.task_id)  # fmt: skip
                     self._finish(job, None)
 
     def _waker(self) -> None:

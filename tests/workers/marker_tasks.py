@@ -14,3 +14,12 @@ from workers.registry import task
 def marked_sleep(payload: dict[str, Any], ctx: TaskContext) -> None:
     Path(payload["dir"], f"{ctx.task_id}.started").touch()
     ctx.wait(float(payload["seconds"]))
+
+
+@task("test.marked_gate")
+def marked_gate(payload: dict[str, Any], ctx: TaskContext) -> None:
+    """Runs until the file ``<task id>.go`` appears in ``dir`` (or it is canceled)."""
+    Path(payload["dir"], f"{ctx.task_id}.started").touch()
+    while not Path(payload["dir"], f"{ctx.task_id}.go").exists():
+        if ctx.wait(0.01):
+            return

@@ -131,6 +131,36 @@ def test_a_paused_workers_late_report_is_refused_as_a_duplicate(
     assert paused.poll() is None  # the refusal is data, not a crash
 
 
+def test_a_claimed_task_whose_lease_was_lost_before_it_started_is_not_run(
+    services: Services, spawn_worker: SpawnWorker, tmp_path: Path
+) -> None:
+    body = {"seconds": 0, "dir": str(tmp_path)}
+    first = services.client.enqueue("test.marked_gate", {"dir": str(tmp_path)})
+    second = services.client.enqueue("test.marked_sleep", body)
+    # One slot and one prefetched task: the second waits in the worker behind the first.
+    paused = spawn_worker("--concurrency", "1", "--prefetch", "1", "--lease-seconds", "1",
+                          "--worker-id", "paused", *MARKED)  # fmt: skip
+    wait_until(lambda: (tmp_path / f"{first['id']}.started").exists(), timeout_s=15)
+    wait_until(lambda: live(services, second["id"]).get("wid") == "paused", timeout_s=15)
+    paused.send_signal(signal.SIGSTOP)
+    spawn_worker("--concurrency", "2", "--lease-seconds", "1", "--worker-id", "other", *MARKED)
+    wait_until(lambda: status(services, second["id"]) == "succeeded", timeout_s=20)
+    paused.send_signal(signal.SIGCONT)
+    log = tmp_path / "worker-0.log"
+    dropped = f"lease of task {second['id']} lost before it started; not running it"
+    wait_until(lambda: dropped in log.read_text(), timeout_s=20, what="the drop")
+    (tmp_path / f"{first['id']}.go").touch()  # the slot frees; the second is not in it
+    wait_until(lambda: status(services, first["id"]) == "succeeded", timeout_s=20)
+    paused.send_signal(signal.SIGTERM)
+    assert paused.wait(15) == 0
+    final = recorded(services, second["id"])
+    assert (final["status"], final["worker_id"]) == ("succeeded", "other")
+    history = Counter(events(final))
+    assert history["succeeded"] == 1 and "duplicate_result" not in history
+    stopped = log.read_text().rsplit("stopped: ", 1)[1]
+    assert "'released': 0" in stopped and "'canceled': 1" in stopped
+
+
 def test_graceful_shutdown_finishes_or_releases_held_tasks(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
