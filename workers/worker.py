@@ -105,7 +105,7 @@ class Worker:
         self._claim_after = 0.0
         self._created_dirty = journal.count_created() > 0
         self.counts = {"succeeded": 0, "failed": 0, "rejected": 0, "released": 0,
-                       "timed_out": 0, "canceled": 0}  # fmt: skip
+                       "timed_out": 0, "canceled": 0, "dropped": 0}  # fmt: skip
         self._pool = pool(config.concurrency, self._execute)
         self._threads = [
             threading.Thread(target=self._monitor, name="dtq-monitor", daemon=True),
@@ -233,7 +233,8 @@ class Worker:
             self._unstarted -= 1
         self._finish(job, self._pool.run_job(self.registry, self, job))
 
-    def _finish(self, job: Job, report: Report | None, *, timeout: bool = False) -> bool:
+    def _finish(self, job: Job, report: Report | None, *, timeout: bool = False,
+                unreported: str = "canceled") -> bool:  # fmt: skip
         with self._lock:
             if job.done:
                 return False
@@ -243,8 +244,8 @@ class Worker:
                 self._unstarted -= 1
             if timeout:
                 self._pool.abandon(job)
-            if report is None:
-                self.counts["canceled"] += 1
+            if report is None:  # nothing to report: counted as ``unreported`` says why
+                self.counts[unreported] += 1
             else:
                 self._add_pending(report)
         self._events.put(1)
@@ -396,7 +397,7 @@ class Worker:
                     # Not started yet: another worker has it by now, so do not run it too.
                     log.info("lease of task %s lost before it started; not running it",
                              job.lease.task_id)  # fmt: skip
-                    self._finish(job, None)
+                    self._finish(job, None, unreported="dropped")
 
     def _waker(self) -> None:
         while not self._closing.is_set():

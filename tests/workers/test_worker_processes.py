@@ -158,7 +158,7 @@ def test_a_claimed_task_whose_lease_was_lost_before_it_started_is_not_run(
     history = Counter(events(final))
     assert history["succeeded"] == 1 and "duplicate_result" not in history
     stopped = log.read_text().rsplit("stopped: ", 1)[1]
-    assert "'released': 0" in stopped and "'canceled': 1" in stopped
+    assert "'released': 0" in stopped and "'dropped': 1" in stopped
 
 
 def test_graceful_shutdown_finishes_or_releases_held_tasks(
