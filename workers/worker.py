@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from itertools import count
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.clock import now_ms
 from chalicelib.errors import DTQError, LeaseLost, Unavailable
@@ -234,7 +234,7 @@ class Worker:
         self._finish(job, self._pool.run_job(self.registry, self, job))
 
     def _finish(self, job: Job, report: Report | None, *, timeout: bool = False,
-                unreported: str = "canceled") -> bool:  # fmt: skip
+                unreported: Literal["canceled", "dropped"] = "canceled") -> bool:  # fmt: skip
         with self._lock:
             if job.done:
                 return False
