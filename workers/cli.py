@@ -93,6 +93,9 @@ def cmd_record(args: argparse.Namespace) -> int:
                                  daemon=True)  # fmt: skip
     notifying.start()
     recorder = Recorder(svc.queue, svc.store, consumer)
+    if args.ready_fd is not None:  # the worker waits for this before it claims
+        os.write(args.ready_fd, b"1")
+        os.close(args.ready_fd)
     freeze_startup_heap()
     try:
         recorder.run(stop)
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Set by `dtq worker --record process` for its child.
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--consumer", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("enqueue", help="enqueue one task")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from chalicelib.deps import Services
 from tests.helpers import children, wait_until
 from tests.workers.conftest import SpawnWorker
 from workers.children import start_time
+from workers.recorder_child import READY_TIMEOUT_S, RecorderChild
 
 #: Handlers that leave a file when they start (tests/workers/marker_tasks.py).
 MARKED = ("--tasks", "tests.workers.marker_tasks")
@@ -164,3 +167,39 @@ def test_no_record_runs_no_recorder(services: Services, spawn_worker: SpawnWorke
     # The outcomes wait in the stream for a recorder that is not there.
     assert unrecorded(services) > 0
     assert statuses(services)["succeeded"] == 0
+
+
+#: Stands in for ``dtq record`` (which gets ``--ready-fd N`` appended): leaves a marker,
+#: then says it is ready, then waits to be stopped; or, with "die", exits at once.
+STAND_IN = """
+import os, signal, sys
+marker, mode, fd = sys.argv[1], sys.argv[2], int(sys.argv[-1])
+if mode == "die":
+    sys.exit(3)
+open(marker, "w").close()
+os.write(fd, b"1")
+signal.sigwait({signal.SIGTERM})
+"""
+
+
+def test_the_worker_claims_only_once_its_recorder_child_is_ready(tmp_path: Path) -> None:
+    marker = tmp_path / "ready"
+    child = RecorderChild(consumer="w:rec")
+    child.argv = [sys.executable, "-c", STAND_IN, str(marker), "ready"]
+    child.start()  # what the worker does before its first claim
+    try:
+        assert marker.exists()  # start() returned after the child's start-up, not before
+    finally:
+        child.close()
+
+
+def test_a_recorder_child_that_dies_at_start_up_does_not_hold_the_worker(
+    tmp_path: Path,
+) -> None:
+    child = RecorderChild(consumer="w:rec")
+    child.argv = [sys.executable, "-c", STAND_IN, str(tmp_path / "never"), "die"]
+    started = time.monotonic()
+    child.start()  # returns at the child's exit (end of file), not after READY_TIMEOUT_S
+    child.close()
+    assert time.monotonic() - started < READY_TIMEOUT_S
+    assert not (tmp_path / "never").exists()
