@@ -90,7 +90,6 @@ class RecorderChild:
         except OSError as exc:
             log.warning("recorder process could not be started: %s", exc)
             os.close(ready_r)
-            self._ready.set()
             return None
         finally:
             os.close(ready_w)
@@ -101,7 +100,6 @@ class RecorderChild:
                 os.read(ready_r, 1)
         finally:
             os.close(ready_r)
-            self._ready.set()
         return proc
 
     def _supervise(self) -> None:
@@ -109,7 +107,8 @@ class RecorderChild:
         proc = None
         while not self._stop.is_set():
             started = time.monotonic()
-            proc = self._spawn()
+            proc = self._spawn()  # returns once the child is ready, dead or late
+            self._ready.set()
             while proc is not None and proc.poll() is None and not self._stop.wait(POLL_S):
                 pass
             if self._stop.is_set():

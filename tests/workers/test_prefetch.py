@@ -16,12 +16,17 @@ from workers.transport import RedisTransport
 from workers.worker import PREFETCH_WAIT_S, Worker, WorkerConfig
 
 
-def burst(services: Services, tmp_path: Path, handlers: registry.Registry, name: str,
-          *, prefetch: int | None = None) -> Worker:  # fmt: skip
+def one_slot_worker(services: Services, tmp_path: Path, handlers: registry.Registry,
+                    name: str, *, prefetch: int | None = None) -> Worker:  # fmt: skip
     transport = RedisTransport(services.queue, Fleet(services.queue, services.store),
                                services.client)  # fmt: skip
     config = WorkerConfig(concurrency=1, prefetch=prefetch, worker_id=f"w-{name}")
-    worker = Worker(config, transport, handlers, Journal(str(tmp_path / f"{name}.db")))
+    return Worker(config, transport, handlers, Journal(str(tmp_path / f"{name}.db")))
+
+
+def burst(services: Services, tmp_path: Path, handlers: registry.Registry, name: str,
+          *, prefetch: int | None = None) -> Worker:  # fmt: skip
+    worker = one_slot_worker(services, tmp_path, handlers, name, prefetch=prefetch)
     worker.run(burst=True)
     return worker
 
@@ -66,10 +71,7 @@ def test_long_tasks_are_not_prefetched_beyond_one_per_slot(services: Services,
     handlers = registry.load([])
     handlers.add("slow", slow)
     services.client.enqueue_many([{"name": "slow"}] * 8)
-    transport = RedisTransport(services.queue, Fleet(services.queue, services.store),
-                               services.client)  # fmt: skip
-    w = Worker(WorkerConfig(concurrency=1, worker_id="w-slow"), transport, handlers,
-               Journal(str(tmp_path / "slow.db")))  # fmt: skip
+    w = one_slot_worker(services, tmp_path, handlers, "slow")
     worker.append(w)
     w.run(burst=True)
     assert w.counts["succeeded"] == 8
