@@ -165,6 +165,39 @@ def latency(
     return sorted((s - t0) / 1e6 for t0, s in stamp.read(path) if t0 > 0), sorted(calls)
 
 
+def completion_rate(
+    system: System,
+    work_dir: str,
+    load_command: list[str],
+    completed: Callable[[], float],
+    *,
+    settle_s: float = 2.0,
+    window_s: float = 6.0,
+) -> float:
+    """Tasks per second one worker process completes while ``load_command`` enqueues
+    (the two at once on the same machine, as a live queue runs): ``completed()`` read
+    ``settle_s`` after the load starts and again ``window_s`` later."""
+    system.reset()
+    path = _fresh(work_dir, f"{system.name}-sustained.stamps")
+    log = os.path.join(work_dir, f"{system.name}-workers.log")
+    env = {**system.worker_env(), stamp.ENV: path}
+    workers = procs.start(system.worker_commands(1), env, log)
+    loaders: list[Any] = []
+    try:
+        _warm_up(system, workers, path)
+        loaders = procs.start([load_command], env, log)
+        time.sleep(settle_s)  # a measurement window, not a synchronisation
+        first, start = completed(), time.monotonic()
+        time.sleep(window_s)
+        last, end = completed(), time.monotonic()
+        if not procs.alive(workers):
+            raise BenchFailure(f"{system.name}: a worker exited under load; see {work_dir}")
+    finally:
+        procs.stop(loaders)
+        procs.stop(workers)
+    return (last - first) / (end - start)
+
+
 def _warm_up(system: System, workers: list[Any], path: str) -> None:
     """Wait until the workers run tasks (imports, connections, registration done)."""
     deadline = time.monotonic() + 60.0

@@ -133,6 +133,11 @@ class DTQ:
         """Events not yet recorded in Postgres (XLEN of the queue's events stream)."""
         return int(self.svc.redis.xlen(self.svc.keys.queue(QUEUE).events))
 
+    def succeeded(self) -> float:
+        """Tasks of the bench queue that succeeded so far (the scripts' counter)."""
+        raw = self.svc.redis.hget(self.svc.keys.queue(QUEUE).stats, "succeeded")
+        return float(raw or 0)
+
     def wait_recorded(self, task_id: str, timeout_s: float = 60.0) -> float:
         """Seconds until Postgres shows ``task_id`` succeeded (polled every 10 ms)."""
         start = time.time_ns()

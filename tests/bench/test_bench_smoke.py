@@ -59,3 +59,30 @@ def test_unknown_scenario_is_one_line_error() -> None:
                           text=True, timeout=30)  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.startswith("dtq: --scenario: unknown nope")
+
+
+def test_quick_latency_scenario_loads_at_half_of_both_peaks(
+    database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [DTQ, "bench", "--quick", "--scenario", "latency", "--n", "300",
+         "--database-url", database_url, "--json", str(out), "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["errors"] == []
+    figures = {(f["scenario"], f["metric"]): f for f in report["figures"]}
+    drain = figures[("drain", "1 process, concurrency 16")]["median"]
+    sustained = figures[("latency", "sustained peak, enqueue and drain at once, 1 process")]
+    assert sustained["n"] > 0 and 0 < sustained["median"] <= drain
+    # Each loaded run names the load it ran under: half of each peak.
+    for peak in (drain, sustained["median"]):
+        loaded = [m for (s, m) in figures if s == "latency" and m.endswith(
+            f"({peak / 2:,.0f} tasks/s) p99")]  # fmt: skip
+        assert len(loaded) == 1, sorted(m for _, m in figures)
+        p99 = figures[("latency", loaded[0])]
+        assert p99["median"] > 0 and p99["n"] == 20
+    for p in (50, 90, 99):
+        assert figures[("latency", f"idle worker p{p}")]["median"] > 0
