@@ -8,25 +8,32 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 DTQ = os.path.join(os.path.dirname(sys.executable), "dtq")
+Figures = dict[tuple[str, str], dict[str, Any]]
 
 
-def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
-    database_url: str, tmp_path: Path
-) -> None:
+def quick_bench(database_url: str, tmp_path: Path, scenarios: str, n: int) -> Figures:
+    """Run ``dtq bench --quick`` on ``scenarios``; its figures by (scenario, metric)."""
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [DTQ, "bench", "--quick", "--scenario", "enqueue,drain,claim,memory", "--n", "30",
+        [DTQ, "bench", "--quick", "--scenario", scenarios, "--n", str(n),
          "--database-url", database_url, "--json", str(out), "--work-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "median" in proc.stdout and "tasks/s" in proc.stdout
     report = json.loads(out.read_text())
     assert report["errors"] == []
     assert set(report["noise"]) == {"start", "end"}
-    figures = {(f["scenario"], f["metric"]): f for f in report["figures"]}
+    return {(f["scenario"], f["metric"]): f for f in report["figures"]}
+
+
+def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
+    database_url: str, tmp_path: Path
+) -> None:
+    figures = quick_bench(database_url, tmp_path, "enqueue,drain,claim,memory", 30)
     for key in [
         ("enqueue", "one at a time, 1 thread"),
         ("enqueue", "one at a time, 8 threads"),
@@ -64,16 +71,7 @@ def test_unknown_scenario_is_one_line_error() -> None:
 def test_quick_latency_scenario_loads_at_half_of_both_peaks(
     database_url: str, tmp_path: Path
 ) -> None:
-    out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [DTQ, "bench", "--quick", "--scenario", "latency", "--n", "300",
-         "--database-url", database_url, "--json", str(out), "--work-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads(out.read_text())
-    assert report["errors"] == []
-    figures = {(f["scenario"], f["metric"]): f for f in report["figures"]}
+    figures = quick_bench(database_url, tmp_path, "latency", 300)
     drain = figures[("drain", "1 process, concurrency 16")]["median"]
     sustained = figures[("latency", "sustained peak, enqueue and drain at once, 1 process")]
     assert sustained["n"] > 0 and 0 < sustained["median"] <= drain
