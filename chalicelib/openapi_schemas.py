@@ -66,7 +66,8 @@ TASK_BODY = {**obj({
     "payload": {"type": "object", "additionalProperties": ref("JsonValue")},
     "queue": QUEUE,
     "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-    "run_at": null(TIME),
+    # A bound relative to now, which JSON Schema cannot express: stated in words.
+    "run_at": {**null(TIME), "description": f"within ten years ({MAX_DELAY_S} s) of now"},
     "delay_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_DELAY_S},
     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
     "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 86400},

@@ -10,10 +10,11 @@ import hashlib
 import json
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from chalicelib.clock import utcnow
 from chalicelib.errors import PayloadTooLarge, ValidationError
 from chalicelib.jsontext import compact
 from chalicelib.models import DEFAULT_BACKOFF, Backoff
@@ -21,6 +22,11 @@ from chalicelib.models import DEFAULT_BACKOFF, Backoff
 NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 #: Upper bound of every duration, so that arithmetic on it can never overflow.
 MAX_SECONDS = 10 * 365 * 86400.0
+#: How far ``run_at`` may lie from now, either way: the bound of ``delay_seconds``. A time
+#: beyond it is a mistake, and one near year 9999 was not storable: the scripts' events
+#: carry it in milliseconds, which cjson writes with 14 significant digits (2.534e+14),
+#: and PostgreSQL refused such an event as a bigint, which held up the whole record.
+MAX_RUN_AT_DISTANCE = timedelta(seconds=MAX_SECONDS)
 TASK_FIELDS = frozenset(
     {
         "name", "payload", "queue", "priority", "run_at", "delay_seconds", "max_attempts",
@@ -166,8 +172,19 @@ def request_hash(body: dict[str, Any]) -> str:
     ).hexdigest()
 
 
-def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "") -> TaskSpec:
-    """Validate one task body (``POST /tasks``, a batch item, a sync ``created`` item)."""
+def _run_at(value: Any, now: datetime | None) -> datetime:
+    run_at = parse_datetime(value)
+    # Aware datetimes subtract across offsets without converting to UTC, which would
+    # overflow for a time such as 0001-01-01T00:00:00+14:00.
+    if abs(run_at - (now or utcnow())) > MAX_RUN_AT_DISTANCE:
+        raise ValueError(f"must be within ten years ({MAX_SECONDS:.0f} seconds) of now")
+    return run_at
+
+
+def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "",
+               now: datetime | None = None) -> TaskSpec:  # fmt: skip
+    """Validate one task body (``POST /tasks``, a batch item, a sync ``created`` item);
+    ``now`` (default: the wall clock) is what ``run_at`` is bounded around."""
     errors = _Errors(prefix)
     if not isinstance(body, dict):
         errors.add("", "must be a JSON object")
@@ -188,7 +205,7 @@ def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "") -> TaskSp
         errors.add("run_at", "give run_at or delay_seconds, not both")
     elif body.get("run_at") is not None:
         try:
-            run_at = parse_datetime(body["run_at"])
+            run_at = _run_at(body["run_at"], now)
         except ValueError as exc:
             errors.add("run_at", str(exc))
     elif body.get("delay_seconds") is not None:

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib import jsonbody
 from chalicelib.deps import Services
+from chalicelib.errors import ValidationError
 from tests.api.conftest import Http, assert_error
 
 
@@ -64,6 +65,8 @@ def test_unparseable_or_unstorable_bodies(admin: Http, services: Services, raw: 
         ({"name": "t", "run_at": "tomorrow"}, "run_at"),
         ({"name": "t", "run_at": "2026-01-01T00:00:00"}, "run_at"),
         ({"name": "t", "run_at": "2026-01-01T00:00:00Z", "delay_seconds": 1}, "run_at"),
+        ({"name": "t", "run_at": "9999-12-31T23:59:59Z"}, "run_at"),  # stopped the record
+        ({"name": "t", "run_at": "0001-01-01T00:00:00+14:00"}, "run_at"),  # was a 500
         ({"name": "t", "backoff": {"factor": 0.5}}, "backoff.factor"),
         ({"name": "t", "backoff": {"jitter": "yes"}}, "backoff.jitter"),
         ({"name": "t", "backoff": {"extra": 1}}, "backoff.extra"),
@@ -80,6 +83,23 @@ def test_invalid_fields_are_named(admin: Http, services: Services, body: dict[st
                                   field: str) -> None:  # fmt: skip
     error = assert_error(admin.post("/tasks", body), 400, "validation_error")
     assert field in [d["field"] for d in error["details"]], error
+    nothing_stored(services)
+
+
+def test_run_at_beyond_ten_years_is_refused_on_every_path(admin: Http,
+                                                          services: Services) -> None:  # fmt: skip
+    """The batch route and the Python client validate through the same check as
+    ``POST /tasks``; nothing of a refused batch is stored."""
+    far = "9999-12-31T23:59:59Z"
+    batch = {"tasks": [{"name": "ok"}, {"name": "t", "run_at": far}]}
+    error = assert_error(admin.post("/tasks/batch", batch), 400, "validation_error")
+    assert [d["field"] for d in error["details"]] == ["tasks[1].run_at"], error
+    with pytest.raises(ValidationError) as err:
+        services.client.enqueue("t", run_at=far)
+    assert [d["field"] for d in err.value.details] == ["run_at"]
+    with pytest.raises(ValidationError) as err:
+        services.client.enqueue_many([{"name": "ok"}, {"name": "t", "run_at": far}])
+    assert [d["field"] for d in err.value.details] == ["tasks[1].run_at"]
     nothing_stored(services)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from chalicelib.errors import PayloadTooLarge, ValidationError
 from chalicelib.models import Backoff
-from chalicelib.validation import parse_task, request_hash
+from chalicelib.validation import MAX_SECONDS, parse_task, request_hash
 
 
 def fields_of(body: Any) -> list[str]:
@@ -52,6 +53,8 @@ def test_defaults() -> None:
         ({"name": "t", "run_at": "yesterday"}, "run_at"),
         ({"name": "t", "run_at": "2026-11-28T18:00:00"}, "run_at"),
         ({"name": "t", "run_at": "2026-11-28T18:00:00Z", "delay_seconds": 1}, "run_at"),
+        ({"name": "t", "run_at": "9999-12-31T23:59:59Z"}, "run_at"),
+        ({"name": "t", "run_at": "0001-01-01T00:00:00+14:00"}, "run_at"),
         ({"name": "t", "backoff": {"factor": 0.5}}, "backoff.factor"),
         ({"name": "t", "backoff": {"jitter": "yes"}}, "backoff.jitter"),
         ({"name": "t", "backoff": {"nope": 1}}, "backoff.nope"),
@@ -103,3 +106,26 @@ def test_run_at_with_offset_is_parsed() -> None:
     spec = parse_task({"name": "t", "run_at": "2026-11-28T19:00:00+01:00"}, max_payload_bytes=10)
     assert spec.run_at is not None and spec.run_at.utcoffset() is not None
     assert spec.run_at.timestamp() == 1795888800.0
+
+
+def test_run_at_is_bounded_like_delay_seconds_around_now() -> None:
+    """Ten years either way of ``now``, offsets included: a time further out is refused
+    with the field named (one near year 9999 had stopped the record)."""
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    limit = timedelta(seconds=MAX_SECONDS)
+
+    def run_at(dt: datetime) -> datetime | None:
+        return parse_task({"name": "t", "run_at": dt.isoformat()}, max_payload_bytes=10,
+                          now=now).run_at  # fmt: skip
+
+    assert run_at(now + limit) == now + limit
+    assert run_at(now - limit) == now - limit
+    plus_two = timezone(timedelta(hours=2))
+    assert run_at((now + limit).astimezone(plus_two)) == now + limit  # same instant
+    for too_far in (now + limit + timedelta(milliseconds=1), now - limit - timedelta(seconds=1),
+                    (now + limit + timedelta(minutes=1)).astimezone(plus_two)):  # fmt: skip
+        with pytest.raises(ValidationError) as err:
+            run_at(too_far)
+        assert err.value.details == [
+            {"field": "run_at", "message": "must be within ten years (315360000 seconds) of now"}
+        ]
