@@ -16,6 +16,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from chalicelib.client import Client
+from chalicelib.epoch import Epochs
 from chalicelib.keys import Keys
 from chalicelib.payloads import Payloads
 from chalicelib.queue import Queue
@@ -60,6 +61,9 @@ def build(settings: Settings, *, pool_size: int = 10) -> Services:
         settings.database_url, max_size=pool_size, timeout_s=settings.io_timeout_seconds
     )
     store = Store(pool)
+    # Before any script runs against a Redis that may have lost writes, the epoch of
+    # fences and versions is checked against the record (chalicelib/epoch.py).
+    Epochs(queue, store).install()
     client = Client(
         queue, store, max_payload_bytes=settings.max_payload_bytes, payloads=make_payloads(settings)
     )

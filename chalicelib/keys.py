@@ -16,8 +16,8 @@ Task hash fields (short names keep a queued task small; see README "Redis keys")
 ``lk``       lock key (optional)
 ``st``       status
 ``att``      attempts started
-``fence``    grows with every lease
-``v``        version: number of events emitted for the task
+``fence``    grows with every lease (epoch * 2^32 + count, see chalicelib/epoch.py)
+``v``        version of the last event emitted for the task (epoch * 2^32 + count)
 ``run``      run_at (ms) of the current wait
 ``tok``      current lease token; ``ptok``: earlier tokens (late results)
 ``wid``      worker holding the lease; ``lx``: lease expiry (ms)
@@ -40,7 +40,7 @@ class QueueKeys:
     retrying: str  #: ZSET id → next attempt ms
     running: str  #: ZSET id → lease expiry ms
     dead: str  #: ZSET id → died-at ms
-    meta: str  #: HASH paused, concurrency, rate limit and its token bucket, registered
+    meta: str  #: HASH paused, concurrency, rate limit and its token bucket, registered, ep
     stats: str  #: HASH cluster-wide counters and histogram buckets
     seq: str  #: STRING FIFO sequence
     events: str  #: STREAM of transitions waiting to be recorded in Postgres
@@ -86,6 +86,12 @@ class Keys:
     def queues(self) -> str:
         """SET of every queue name ever enqueued to."""
         return f"{self.prefix}:queues"
+
+    @property
+    def epoch(self) -> str:
+        """HASH ``ep``: the epoch, copied here for queues registered later and for the
+        lock helper's fences (each queue's meta hash holds its own copy)."""
+        return f"{self.prefix}:epoch"
 
     @property
     def workers(self) -> str:

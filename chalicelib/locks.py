@@ -15,10 +15,12 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from chalicelib import lua
 from chalicelib.errors import DTQError
@@ -41,13 +43,45 @@ class LockLost(DTQError):
 
 
 class LockScripts:
-    """The three lock scripts, registered once per Redis client."""
+    """The three lock scripts, registered once per Redis client.
 
-    def __init__(self, client: Any) -> None:
+    Given ``on_new_server`` (the queue's hook, chalicelib/epoch.py), a Redis that lost
+    its script cache is checked before a lock script runs there again, as for the queue's
+    scripts: a fence handed out after Redis may have lost writes starts a new epoch."""
+
+    def __init__(self, client: Any, on_new_server: Callable[[], object] | None = None) -> None:
         self.redis = client
-        self.acquire: Script = client.register_script(lua.source("lock_acquire"))
-        self.release: Script = client.register_script(lua.source("lock_release"))
-        self.extend: Script = client.register_script(lua.source("lock_extend"))
+        self._on_new_server = on_new_server
+        self._acquire: Script = client.register_script(lua.source("lock_acquire"))
+        self._release: Script = client.register_script(lua.source("lock_release"))
+        self._extend: Script = client.register_script(lua.source("lock_extend"))
+
+    def _call(self, script: Script, run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except NoScriptError:
+            if self._on_new_server is not None:
+                self._on_new_server()
+            self.redis.script_load(script.script)
+            return run()
+
+    def acquire(self, key: str, epoch_key: str, args: list[Any]) -> Any:
+        def run() -> Any:
+            # The lock hash is outside every queue's slot, so the epoch comes as an
+            # argument, read again after a new-server check may have raised it.
+            epoch = self.redis.hget(epoch_key, "ep") or 0
+            return self.redis.evalsha(self._acquire.sha, 1, key, *args, epoch)
+
+        return self._call(self._acquire, run)
+
+    def _plain(self, script: Script, key: str, args: list[Any]) -> Any:
+        return self._call(script, lambda: self.redis.evalsha(script.sha, 1, key, *args))
+
+    def release(self, key: str, args: list[Any]) -> Any:
+        return self._plain(self._release, key, args)
+
+    def extend(self, key: str, args: list[Any]) -> Any:
+        return self._plain(self._extend, key, args)
 
 
 class DistributedLock:
@@ -61,6 +95,7 @@ class DistributedLock:
                  owner: str | None = None) -> None:  # fmt: skip
         self._scripts = scripts
         self.key = keys.user_lock(name)
+        self._epoch_key = keys.epoch
         self.name = name
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.owner = owner or secrets.token_hex(12)
@@ -70,7 +105,7 @@ class DistributedLock:
     def try_acquire(self) -> tuple[int | None, int]:
         """(fence, 0) when acquired, else (None, ms until the holder's lease ends)."""
         ok, value = self._scripts.acquire(
-            keys=[self.key], args=[self.owner, self.ttl_ms, IDLE_TTL_MS]
+            self.key, self._epoch_key, [self.owner, self.ttl_ms, IDLE_TTL_MS]
         )
         if ok:
             self.fence = int(value)
@@ -99,7 +134,7 @@ class DistributedLock:
         """True when released; False when the lease had already ended or was never ours."""
         if self.fence is None:
             return False
-        released = bool(self._scripts.release(keys=[self.key], args=[self.owner, self.fence]))
+        released = bool(self._scripts.release(self.key, [self.owner, self.fence]))
         self.fence = None
         return released
 
@@ -109,9 +144,7 @@ class DistributedLock:
         ttl_ms = self.ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
         if self.fence is None:
             raise LockLost(f"lock {self.name!r} is not held")
-        ok, deadline = self._scripts.extend(
-            keys=[self.key], args=[self.owner, self.fence, ttl_ms, IDLE_TTL_MS]
-        )
+        ok, deadline = self._scripts.extend(self.key, [self.owner, self.fence, ttl_ms, IDLE_TTL_MS])
         if not ok:
             self.fence = None
             raise LockLost(f"the lease of lock {self.name!r} ended")

@@ -91,6 +91,11 @@ class Queue(QueueReads):
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua.source(name)) for name in lua.script_names()
         }
+        #: Called before the scripts are loaded into a Redis that lacks them (it
+        #: restarted, failed over or was flushed) and before a queue is registered in a
+        #: Redis without an epoch: chalicelib/epoch.py raises the epoch there if Redis may
+        #: have lost writes. None: no record to check against (Redis-only tools, tests).
+        self.on_new_server: Callable[[], object] | None = None
 
     # -- helpers -----------------------------------------------------------------
 
@@ -104,12 +109,29 @@ class Queue(QueueReads):
     def _run(self, name: str, queue: str, args: Sequence[Any], client: Any = None) -> Any:
         script, keys = self._scripts[name], self._k(queue)
         if client is None:
-            return script(keys=keys, args=list(args))  # reloads itself on NOSCRIPT
+            return self._call(script, keys, args)
         if isinstance(client, _OneByOne):
-            return client.add(lambda: script(keys=keys, args=list(args)))
+            return client.add(lambda: self._call(script, keys, args))
         # In a pipeline, redis-py would first ask SCRIPT EXISTS (one more round trip per
         # pipeline); call by SHA and let _pipelined reload the scripts on NOSCRIPT.
         return client.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _call(self, script: Script, keys: list[str], args: Sequence[Any]) -> Any:
+        try:
+            return self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self._reload()
+            return self.redis.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _reload(self) -> None:
+        """Redis has lost its script cache, so it is a new server process (a restart or
+        a failover, which may have lost its newest writes) or was flushed. The epoch is
+        checked before any script can run there again; if that fails (PostgreSQL
+        unreachable), the scripts stay unloaded and the next call checks again."""
+        if self.on_new_server is not None:
+            self.on_new_server()
+        for script in self._scripts.values():
+            self.redis.script_load(script.script)
 
     def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
         """Build and run a pipeline of script calls; if Redis lost its script cache
@@ -129,8 +151,7 @@ class Queue(QueueReads):
             except redis.exceptions.NoScriptError:
                 if attempt == 2:
                     raise
-                for script in self._scripts.values():
-                    self.redis.script_load(script.script)
+                self._reload()
         raise AssertionError("unreachable")
 
     def _remember_queues(self, queues: Iterable[str]) -> None:
@@ -225,11 +246,46 @@ class Queue(QueueReads):
         return self._pipelined(build)
 
     def _register(self, queues: set[str]) -> None:
-        # The registry first, then the flag enqueue.lua checks: a crash in between leaves
-        # the flag unset, and the next enqueue registers the queue again (SADD is idempotent).
+        # The registry first, then the epoch, then the flag enqueue.lua checks: a crash in
+        # between leaves the flag unset, and the next enqueue registers the queue again
+        # (SADD is idempotent). No task enters a queue whose meta lacks the epoch.
         self._remember_queues(queues)
+        epoch = self.published_epoch()
+        if epoch is None and self.on_new_server is not None:
+            self.on_new_server()  # Redis lost (or never had) the epoch: check the record
+            epoch = self.published_epoch()
         for queue in queues:
-            self.redis.hset(self.keys.queue(queue).meta, "registered", 1)
+            meta = self.keys.queue(queue).meta
+            if epoch is not None:
+                self._set_epoch(meta, epoch)
+            self.redis.hset(meta, "registered", 1)
+
+    # -- epochs (chalicelib/epoch.py) ----------------------------------------------
+
+    def server_run_ids(self) -> list[str]:
+        """The run_id of every Redis server process behind this client (one per primary
+        under Cluster): a new one is a restart or a failover."""
+        if isinstance(self.redis, RedisCluster):
+            infos = self.redis.info("server", target_nodes=RedisCluster.PRIMARIES)
+            return sorted(str(i["run_id"]) for i in infos.values())
+        return [str(self.redis.info("server")["run_id"])]
+
+    def published_epoch(self) -> int | None:
+        """The deployment's epoch as Redis holds it (None: Redis has none)."""
+        value = self.redis.hget(self.keys.epoch, "ep")
+        return None if value is None else int(value)
+
+    def publish_epoch(self, epoch: int) -> None:
+        """Raise every copy of the epoch in Redis to ``epoch`` (never lowers one): the
+        deployment's epoch hash, then each registered queue's meta."""
+        self._set_epoch(self.keys.epoch, epoch)
+        for queue in self.known_queues():
+            self._set_epoch(self.keys.queue(queue).meta, epoch)
+
+    def _set_epoch(self, key: str, epoch: int) -> None:
+        # EVAL with the text, not EVALSHA: this runs while the scripts may be unloaded
+        # (from the new-server hook itself), and it is rare.
+        self.redis.eval(self._scripts["set_epoch"].script, 1, key, epoch)
 
     # -- claim and leases --------------------------------------------------------
 

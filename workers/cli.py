@@ -42,18 +42,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     from chalicelib.recorder import Recorder
-    from chalicelib.recover import restore_missing
+    from chalicelib.recover import recover
 
     svc = _services()
     try:
         svc.queue.check_eviction_policy(svc.settings.allow_evicting_redis)
         # Record what Redis still holds first, so the record is as fresh as it can be.
         recorded = Recorder(svc.queue, svc.store, "recover").drain()
-        report = restore_missing(svc.client)
+        report = recover(svc.client)
     finally:
         svc.close()
     print(f"recorded {recorded} pending stream entries; checked {report.checked} live task(s); "
-          f"restored {report.restored} into Redis")  # fmt: skip
+          f"restored {report.restored} into Redis; epoch {report.epoch}")  # fmt: skip
     return 0
 
 

@@ -51,9 +51,22 @@ end})
 -- several recorders can never regress a task's row. Absent fields are left out (nil),
 -- never `false`: Postgres reads the events as they are (queries.sql record_events); so
 -- is `cr` (cancel requested) unless true, because every byte is encoded and parsed again.
+--
+-- Numbers are written as exact integers: cjson keeps 14 significant digits, so a
+-- far-future `run` (year 9999 is 2.5e14 ms) or an epoch-carrying fence came out as
+-- `2.53402300799e+14`, which PostgreSQL refuses as a bigint.
+local function json_value(val)
+  if type(val) == 'number' and val == math.floor(val) and val > -1e18 and val < 1e18 then
+    return string.format('%d', val)
+  end
+  return cjson.encode(val)
+end
+
 local function push_event(e)
   e.at = NOW
-  EVENTS[#EVENTS + 1] = ',' .. cjson.encode(e)
+  local parts = {}
+  for k, val in pairs(e) do parts[#parts + 1] = '"' .. k .. '":' .. json_value(val) end
+  EVENTS[#EVENTS + 1] = ',{' .. table.concat(parts, ',') .. '}'
 end
 
 -- The two events of every task, `claimed` and `succeeded`, are written as pieces of
@@ -88,15 +101,53 @@ local function push_fast(id, v, ev, st, att, fence, w, sa, fa, run, err, res)
   EVENTS[n + 1] = '}'
 end
 
--- The slower, general form: bumps the version and reads the snapshot from the hash.
-local function emit(task_key, id, event, extra)
-  local v = redis.call('HINCRBY', task_key, 'v', 1)
+-- Fences and transition numbers (`v`, the history's seq) carry the epoch in their high
+-- bits: number = epoch * 2^32 + count. The epoch (meta `ep`, chalicelib/epoch.py) is
+-- raised whenever Redis may have lost writes (a restart, a failover, `dtq recover`), so
+-- the numbers handed out after that are above every one handed out before, whatever
+-- Redis forgot. 2^32 * epoch stays an exact integer in Lua (doubles) below 2^21 epochs.
+local EPOCH_SPAN = 4294967296
+local EPOCH_BASE
+local function epoch_base()
+  if not EPOCH_BASE then
+    EPOCH_BASE = (tonumber(redis.call('HGET', K.meta, 'ep')) or 0) * EPOCH_SPAN
+  end
+  return EPOCH_BASE
+end
+
+-- The next number of a series that must only grow (a fence or a version).
+local function next_in_epoch(n)
+  local nxt, base = (tonumber(n) or 0) + 1, epoch_base()
+  if nxt <= base then return base + 1 end
+  return nxt
+end
+
+-- Writes the snapshot event of version `v` (read from the hash).
+local function emit_at(task_key, id, event, extra, v)
   local h = redis.call('HMGET', task_key, 'st', 'att', 'wid', 'sa', 'fa', 'run', 'err', 'cr', 'fence')
   local e = {id = id, v = v, ev = event, st = h[1], att = tonumber(h[2]) or 0,
              w = h[3] or nil, sa = tonumber(h[4]), fa = tonumber(h[5]), run = tonumber(h[6]),
              err = h[7] or nil, cr = h[8] == '1' or nil, fence = tonumber(h[9]) or 0}
   if extra then for k, val in pairs(extra) do e[k] = val end end
   push_event(e)
+end
+
+-- The version of a task's next transition, given its current one. A task last changed
+-- in an earlier epoch first gets a `redis_restarted` event (its state as Redis kept it),
+-- so a run that repeats work the record already has is explained in its history.
+-- `quiet`: the transition explains itself (`recovered`).
+local function next_version(task_key, id, v, quiet)
+  local nxt = next_in_epoch(v)
+  if nxt == (tonumber(v) or 0) + 1 or quiet then return nxt end
+  emit_at(task_key, id, 'redis_restarted', nil, nxt)
+  return nxt + 1
+end
+
+-- The slower, general form: bumps the version and reads the snapshot from the hash.
+local function emit(task_key, id, event, extra)
+  local v = next_version(task_key, id, redis.call('HGET', task_key, 'v'), event == 'recovered')
+  redis.call('HSET', task_key, 'v', string.format('%d', v))
+  emit_at(task_key, id, event, extra, v)
 end
 
 local function bump(field, by)

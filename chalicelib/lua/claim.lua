@@ -60,7 +60,8 @@ while claimed < n and scanned < n + 64 do
       end
     end
     if free then
-      local fence, att, v = (tonumber(h[4]) or 0) + 1, (tonumber(h[5]) or 0) + 1, (tonumber(h[6]) or 0) + 1
+      local fence, att = next_in_epoch(h[4]), (tonumber(h[5]) or 0) + 1
+      local v = next_version(task_key, id, h[6])
       local token = token_base .. ':' .. fence
       redis.call('HSET', task_key, 'st', 'running', 'wid', worker, 'tok', token, 'lx', expiry_s,
                  'sa', NOW_S, 'fence', INT[fence], 'att', INT[att], 'v', INT[v])

@@ -31,7 +31,7 @@ end
 local function succeed(task_key, id, h, result)
   -- Leaving the running set is one ZREM for the whole batch (below), not one per task.
   if h[1] == 'running' then ran[#ran + 1] = id else unlist(id) end
-  local v = (tonumber(h[10]) or 0) + 1
+  local v = next_version(task_key, id, h[10])
   redis.call('HSET', task_key, 'st', 'succeeded', 'fa', NOW_S, 'res', result, 'v', INT[v])
   redis.call('HDEL', task_key, 'tok', 'lx', 'payload')
   if h[6] then release_lock(task_key, id) end

@@ -55,7 +55,7 @@ SELECT queue FROM dtq_tasks WHERE id = %(id)s
 -- failure between commit and XACK; such a replay fails on the key and runs again whole.
 WITH e AS (
     SELECT * FROM json_to_recordset(%(events)s::json) AS e(
-        id uuid, v integer, ev text, at bigint, st text, att integer, w text, "by" text,
+        id uuid, v bigint, ev text, at bigint, st text, att integer, w text, "by" text,
         err text, fence bigint, cr boolean, run bigint, sa bigint, fa bigint, res text,
         reason jsonb)
 ), history AS (
@@ -113,6 +113,27 @@ ORDER BY id LIMIT %(limit)s
 
 -- name: terminal_status
 SELECT id, status FROM dtq_tasks WHERE id = ANY(%(ids)s)
+
+-- name: ensure_epoch
+-- The epoch row exists (migration 0005 creates it; a TRUNCATE of every table does not).
+INSERT INTO dtq_epoch (epoch, reason) VALUES (0, 'created') ON CONFLICT DO NOTHING
+
+-- name: lock_epoch
+-- The epoch row, locked until the end of the transaction (chalicelib/epoch.py).
+SELECT epoch FROM dtq_epoch FOR UPDATE
+
+-- name: any_redis_run
+SELECT 1 FROM dtq_redis_runs LIMIT 1
+
+-- name: note_redis_run
+-- A Redis server process seen; returns the run_id only when it was not seen before.
+INSERT INTO dtq_redis_runs (run_id, epoch) VALUES (%(run_id)s, %(epoch)s)
+ON CONFLICT (run_id) DO NOTHING
+RETURNING run_id
+
+-- name: raise_epoch
+UPDATE dtq_epoch SET epoch = epoch + 1, raised_at = now(), reason = %(reason)s
+RETURNING epoch
 
 -- name: upsert_user
 INSERT INTO dtq_users (username, password_hash, role) VALUES (%(username)s, %(hash)s, %(role)s)

@@ -1,0 +1,113 @@
+"""Fences and transition numbers that only grow, even when Redis loses writes.
+
+A fence must never be handed out twice, and a task's transition number (its version,
+the history's ``seq``) must never repeat one the record already has. Both are counters
+kept in Redis, and Redis can forget its newest writes: a restart whose AOF misses its
+last second (``appendfsync everysec``), a failover to a replica that had not caught up,
+a rebuild by ``dtq recover`` after a total loss. The counters it hands out next would
+then repeat numbers already given to a holder that may still be running.
+
+So both carry an *epoch* in their high bits (``number = epoch * 2**32 + count``; the
+scripts take ``max(count + 1, epoch * 2**32 + 1)``). The epoch lives in PostgreSQL,
+which does not lose committed writes, and is raised whenever Redis may have lost some:
+
+- a Redis server process not seen before (its ``run_id``: a restart or a failover),
+  noticed by the first script call that finds the script cache empty, *before* the
+  scripts are loaded again — so no script runs against that server with the old epoch;
+- Redis without its copy of the epoch (its data was lost or flushed), or with an older
+  one than the record (it lost the write that published the last raise);
+- ``dtq recover``, always, and a reconciliation that finds a task Redis had and lost.
+
+A raise is published into every queue's meta hash (``ep``) and the deployment's epoch
+hash, which the scripts and the lock helper read. Raising more often than needed is
+harmless (the numbers jump); raising too late is what this module exists to prevent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chalicelib.queue import Queue
+from chalicelib.sql import q
+from chalicelib.store import Store
+
+log = logging.getLogger("dtq.epoch")
+
+#: Fences and versions are ``epoch * EPOCH_SPAN + count`` (the Lua scripts' EPOCH_SPAN).
+EPOCH_SPAN = 2**32
+
+
+def split(number: int) -> tuple[int, int]:
+    """(epoch, count) of a fence or a version."""
+    return divmod(number, EPOCH_SPAN)
+
+
+class Epochs:
+    """Raises and publishes the epoch; installed as the queue's new-server hook."""
+
+    def __init__(self, queue: Queue, store: Store) -> None:
+        self.queue = queue
+        self.store = store
+
+    def install(self) -> None:
+        """Run :meth:`on_new_server` whenever the queue finds Redis without its scripts,
+        and whenever a queue is registered in a Redis that has no epoch."""
+        self.queue.on_new_server = self.on_new_server
+
+    def on_new_server(self) -> int:
+        """Check the Redis server against the record; raise the epoch if it may have lost
+        writes; publish the epoch. Returns it."""
+        runs = self.queue.server_run_ids()
+        held = self.queue.published_epoch()
+        with self.store.connection() as conn, conn.transaction():
+            epoch = _locked_epoch(conn)
+            # The first server a deployment ever checks is its baseline: nothing was
+            # handed out before it that it could have lost.
+            seen_before = conn.execute(q("any_redis_run")).fetchone() is not None
+            new = [r for r in runs if _note_run(conn, r, epoch)]
+            reason = None
+            if not seen_before:
+                pass
+            elif new:
+                reason = f"new Redis server process {', '.join(new)}"
+            elif held is None:
+                reason = "Redis holds no epoch (its data was lost or flushed)"
+            elif held < epoch:
+                reason = f"Redis holds epoch {held}, the record {epoch}"
+            if reason is not None:
+                epoch = _raise(conn, reason)
+        if reason is not None:
+            log.warning("epoch raised to %d: %s", epoch, reason)
+        self.queue.publish_epoch(epoch)
+        return epoch
+
+    def raise_epoch(self, reason: str) -> int:
+        """Raise unconditionally (``dtq recover``, a lost task found) and publish."""
+        with self.store.connection() as conn, conn.transaction():
+            _locked_epoch(conn)
+            epoch = _raise(conn, reason)
+        log.warning("epoch raised to %d: %s", epoch, reason)
+        self.queue.publish_epoch(epoch)
+        return epoch
+
+    def current(self) -> int:
+        """The record's epoch."""
+        with self.store.connection() as conn:
+            return _locked_epoch(conn)
+
+
+def _locked_epoch(conn: Any) -> int:
+    conn.execute(q("ensure_epoch"))
+    row = conn.execute(q("lock_epoch")).fetchone()
+    return int(row["epoch"])
+
+
+def _note_run(conn: Any, run_id: str, epoch: int) -> bool:
+    return (
+        conn.execute(q("note_redis_run"), {"run_id": run_id, "epoch": epoch}).fetchone() is not None
+    )
+
+
+def _raise(conn: Any, reason: str) -> int:
+    return int(conn.execute(q("raise_epoch"), {"reason": reason}).fetchone()["epoch"])

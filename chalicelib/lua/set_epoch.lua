@@ -1,0 +1,15 @@
+-- set_epoch: raise the epoch copy held in one hash (a queue's meta, or the deployment's
+-- epoch hash); never lowers it, so processes that learn the epoch at different moments
+-- can all write what they know.
+--
+-- KEYS[1]  the hash (field `ep`)
+-- ARGV[1]  the epoch
+--
+-- Returns {OK, the epoch the hash holds now}
+local ep = tonumber(ARGV[1])
+local held = tonumber(redis.call('HGET', KEYS[1], 'ep')) or -1
+if held < ep then
+  redis.call('HSET', KEYS[1], 'ep', ARGV[1])
+  held = ep
+end
+return {OK, held}
