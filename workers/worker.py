@@ -94,6 +94,10 @@ class Worker:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._held: dict[str, Job] = {}
+        #: A new lease of a task whose earlier copy still runs here (its lease was lost,
+        #: e.g. with Redis's last writes, and the task came back to this worker): held and
+        #: extended, but started only once that copy ends, or answered with its outcome.
+        self._behind: dict[str, Job] = {}
         self._unstarted = 0
         #: Moving mean of run times (seconds); it starts where ``capacity`` gives the
         #: least prefetch.
@@ -224,8 +228,11 @@ class Worker:
                     continue
             job = Job(lease, extend_at=now + self._extend_every_s)
             with self._lock:
-                self._held[lease.task_id] = job
                 self._unstarted += 1
+                if lease.task_id in self._held:  # never two copies of one task at once
+                    self._behind[lease.task_id] = job
+                    continue
+                self._held[lease.task_id] = job
             self._pool.submit(job)
         return len(leases)
 
@@ -255,19 +262,35 @@ class Worker:
 
     def _finish(self, job: Job, report: Report | None, *, timeout: bool = False,
                 unreported: Literal["canceled", "dropped"] = "canceled") -> bool:  # fmt: skip
+        task_id, start = job.lease.task_id, None
         with self._lock:
             if job.done:
                 return False
             job.done = True
-            self._held.pop(job.lease.task_id, None)
+            if self._behind.get(task_id) is job:
+                del self._behind[task_id]
+            elif self._held.get(task_id) is job:
+                del self._held[task_id]
+                start = self._behind.pop(task_id, None)
             if not job.started_ms:
                 self._unstarted -= 1
             if timeout:
                 self._pool.abandon(job)
+            if start is not None and report is not None:
+                # The task ran to an outcome here under its lost lease: that outcome
+                # answers the new lease too, rather than a second run.
+                report = report._replace(token=start.lease.lease_token)
+                start.done = True
+                self._unstarted -= 1
+                start = None
+            elif start is not None:
+                self._held[task_id] = start
             if report is None:  # nothing to report: counted as ``unreported`` says why
                 self.counts[unreported] += 1
             else:
                 self._add_pending(report)
+        if start is not None:
+            self._pool.submit(start)
         self._events.put(1)
         return True
 
@@ -399,7 +422,8 @@ class Worker:
 
     def _extend_due(self, now: float) -> None:
         with self._lock:
-            due = [j for j in self._held.values() if not j.lost and now >= j.extend_at]
+            held = [*self._held.values(), *self._behind.values()]
+            due = [j for j in held if not j.lost and now >= j.extend_at]
         if not due:
             return
         answers = self.transport.extend([(j.lease, self.config.lease_ms) for j in due])
@@ -447,6 +471,13 @@ class Worker:
                 del self._held[j.lease.task_id]
                 if not started:
                     self._unstarted -= 1
+            if not started:
+                behind = list(self._behind.values())
+                self._behind.clear()
+                for j in behind:
+                    j.done = True
+                    self._unstarted -= 1
+                jobs += behind
         return jobs
 
     def _release(self, jobs: list[Job]) -> None:
