@@ -1,7 +1,8 @@
 """``GET /metrics``: cluster-wide figures in the Prometheus text format (0.0.4) or JSON.
 
 Nothing here is per process: task counters and histograms are kept by the Lua scripts
-in each queue's stats hash, depths are the sizes of the state sets, liveness comes from
+in each queue's stats hash (the recorders add their parked entries and history conflicts
+to it), depths are the sizes of the state sets, liveness comes from
 the fleet's heartbeat set, and HTTP figures are folded into one Redis hash by every API
 instance (``httpstats.py``). Both formats are rendered from the same families, so they
 always carry the same figures.
@@ -32,7 +33,11 @@ _COUNTERS = (
     ("task_retries_total", "retries", "Failed attempts that were scheduled for a retry."),
     ("task_dead_total", "dead", "Tasks that exhausted their attempts (dead letters)."),
     ("task_duplicates_total", "duplicates", "Outcomes refused (late, duplicate or foreign)."),
-)
+    # Counted by the recorders (chalicelib/recorder.py), not the scripts; both should stay 0.
+    ("task_parked_events_total", "parked", "Stream entries PostgreSQL refused (parked)."),
+    ("task_history_conflicts_total", "history_conflicts",
+     "Replayed transitions whose recorded history row differs."),
+)  # fmt: skip
 
 Labels = dict[str, str]
 

@@ -176,16 +176,40 @@ class Store:
 
     # -- recording transitions -----------------------------------------------------
 
-    def record(self, events_json: str) -> None:
+    def record(self, events_json: str) -> list[Row]:
         """Apply a batch of transition events (a JSON array of them, as the Lua scripts
         emitted them): history rows, one snapshot per task (newest version wins) and the
         notifications they trigger, in one statement. Idempotent: a batch recorded before
-        fails on the history key and runs again with the replay-only lines."""
+        fails on the history key and runs again with the replay-only lines.
+
+        Returns the replay's conflicts (``history_conflicts``: history rows the record
+        holds with another event or time than the batch), always empty on the first
+        attempt, which is not replaying. A batch PostgreSQL refuses (a value it cannot
+        store) raises ``psycopg.DataError`` or ``psycopg.IntegrityError``, unchanged."""
+        params = {"events": events_json}
         with self.connection() as conn:
             try:
-                conn.execute(_first_recording(), {"events": events_json})
+                conn.execute(_first_recording(), params)
+                return []
             except psycopg.errors.UniqueViolation:
-                conn.execute(q("record_events"), {"events": events_json})
+                conn.execute(q("record_events"), params)
+            # A second statement, on the replay path only: the first attempt pays nothing
+            # for it. Not in the replay's transaction: if it fails, the batch stays
+            # pending and its next replay checks again.
+            return conn.execute(q("history_conflicts"), params).fetchall()
+
+    def park(self, *, stream: str, queue: str, entry_id: str, entry: str, error: str) -> bool:
+        """Set aside a stream entry PostgreSQL refused (``dtq_parked_events``). False
+        when it was parked before (an entry parked again after a crash before XDEL)."""
+        params = {"stream": stream, "queue": queue, "entry_id": entry_id,
+                  "entry": entry, "error": error}  # fmt: skip
+        with self.connection() as conn:
+            return conn.execute(q("park_event"), params).fetchone() is not None
+
+    def parked(self, *, queue: str | None = None, limit: int = 100) -> list[Row]:
+        """Parked stream entries, newest first."""
+        with self.connection() as conn:
+            return conn.execute(q("parked_events"), {"queue": queue, "limit": limit}).fetchall()
 
     # -- users and workers -----------------------------------------------------------
 

@@ -284,3 +284,34 @@ WITH gone AS (
         LIMIT %(limit)s)
     RETURNING 1)
 SELECT count(*) AS n FROM gone
+
+-- The recorder's exceptions (chalicelib/recorder.py, chalicelib/store.py record).
+
+-- name: history_conflicts
+-- Run only after a batch was replayed (record_events with its "replay only" line): the
+-- batch's history rows whose (task, seq) holds another event or time than the batch
+-- says. A pure replay finds none; a conflict means two different transitions got the
+-- same number (e.g. a task's Redis state restored from an older record), and the
+-- batch's one was dropped by ON CONFLICT DO NOTHING. Run after the replay, so that two
+-- differing events of one (task, seq) within the batch are found too.
+SELECT e.id AS task_id, e.v AS seq, h.event AS recorded_event, h.at AS recorded_at,
+       e.ev AS event, to_timestamp(e.at / 1000.0) AS at, t.queue
+FROM json_to_recordset(%(events)s::json) AS e(id uuid, v bigint, ev text, at bigint)
+JOIN dtq_task_events h ON h.task_id = e.id AND h.seq = e.v
+LEFT JOIN dtq_tasks t ON t.id = e.id
+WHERE h.event IS DISTINCT FROM e.ev OR h.at IS DISTINCT FROM to_timestamp(e.at / 1000.0)
+ORDER BY e.id, e.v
+
+-- name: park_event
+-- A stream entry PostgreSQL refused, set aside; returns nothing when it was parked
+-- before (a crash between that commit and the XDEL).
+INSERT INTO dtq_parked_events (stream, queue, entry_id, entry, error)
+VALUES (%(stream)s, %(queue)s, %(entry_id)s, %(entry)s, %(error)s)
+ON CONFLICT (stream, entry_id) DO NOTHING
+RETURNING id
+
+-- name: parked_events
+-- Newest first, optionally of one queue.
+SELECT id, stream, queue, entry_id, entry, error, parked_at FROM dtq_parked_events
+WHERE %(queue)s::text IS NULL OR queue = %(queue)s
+ORDER BY id DESC LIMIT %(limit)s

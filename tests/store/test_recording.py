@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import psycopg
 import pytest
 
+from chalicelib import metrics, web
 from chalicelib.deps import Services
 from chalicelib.errors import Unavailable
 from chalicelib.models import Outcome
-from chalicelib.recorder import Recorder, join_entries
+from chalicelib.recorder import GROUP, Recorder, join_entries
 from chalicelib.store import Store, make_pool
 
 NO_WAIT = {"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
@@ -196,3 +198,181 @@ def test_recording_updates_task_rows_on_their_own_page(services: Services) -> No
     assert all(services.client.get(i, history=False)["status"] == "succeeded" for i in ids[:3])
     stayed = sum(after[i] == before[i] for i in ids)
     assert stayed >= len(ids) * 0.9, f"only {stayed} of {len(ids)} rows stayed on their page"
+
+
+# -- entries PostgreSQL refuses, and conflicting replays --------------------------------
+
+#: An event as cjson wrote a run_at of 9999-12-31 (14 significant digits): PostgreSQL
+#: refuses it as a bigint. Before parking, it held up every entry read with it.
+POISON = ('[{"id":"%s","v":1,"ev":"canceled","st":"canceled","att":0,'
+          '"run":2.53402300799e+14,"fa":1765000000000,"fence":0,"at":1765000000000}]')  # fmt: skip
+
+
+def _metrics_text(services: Services) -> str:
+    """What GET /metrics serves (chalicelib.metrics.serve), from the test's services."""
+    context = web.build(services)
+    try:
+        return metrics.render_text(metrics.collect(context))
+    finally:
+        context.close()
+
+
+def _stats(services: Services, queue: str) -> dict[str, float]:
+    return services.queue.stats([queue])[queue]
+
+
+def _pending(services: Services, queue: str) -> int:
+    return int(services.redis.xpending(services.keys.queue(queue).events, GROUP)["pending"])
+
+
+def _work(services: Services, queue: str, n: int) -> list[str]:
+    """Enqueue n tasks on the queue, claim them in one call and complete them one by one:
+    1 + n stream entries, which record the tasks as succeeded."""
+    tasks = services.client.enqueue_many([{"name": "t", "queue": queue}] * n)
+    leases = services.queue.claim([queue], "w", n, 30_000).leases
+    for lease in leases:
+        services.queue.complete(queue, lease.task_id, lease.lease_token, '"ok"')
+    return [t["id"] for t in tasks]
+
+
+def test_an_entry_postgres_refuses_is_parked_and_the_rest_is_recorded(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim = services.client.enqueue("t", delay_seconds=3600)["id"]  # not claimed here
+    good = _work(services, "default", 3)
+    stream = services.keys.queue("default").events
+    poison = POISON % victim
+    # Among good entries of its own stream, and read in the same round as another queue's.
+    poison_id = services.redis.xadd(stream, {"d": poison}).decode()
+    good += _work(services, "default", 2) + _work(services, "other", 4)
+    entries = services.redis.xlen(stream) + services.redis.xlen(services.keys.queue("other").events)
+    with caplog.at_level(logging.WARNING, logger="dtq.recorder"):
+        assert Recorder(services.queue, services.store, "test").drain() == entries
+    assert all(services.store.get_task(t)["status"] == "succeeded" for t in good)  # type: ignore[index]
+    assert [h["event"] for h in services.store.history(good[-1])] == ["claimed", "succeeded"]
+    victim_row = services.store.get_task(victim)
+    assert victim_row is not None and victim_row["status"] == "scheduled"  # event parked
+    [parked] = services.store.parked()
+    assert (parked["stream"], parked["queue"], parked["entry_id"]) == (stream, "default", poison_id)
+    assert parked["entry"] == poison
+    assert "bigint" in parked["error"] and "2.53402300799e+14" in parked["error"]
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert poison_id in line and "bigint" in line and victim in line
+    for queue in ("default", "other"):
+        assert services.redis.xlen(services.keys.queue(queue).events) == 0
+        assert _pending(services, queue) == 0
+    assert _stats(services, "default")["parked"] == 1
+    text = _metrics_text(services).splitlines()
+    assert 'task_parked_events_total{queue="default"} 1' in text
+    assert 'task_parked_events_total{queue="other"} 0' in text
+    # An entry parked before a crash that came before its XDEL is parked once, counted once.
+    again_id = services.redis.xadd(stream, {"d": poison}).decode()
+    assert services.store.park(stream=stream, queue="default", entry_id=again_id,
+                               entry=poison, error="as before the crash")  # fmt: skip
+    assert Recorder(services.queue, services.store, "test").drain() == 1
+    assert services.redis.xlen(stream) == 0
+    assert [p["error"] for p in services.store.parked()] == ["as before the crash", parked["error"]]
+    assert _stats(services, "default")["parked"] == 1
+
+
+def test_entries_not_written_by_our_scripts_are_parked_whatever_they_hold(
+    services: Services,
+) -> None:
+    task = services.client.enqueue("t", delay_seconds=3600)["id"]  # not claimed here
+    stream = services.keys.queue("default").events
+    nul_escape = '[{"id":"' + task + '","v":1,"ev":"a\\u0000b","at":1}]'  # no text has NUL
+    bad: list[tuple[dict[str, bytes], str, str]] = [  # fields, as stored, error
+        ({"d": b"not json"}, "not json", "JSONDecodeError"),
+        ({"d": b"x"}, "x", "Expecting value"),  # too short to be an array: never joined
+        ({"x": b"1"}, "{'x': '1'}", 'no "d" field'),
+        ({"d": b'[{"id":null,"v":1,"ev":"claimed","at":1}]'},
+         '[{"id":null,"v":1,"ev":"claimed","at":1}]', "NotNullViolation"),
+        ({"d": nul_escape.encode()}, nul_escape, "UntranslatableCharacter"),
+        ({"d": b'[{"ev":"a\x00b\xff"}]'}, '[{"ev":"a\\x00b\\xff"}]', "Error"),
+    ]  # fmt: skip
+    ids = []
+    for fields, _, _ in bad:
+        ids.append(services.redis.xadd(stream, fields).decode())
+        _work(services, "default", 1)
+    assert Recorder(services.queue, services.store, "test").drain() == 3 * len(bad)
+    parked = {p["entry_id"]: p for p in services.store.parked()}
+    assert set(parked) == set(ids)
+    for entry_id, (_, stored, error) in zip(ids, bad, strict=True):
+        assert parked[entry_id]["entry"] == stored
+        assert error in parked[entry_id]["error"], parked[entry_id]
+    assert services.redis.xlen(stream) == 0
+    assert _stats(services, "default")["parked"] == len(bad)
+    assert services.store.history(task) == []  # nothing of the bad entries was recorded
+    done = services.client.list(status="succeeded")[0]
+    assert len(done) == len(bad)
+
+
+def test_entries_of_older_scripts_are_upgraded_not_parked_beside_a_poison_one(
+    services: Services,
+) -> None:
+    task = services.client.enqueue("t")["id"]
+    victim = services.client.enqueue("t")["id"]
+    stream = services.keys.queue("default").events
+    old = {"id": task, "v": 1, "ev": "claimed", "st": "running", "att": 1, "w": "w1",
+           "sa": 1_764_000_000_000, "fa": False, "run": False, "err": False, "cr": False,
+           "fence": 1, "at": 1_764_000_000_000}  # fmt: skip
+    services.redis.xadd(stream, {"d": json.dumps([old])})
+    poison_id = services.redis.xadd(stream, {"d": POISON % victim}).decode()
+    assert Recorder(services.queue, services.store, "up").drain() == 2
+    row = services.store.get_task(task)
+    assert row is not None and row["status"] == "running" and row["worker_id"] == "w1"
+    assert [p["entry_id"] for p in services.store.parked()] == [poison_id]
+
+
+def test_an_unreachable_or_unmigrated_database_parks_nothing(services: Services) -> None:
+    [task] = _work(services, "default", 1)
+    victim = services.client.enqueue("t")["id"]
+    stream = services.keys.queue("default").events
+    services.redis.xadd(stream, {"d": POISON % victim})
+    # Connection refused (nothing listens on port 1): the round fails as a whole.
+    dead_pool = make_pool("postgresql://postgres@127.0.0.1:1/none", timeout_s=0.5)
+    with pytest.raises(Unavailable):
+        Recorder(services.queue, Store(dead_pool), "test").drain_once()
+    dead_pool.close()
+    # A database without DTQ's tables (a schema not migrated) is not a refused entry either.
+    base = services.settings.database_url.rsplit("/", 1)[0]
+    bare_pool = make_pool(f"{base}/postgres", timeout_s=2)
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        Recorder(services.queue, Store(bare_pool), "test").drain_once()
+    bare_pool.close()
+    assert services.redis.xlen(stream) == _pending(services, "default") == 3
+    assert services.store.parked() == []
+    assert services.store.get_task(task)["status"] == "queued"  # type: ignore[index]
+    # The same consumer's pending entries are recorded (and one parked) once it answers.
+    assert Recorder(services.queue, services.store, "test").drain() == 3
+    assert services.store.get_task(task)["status"] == "succeeded"  # type: ignore[index]
+    assert len(services.store.parked()) == 1 and services.redis.xlen(stream) == 0
+
+
+def test_a_replay_is_silent_and_a_conflicting_one_is_logged_and_counted(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    [task] = _work(services, "default", 1)
+    stream = services.keys.queue("default").events
+    entries = [f[b"d"] for _, f in services.redis.xrange(stream)]
+    recorder = Recorder(services.queue, services.store, "test")
+    assert recorder.drain() == 2
+    with caplog.at_level(logging.WARNING, logger="dtq.recorder"):
+        # The same entries again, as after a crash between the commit and the XACK.
+        for raw in entries:
+            services.redis.xadd(stream, {"d": raw})
+        assert recorder.drain() == 2
+        assert caplog.records == []
+        assert "history_conflicts" not in _stats(services, "default")
+        # Transition 1 once more, but another one: two transitions given one number.
+        [claimed] = json.loads(entries[0])
+        other = {**claimed, "ev": "lease_expired", "at": claimed["at"] + 5000}
+        services.redis.xadd(stream, {"d": json.dumps([other])})
+        assert recorder.drain() == 1
+    [line] = [r.getMessage() for r in caplog.records]
+    assert task in line and "claimed" in line and "lease_expired" in line
+    assert [h["event"] for h in services.store.history(task)] == ["claimed", "succeeded"]
+    assert services.store.get_task(task)["status"] == "succeeded"  # type: ignore[index]
+    assert _stats(services, "default")["history_conflicts"] == 1
+    assert 'task_history_conflicts_total{queue="default"} 1' in _metrics_text(services).split("\n")
+    assert services.store.parked() == []
