@@ -248,6 +248,8 @@ class Worker:
                 return
 
     def _execute(self, job: Job) -> None:
+        if time.monotonic() > job.extend_at + self._extend_every_s and not self._still_ours(job):
+            return
         with self._lock:
             if job.done:  # released or canceled before it started
                 return
@@ -259,6 +261,24 @@ class Worker:
         # Slots update the mean without a lock: a lost update only loses one sample.
         self._run_s += (time.perf_counter() - t0 - self._run_s) * 0.1
         self._finish(job, report)
+
+    def _still_ours(self, job: Job) -> bool:
+        """A held task about to start that went two thirds of its lease unextended (the
+        process was paused, or its monitor fell behind) may belong to another worker by
+        now: ask before running it under a fence a newer holder has replaced."""
+        try:
+            [ans] = self.transport.extend([(job.lease, self.config.lease_ms)])
+        except Unavailable as exc:
+            self._went_offline(exc)
+            return True  # offline: it runs, as everything held does (its outcome decides)
+        if ans.lost or ans.canceled:
+            log.info("lease of task %s %s before it started; not running it", job.lease.task_id,
+                     "lost" if ans.lost else "canceled")  # fmt: skip
+            job.lost = bool(ans.lost)
+            self._finish(job, None, unreported="dropped" if ans.lost else "canceled")
+            return False
+        job.extend_at = time.monotonic() + self._extend_every_s
+        return True
 
     def _finish(self, job: Job, report: Report | None, *, timeout: bool = False,
                 unreported: Literal["canceled", "dropped"] = "canceled") -> bool:  # fmt: skip
