@@ -16,7 +16,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from chalicelib.client import Client
-from chalicelib.epoch import Epochs
+from chalicelib.epoch import Epochs, ServerWatch
 from chalicelib.keys import Keys
 from chalicelib.payloads import Payloads
 from chalicelib.queue import Queue
@@ -39,13 +39,16 @@ class Services:
         self.redis.close()
 
 
-def make_redis(settings: Settings) -> Any:
-    """A Redis client that fails fast (a request answers 503 instead of hanging)."""
+def make_redis(settings: Settings, watch: ServerWatch | None = None) -> Any:
+    """A Redis client that fails fast (a request answers 503 instead of hanging);
+    ``watch`` sees every new connection first (chalicelib/epoch.py)."""
     opts: dict[str, Any] = {
         "socket_timeout": settings.io_timeout_seconds,
         "socket_connect_timeout": settings.io_timeout_seconds,
         "health_check_interval": 30,
     }
+    if watch is not None:
+        opts["redis_connect_func"] = watch
     if settings.redis_cluster:
         from redis.cluster import RedisCluster
 
@@ -54,7 +57,8 @@ def make_redis(settings: Settings) -> Any:
 
 
 def build(settings: Settings, *, pool_size: int = 10) -> Services:
-    client_redis = make_redis(settings)
+    watch = ServerWatch(cluster=settings.redis_cluster)
+    client_redis = make_redis(settings, watch)
     keys = Keys(settings.key_prefix)
     queue = Queue(client_redis, keys, finished_ttl_ms=settings.finished_ttl_seconds * 1000)
     pool = make_pool(
@@ -63,7 +67,7 @@ def build(settings: Settings, *, pool_size: int = 10) -> Services:
     store = Store(pool)
     # Before any script runs against a Redis that may have lost writes, the epoch of
     # fences and versions is checked against the record (chalicelib/epoch.py).
-    Epochs(queue, store).install()
+    Epochs(queue, store).install(watch)
     client = Client(
         queue, store, max_payload_bytes=settings.max_payload_bytes, payloads=make_payloads(settings)
     )

@@ -12,8 +12,9 @@ scripts take ``max(count + 1, epoch * 2**32 + 1)``). The epoch lives in PostgreS
 which does not lose committed writes, and is raised whenever Redis may have lost some:
 
 - a Redis server process not seen before (its ``run_id``: a restart or a failover),
-  noticed by the first script call that finds the script cache empty, *before* the
-  scripts are loaded again — so no script runs against that server with the old epoch;
+  noticed on the first connection this process makes to it (:class:`ServerWatch`), before
+  that connection carries a command — so nothing is claimed there with the old epoch
+  (and again by a script call that finds the script cache empty);
 - Redis without its copy of the epoch (its data was lost or flushed), or with an older
   one than the record (it lost the write that published the last raise);
 - ``dtq recover``, always, and a reconciliation that finds a task Redis had and lost.
@@ -26,6 +27,8 @@ harmless (the numbers jump); raising too late is what this module exists to prev
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.queue import Queue
@@ -43,6 +46,50 @@ def split(number: int) -> tuple[int, int]:
     return divmod(number, EPOCH_SPAN)
 
 
+class ServerWatch:
+    """A redis-py ``redis_connect_func``: on every new connection, asks the server its
+    ``run_id``; the first time this process meets a server process, ``check`` runs (the
+    epoch check) before the connection is used. A Redis restart or failover drops every
+    connection, so whatever this process sends next goes through here first. If the
+    check fails (PostgreSQL unreachable) the connection fails, and the next one checks
+    again: nothing runs against an unchecked server."""
+
+    def __init__(self, *, cluster: bool = False) -> None:
+        #: Under Cluster, redis-py initialises the connection itself before calling us.
+        self._cluster = cluster
+        self.check: Callable[[], object] | None = None
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def __call__(self, connection: Any) -> None:
+        if not self._cluster:
+            connection.on_connect()
+        if self.check is None or getattr(self._local, "checking", False):
+            return  # not installed, or a connection the check itself opened
+        connection.send_command("INFO", "server")
+        run_id = _run_id(connection.read_response())
+        if run_id in self._known:
+            return
+        with self._lock:
+            if run_id in self._known:
+                return
+            self._local.checking = True
+            try:
+                self.check()
+            finally:
+                self._local.checking = False
+            self._known.add(run_id)
+
+
+def _run_id(info: Any) -> str:
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.split(":", 1)[1].strip()
+    return text  # no run_id line: the whole answer stands for the server
+
+
 class Epochs:
     """Raises and publishes the epoch; installed as the queue's new-server hook."""
 
@@ -50,10 +97,13 @@ class Epochs:
         self.queue = queue
         self.store = store
 
-    def install(self) -> None:
-        """Run :meth:`on_new_server` whenever the queue finds Redis without its scripts,
-        and whenever a queue is registered in a Redis that has no epoch."""
+    def install(self, watch: ServerWatch | None = None) -> None:
+        """Run :meth:`on_new_server` on the first connection to each Redis server process
+        (``watch``, the client's connect hook), whenever the queue finds Redis without its
+        scripts, and whenever a queue is registered in a Redis that has no epoch."""
         self.queue.on_new_server = self.on_new_server
+        if watch is not None:
+            watch.check = self.on_new_server
 
     def on_new_server(self) -> int:
         """Check the Redis server against the record; raise the epoch if it may have lost
