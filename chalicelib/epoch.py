@@ -31,6 +31,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+import redis
+
+from chalicelib.errors import Unavailable
 from chalicelib.queue import Queue
 from chalicelib.sql import q
 from chalicelib.store import Store
@@ -77,6 +81,13 @@ class ServerWatch:
             self._local.checking = True
             try:
                 self.check()
+            except Unavailable as exc:
+                # Unchecked, the server is as good as unreachable: callers that ride out
+                # a Redis outage (a worker goes offline, the API answers 503 or leaves
+                # dispatch for later) do the same here.
+                raise redis.ConnectionError(
+                    f"Redis server {run_id} not yet checked against the record: {exc}"
+                ) from exc
             finally:
                 self._local.checking = False
             self._known.add(run_id)
@@ -110,6 +121,15 @@ class Epochs:
         writes; publish the epoch. Returns it."""
         runs = self.queue.server_run_ids()
         held = self.queue.published_epoch()
+        try:
+            return self._check(runs, held)
+        except psycopg.errors.UndefinedTable:
+            # Not migrated yet (a container that starts before `dtq migrate`): there is no
+            # record, so nothing to protect; the next new connection checks again.
+            log.warning("epoch not checked: the record has no dtq_epoch table (run dtq migrate)")
+            raise Unavailable("the record is not migrated") from None
+
+    def _check(self, runs: list[str], held: int | None) -> int:
         with self.store.connection() as conn, conn.transaction():
             epoch = _locked_epoch(conn)
             # The first server a deployment ever checks is its baseline: nothing was

@@ -201,3 +201,19 @@ def test_large_numbers_reach_the_record_exactly(svc: deps.Services) -> None:
 def test_epoch_span_matches_the_scripts() -> None:
     lib = (Path(__file__).parents[2] / "chalicelib" / "lua" / "_lib.lua").read_text()
     assert f"local EPOCH_SPAN = {EPOCH_SPAN}" in lib
+
+
+def test_nothing_runs_against_a_server_the_record_could_not_check(svc: deps.Services) -> None:
+    task = svc.client.enqueue("t", {})
+    # Another process whose PostgreSQL is unreachable meets this Redis for the first
+    # time: it cannot tell whether Redis lost writes, so it treats Redis as unreachable.
+    blind = deps.build(dataclasses.replace(svc.settings,
+                                           database_url="postgresql://postgres@127.0.0.1:9/x"),
+                       pool_size=1)  # fmt: skip
+    try:
+        with pytest.raises(redis.ConnectionError, match="not yet checked against the record"):
+            blind.queue.claim(["default"], "w", 1, 60_000)
+    finally:
+        blind.close()
+    live = svc.queue.live("default", task["id"])
+    assert live is not None and live["st"] == "queued"
