@@ -315,6 +315,8 @@ class Stack:
         since_ms = int(time.time() * 1000) - 1000  # heartbeats use the Redis clock
         workers = []
         for i in range(1, self.args.workers + 1):
+            # A journal each (a worker locks its own; a second one on it would refuse to
+            # start); worker-i restarted after a crash takes its predecessor's and syncs it.
             argv = [*self.dtq, "worker", "--offline-db", str(self.state / f"journal-worker-{i}.db"),
                     "--grace-seconds", str(WORKER_GRACE_S)]  # fmt: skip
             child = Child(f"worker-{i}", argv, dict(self.env), tier=2, restart=True,

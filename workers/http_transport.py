@@ -164,7 +164,9 @@ class HttpTransport:
 
     def sync(self, worker_id: str, reports: Sequence[Report],
              created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
-        results = []
+        # /tasks/sync takes one worker id per request: outcomes journaled by another
+        # worker (a previous owner of the journal) go in a request of their own.
+        by_worker: dict[str, list[dict[str, Any]]] = {worker_id: []}
         for r in reports:
             item = {"id": r.task_id, "lease_token": r.token,
                     "status": "succeeded" if r.succeeded else "failed",
@@ -173,15 +175,24 @@ class HttpTransport:
                     "finished_at": iso_ms(r.finished_ms)}  # fmt: skip
             if r.retry_delay_ms is not None:
                 item["retry_delay_seconds"] = r.retry_delay_ms / 1000
-            results.append(item)
-        body = {"worker_id": worker_id, "results": results, "created": list(created)}
-        status, reply = self._call("POST", "/tasks/sync", body)
-        if status != 200:
-            raise Unavailable(f"sync refused ({status}): {reply}")
-        rejected = [(str(x["id"]), str(x.get("reason", ""))) for x in reply.get("rejected", [])]
-        # A 200 settles every created body: each one is now a task, or refused for good.
-        keys = [str(b["idempotency_key"]) for b in created]
-        return Synced([str(i) for i in reply.get("accepted", [])], rejected, keys)
+            by_worker.setdefault(r.worker_id or worker_id, []).append(item)
+        out = Synced()
+        for wid, results in by_worker.items():
+            mine = wid == worker_id
+            if not results and not (mine and created):
+                continue
+            body = {"worker_id": wid, "results": results, "created": list(created) if mine else []}
+            status, reply = self._call("POST", "/tasks/sync", body)
+            if status != 200:
+                raise Unavailable(f"sync refused ({status}): {reply}")
+            out.accepted.extend(str(i) for i in reply.get("accepted", []))
+            out.rejected.extend((str(x["id"]), str(x.get("reason", "")))
+                                for x in reply.get("rejected", []))  # fmt: skip
+            if mine:
+                # A 200 settles every created body: each one is now a task, or refused for
+                # good.
+                out.created.extend(str(b["idempotency_key"]) for b in created)
+        return out
 
     def release(self, leases: Sequence[Lease]) -> None:
         # DTQ's addition to API.md's minimum contract: shutdown is not a failed attempt.

@@ -9,22 +9,40 @@ key, so a re-sent creation is deduplicated by the server.
 WAL with ``synchronous=NORMAL``: a committed entry survives the process being killed
 (kill -9); only an OS crash or power loss can drop the last commits, and then the task's
 lease expires and it is retried — at-least-once still holds.
+
+One journal, one live process: a journal is locked (``flock`` on ``<path>.lock``) for as
+long as it is open, and the OS drops the lock when its process dies, kill -9 included.
+Its rows are therefore always the current owner's, or those of a dead previous owner of
+the file, which the next owner syncs as they were written (lease token and worker id).
+Two live workers on one journal each synced the other's in-flight outcomes under their
+own id at start: a duplicate per outcome, recorded for the wrong worker.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from chalicelib.errors import ConfigError, DTQError
+
+log = logging.getLogger("dtq.worker")
+
+#: Numbered default journals tried before giving up: more live workers than this in one
+#: folder is a mistake to report, not a reason to create files forever.
+MAX_DEFAULT_JOURNALS = 1000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
     task_id TEXT PRIMARY KEY, queue TEXT NOT NULL, token TEXT NOT NULL,
     succeeded INTEGER NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
-    retry_delay_ms INTEGER, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL
+    retry_delay_ms INTEGER, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,
+    worker_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS created (
     idempotency_key TEXT PRIMARY KEY, body TEXT NOT NULL, seq INTEGER NOT NULL
@@ -46,45 +64,127 @@ class Report(NamedTuple):
     retry_delay_ms: int | None = None
     started_ms: int = 0
     finished_ms: int = 0
+    #: the worker that ran the attempt and is reported as its author; "": the worker
+    #: reporting it (a row journaled by a previous owner of the journal keeps its id)
+    worker_id: str = ""
 
-    def row(self) -> tuple[Any, ...]:
+    def row(self, worker_id: str) -> tuple[Any, ...]:
         return (self.task_id, self.queue, self.token, int(self.succeeded), self.result_json,
-                self.error, self.retry_delay_ms, self.started_ms, self.finished_ms)  # fmt: skip
+                self.error, self.retry_delay_ms, self.started_ms, self.finished_ms,
+                self.worker_id or worker_id)  # fmt: skip
+
+
+_COLUMNS = ("task_id, queue, token, succeeded, result, error, retry_delay_ms, started_ms, "
+            "finished_ms, worker_id")  # fmt: skip
+
+
+class JournalBusy(DTQError):
+    """Another live process holds the journal's lock."""
+
+    def __init__(self, path: str, holder: int | None) -> None:
+        self.path, self.holder = path, holder
+        by = f"another worker (pid {holder})" if holder else "another worker"
+        super().__init__(f"{path}: {by} holds this journal")
+
+
+def _lock(path: str) -> int:
+    """Lock ``<path>.lock`` for this process (released by :meth:`Journal.close` or the
+    process's death); raises :class:`JournalBusy` when another process holds it.
+
+    A sidecar file, not the database: SQLite's own POSIX locks on the database are
+    dropped when any descriptor of that file in the process is closed. The descriptor is
+    close-on-exec, so the recorder child and ``--pool process`` children, which exec,
+    never hold it on after the worker died."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise JournalBusy(path, int(text) if text.isdigit() else None) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # The holder's pid, for the message another worker gets (and for a person looking).
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Journal:
     """Thread-safe: the run loop, the heartbeat thread and handlers all write to it."""
 
     def __init__(self, path: str) -> None:
+        """Open and lock the journal at ``path``; raises :class:`JournalBusy` when
+        another process has it open."""
+        self._lock_fd = -1
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._lock_fd = _lock(path)  # before SQLite touches the file
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")  # two workers may share a journal
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # No other worker writes here (the lock), but a person or a test may read it
+            # (sqlite3 CLI): wait out their short locks rather than fail a commit.
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(outcomes)")}
+            if "worker_id" not in columns:  # a journal written before rows kept their worker
+                self._db.execute("ALTER TABLE outcomes ADD COLUMN worker_id TEXT NOT NULL "
+                                 "DEFAULT ''")  # fmt: skip
+        except BaseException:
+            self._release()
+            raise
         # Ids with a journaled outcome, so the run loop never runs such a task again
         # (checked per claimed task, so it must be a set lookup, not a query).
         self._owed = {r[0] for r in self._db.execute("SELECT task_id FROM outcomes")}
         self._seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM created").fetchone()[0]
 
+    @classmethod
+    def first_free(cls, directory: str, hostname: str) -> Journal:
+        """The first journal of ``journal-<hostname>.db``, ``journal-<hostname>-2.db``, …
+        in ``directory`` that no live process holds. The first free one, not a new one:
+        a worker restarted after a crash takes its predecessor's file and syncs what is
+        left in it."""
+        held: list[str] = []
+        for n in range(1, MAX_DEFAULT_JOURNALS + 1):
+            name = f"journal-{hostname}.db" if n == 1 else f"journal-{hostname}-{n}.db"
+            try:
+                journal = cls(os.path.join(directory, name))
+            except JournalBusy as exc:
+                held.append(f"{name} (pid {exc.holder or '?'})")
+                continue
+            log.info("journal %s%s", journal.path,
+                     f" (held by other workers: {', '.join(held)})" if held else "")  # fmt: skip
+            return journal
+        raise ConfigError(f"{directory}: all {MAX_DEFAULT_JOURNALS} journals of "
+                          f"journal-{hostname}*.db are held by live workers")  # fmt: skip
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = -1
 
     # -- outcomes ------------------------------------------------------------------
 
-    def add(self, reports: Sequence[Report]) -> None:
-        """Journal outcomes in one transaction (durable when this returns)."""
+    def add(self, reports: Sequence[Report], worker_id: str = "") -> None:
+        """Journal outcomes in one transaction (durable when this returns); ``worker_id``:
+        the worker that ran those without one of their own."""
         if not reports:
             return
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?,?,?,?,?,?)",
-                [r.row() for r in reports],
+                f"INSERT OR REPLACE INTO outcomes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [r.row(worker_id) for r in reports],
             )
             self._db.execute("COMMIT")
             self._owed.update(r.task_id for r in reports)
@@ -96,9 +196,17 @@ class Journal:
     def pending(self, limit: int = 500) -> list[Report]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM outcomes ORDER BY finished_ms LIMIT ?", (limit,)
+                f"SELECT {_COLUMNS} FROM outcomes ORDER BY finished_ms LIMIT ?", (limit,)
             ).fetchall()
-        return [Report(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
+        return [_report(r) for r in rows]
+
+    def outcome(self, task_id: str) -> Report | None:
+        """The journaled outcome of this task, if any."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM outcomes WHERE task_id = ?", (task_id,)
+            ).fetchone()
+        return None if row is None else _report(row)
 
     def settle(self, task_ids: Iterable[str]) -> None:
         """The server accepted or rejected these outcomes: forget them."""
@@ -143,3 +251,7 @@ class Journal:
     def count_created(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM created").fetchone()[0])
+
+
+def _report(r: Sequence[Any]) -> Report:
+    return Report(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])

@@ -27,7 +27,7 @@ from chalicelib.errors import ConfigError
 from chalicelib.settings import Settings
 from workers import registry
 from workers.heap import freeze_startup_heap
-from workers.offline import Journal
+from workers.offline import Journal, JournalBusy
 from workers.slots import PoolFactory, SlotPool
 from workers.worker import Worker, WorkerConfig
 
@@ -45,7 +45,9 @@ def register(subparsers: Any) -> None:
                    "(default: DTQ_TASKS)")  # fmt: skip
     p.add_argument("--api", default=None, metavar="URL", help="use the HTTP API, not Redis")
     p.add_argument("--offline-db", default=None, metavar="PATH",
-                   help="SQLite journal (default: .dtq/journal-<hostname>.db)")  # fmt: skip
+                   help="SQLite journal, locked for the worker's life; refused when another "
+                   "worker holds it (default: the first free of .dtq/journal-<hostname>.db, "
+                   ".dtq/journal-<hostname>-2.db, …)")  # fmt: skip
     p.add_argument("--grace-seconds", type=float, default=30.0)
     p.add_argument("--lease-seconds", type=float, default=None,
                    help="lease length (default: DTQ_LEASE_SECONDS, 30)")  # fmt: skip
@@ -83,6 +85,17 @@ def _config(args: argparse.Namespace, settings: Settings) -> WorkerConfig:
     )  # fmt: skip
 
 
+def _journal(path: str | None, hostname: str) -> Journal:
+    if path is None:
+        return Journal.first_free(".dtq", hostname)
+    try:
+        return Journal(path)
+    except JournalBusy as exc:
+        # Given explicitly, the file is not swapped for another: its rows would wait there.
+        raise ConfigError(f"--offline-db {exc.message}; each worker needs a journal of its "
+                          "own") from None  # fmt: skip
+
+
 def _install_signals(worker: Worker) -> None:
     seen: list[int] = []
 
@@ -101,6 +114,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env(os.environ)
     config = _config(args, settings)
+    # First: a worker refused its journal stops before it loads or starts anything.
+    journal = _journal(args.offline_db, config.hostname)
     modules = (args.tasks if args.tasks is not None else settings.tasks).split(",")
     handlers = registry.load(modules)
     pool: PoolFactory = SlotPool
@@ -108,7 +123,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from workers.procpool import ProcessPool
 
         pool = functools.partial(ProcessPool, modules=modules)
-    journal = Journal(args.offline_db or os.path.join(".dtq", f"journal-{config.hostname}.db"))
     stop_recorder = threading.Event()
     closers: list[Any] = [journal.close]
     if args.api:

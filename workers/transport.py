@@ -71,7 +71,9 @@ class Transport(Protocol):
 
     def sync(self, worker_id: str, reports: Sequence[Report],
              created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
-        """Push created tasks and report outcomes. Re-sending is harmless."""
+        """Push created tasks and report outcomes. Re-sending is harmless. Each outcome
+        goes under its own lease token and its ``worker_id`` (``worker_id`` when it has
+        none): a journal's previous owner's outcomes stay its own."""
         ...
 
     def release(self, leases: Sequence[Lease]) -> None:
@@ -155,7 +157,8 @@ class RedisTransport:
             Outcome(queue=r.queue, task_id=r.task_id, token=r.token, succeeded=r.succeeded,
                     result_json=(payloads.offload_result(r.task_id, r.result_json)
                                  if payloads is not None and r.succeeded else r.result_json),
-                    error=r.error, retry_delay_ms=r.retry_delay_ms, worker_id=worker_id)
+                    error=r.error, retry_delay_ms=r.retry_delay_ms,
+                    worker_id=r.worker_id or worker_id)
             for r in reports
         ]  # fmt: skip
         with redis_errors():

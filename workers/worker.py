@@ -349,7 +349,7 @@ class Worker:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
-            self.journal.add(batch)
+            self.journal.add(batch, self.worker_id)
             if self._online and (batch or self._created_dirty):
                 self._sync(batch)
 

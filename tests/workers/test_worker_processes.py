@@ -116,7 +116,8 @@ def test_a_paused_workers_late_report_is_refused_as_a_duplicate(
     # lost is dropped, not run (the test's former race: it paused right after the claim).
     wait_until(lambda: (tmp_path / f"{task['id']}.started").exists(), timeout_s=15)
     paused.send_signal(signal.SIGSTOP)
-    spawn_worker("--lease-seconds", "1", "--worker-id", "other", *MARKED)
+    # A journal of its own: the paused worker, alive, holds journal.db.
+    spawn_worker("--lease-seconds", "1", "--worker-id", "other", *MARKED, journal="other.db")
     wait_until(lambda: status(services, task["id"]) == "succeeded", timeout_s=20)
     paused.send_signal(signal.SIGCONT)
 
@@ -143,7 +144,8 @@ def test_a_claimed_task_whose_lease_was_lost_before_it_started_is_not_run(
     wait_until(lambda: (tmp_path / f"{first['id']}.started").exists(), timeout_s=15)
     wait_until(lambda: live(services, second["id"]).get("wid") == "paused", timeout_s=15)
     paused.send_signal(signal.SIGSTOP)
-    spawn_worker("--concurrency", "2", "--lease-seconds", "1", "--worker-id", "other", *MARKED)
+    spawn_worker("--concurrency", "2", "--lease-seconds", "1", "--worker-id", "other", *MARKED,
+                 journal="other.db")  # fmt: skip
     wait_until(lambda: status(services, second["id"]) == "succeeded", timeout_s=20)
     paused.send_signal(signal.SIGCONT)
     log = tmp_path / "worker-0.log"
