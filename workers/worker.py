@@ -37,7 +37,7 @@ from workers.context import Job
 from workers.offline import Journal, Report
 from workers.registry import Registry
 from workers.slots import PoolFactory, SlotPool, timed_out
-from workers.transport import Transport
+from workers.transport import Synced, Transport
 
 log = logging.getLogger("dtq.worker")
 
@@ -223,8 +223,7 @@ class Worker:
                 # once) while the report is still settling: let it finish, then look again.
                 with self._flush_lock:
                     owed = self.journal.owes(lease.task_id)
-                if owed:
-                    self._resettle(lease)
+                if owed and self._resettle(lease):
                     continue
             job = Job(lease, extend_at=now + self._extend_every_s)
             with self._lock:
@@ -236,16 +235,33 @@ class Worker:
             self._pool.submit(job)
         return len(leases)
 
-    def _resettle(self, lease: Lease) -> None:
-        """A task whose outcome is journaled came back (its report was lost in transit):
-        report that outcome again under the new lease instead of running it twice."""
-        for r in self.journal.pending(limit=1_000_000):
-            if r.task_id == lease.task_id:
-                fresh = Report(r.task_id, r.queue, lease.lease_token, r.succeeded, r.result_json,
-                               r.error, r.retry_delay_ms, r.started_ms, r.finished_ms)  # fmt: skip
-                with self._lock:
-                    self._add_pending(fresh)
-                return
+    def _resettle(self, lease: Lease) -> bool:
+        """A task came back while an outcome of an earlier lease of it is journaled here
+        (its report failed, or its reply was lost in transit): report that outcome as it
+        was written, under its own lease token and worker, and let the server decide.
+        True when that outcome ended the task (a late success), so the new lease must not
+        run; else the new lease is a new attempt and runs. The old outcome is never sent
+        under the new lease: a failure would then answer the very retry it caused, an
+        attempt recorded that never ran."""
+        with self._flush_lock:
+            owed = self.journal.outcome(lease.task_id)
+            if owed is None:  # settled meanwhile
+                return False
+            res = self._sync([owed])
+        if res is None or lease.task_id not in res.accepted:
+            return False  # refused (or unknown while offline): the new lease is the attempt
+        try:
+            # "Accepted" may also mean "had it already" (HTTP: a resent outcome); only the
+            # server knows whether the new lease is still live.
+            [ans] = self.transport.extend([(lease, self.config.lease_ms)])
+        except Unavailable as exc:
+            self._went_offline(exc)
+            return False
+        if ans.lost is None:
+            return False
+        log.info("task %s: its journaled outcome ended it; not running its new lease",
+                 lease.task_id)  # fmt: skip
+        return True
 
     def _execute(self, job: Job) -> None:
         if time.monotonic() > job.extend_at + self._extend_every_s and not self._still_ours(job):
@@ -353,13 +369,15 @@ class Worker:
             if self._online and (batch or self._created_dirty):
                 self._sync(batch)
 
-    def _sync(self, reports: list[Report]) -> bool:
+    def _sync(self, reports: list[Report]) -> Synced | None:
+        """Report outcomes (each under its own lease token and worker) and push created
+        tasks; None when the server is unreachable (the worker is then offline)."""
         created = self.journal.pending_created() if self._created_dirty else []
         try:
             res = self.transport.sync(self.worker_id, reports, created)
         except Unavailable as exc:
             self._went_offline(exc)
-            return False
+            return None
         self.journal.settle(res.accepted + [task_id for task_id, _ in res.rejected])
         if created:
             self.journal.settle_created(res.created)
@@ -370,7 +388,7 @@ class Worker:
         self.counts["rejected"] += len(res.rejected)
         for task_id, reason in res.rejected:
             log.info("outcome of task %s refused: %s", task_id, reason)
-        return True
+        return res
 
     # -- offline and reconnection ------------------------------------------------------
 
@@ -397,7 +415,7 @@ class Worker:
                     self._created_dirty = self._created_dirty or self.journal.count_created() > 0
                     if not batch and not self._created_dirty:
                         break
-                    if not self._sync(batch):
+                    if self._sync(batch) is None:
                         return  # offline again; _sync scheduled the next attempt
                     if len(batch) < 500:
                         break

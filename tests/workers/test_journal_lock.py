@@ -10,8 +10,10 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import psycopg
 import pytest
 
 from chalicelib.deps import Services
+from chalicelib.fleet import Fleet
 from chalicelib.recorder import Recorder
 from chalicelib.settings import Settings
 from tests.helpers import wait_until
@@ -34,8 +37,10 @@ from tests.workers.test_offline import (
     states,
 )
 from tests.workers.test_transport_contract import transport  # noqa: F401 (a fixture)
+from workers import registry
 from workers.offline import Journal, JournalBusy, Report
-from workers.transport import Transport
+from workers.transport import RedisTransport, Transport
+from workers.worker import Worker, WorkerConfig
 
 HOST = socket.gethostname()
 StartIn = Callable[..., subprocess.Popen[bytes]]
@@ -201,6 +206,85 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
     [dup] = [e for e in history(services, old.task_id) if e["event"] == "duplicate_result"]
     assert dup["worker_id"] == "w-old"  # not w-new, which never ran it
     assert (services.queue.live("default", new.task_id) or {})["st"] == "succeeded"
+
+
+# -- an earlier lease's outcome still journaled when the task comes back -------------------
+
+
+def in_process_worker(services: Services, tmp_path: Path, handlers: registry.Registry,
+                      worker_id: str) -> Worker:  # fmt: skip
+    redis = RedisTransport(services.queue, Fleet(services.queue, services.store),
+                           services.client)  # fmt: skip
+    config = WorkerConfig(concurrency=1, worker_id=worker_id)
+    return Worker(config, redis, handlers, Journal(str(tmp_path / f"{worker_id}.db")))
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[Worker]:
+    thread = threading.Thread(target=worker.run, name="test-worker")
+    thread.start()
+    try:
+        # Its first claim comes after the start-up sync of its journal.
+        wait_until(lambda: worker.claims > 0, timeout_s=15, what="the first claim")
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(30)
+        worker.journal.close()
+
+
+def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
+    services: Services, tmp_path: Path
+) -> None:
+    ran: list[int] = []
+
+    def flaky(payload: dict[str, Any], ctx: Any) -> dict[str, int]:
+        ran.append(ctx.attempt)
+        return {"attempt": ctx.attempt}
+
+    handlers = registry.load([])
+    handlers.add("flaky", flaky)
+    task = services.client.enqueue("flaky", max_attempts=3)
+    first = services.queue.claim(["default"], "w", 1, 30_000).leases[0]
+    with running(in_process_worker(services, tmp_path, handlers, "w")) as worker:
+        # Attempt 1 failed here: journaled, and reported (the reply lost on its way back,
+        # so the row stays) — the retry it causes comes back to this worker.
+        worker.journal.add([Report(task["id"], "default", first.lease_token, False,
+                                   error="attempt 1 failed")], "w")  # fmt: skip
+        assert services.queue.fail("default", task["id"], first.lease_token,
+                                   "attempt 1 failed", retry_delay_ms=0, worker_id="w")  # fmt: skip
+        wait_until(lambda: (services.queue.live("default", task["id"]) or {}).get("st")
+                   == "succeeded", timeout_s=15, what="the retry")  # fmt: skip
+        assert worker.journal.count() == 0
+    # Attempt 2 ran; attempt 1's failure did not answer it (an attempt that never ran).
+    assert ran == [2]
+    recorded_events(services)
+    final = services.client.get(task["id"])
+    assert (final["attempts"], final["result"]) == (2, {"attempt": 2})
+    assert Counter(e["event"] for e in final["history"])["failed"] == 1
+
+
+def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
+    services: Services, tmp_path: Path
+) -> None:
+    ran: list[int] = []
+    handlers = registry.load([])
+    handlers.add("once", lambda payload: ran.append(1))
+    task = services.client.enqueue("once", max_attempts=3)
+    first = services.queue.claim(["default"], "w", 1, 300).leases[0]
+    with running(in_process_worker(services, tmp_path, handlers, "w")) as worker:
+        # Attempt 1 succeeded here but its report never left; its lease expires and the
+        # task comes back to this worker, which owes that success.
+        worker.journal.add([Report(task["id"], "default", first.lease_token, True,
+                                   '{"from": "journal"}')], "w")  # fmt: skip
+        wait_until(lambda: (services.queue.live("default", task["id"]) or {}).get("st")
+                   == "succeeded", timeout_s=15, what="the late success")  # fmt: skip
+        assert worker.journal.count() == 0
+    assert ran == []
+    recorded_events(services)
+    final = services.client.get(task["id"])
+    assert final["result"] == {"from": "journal"}
+    assert "duplicate_result" not in {e["event"] for e in final["history"]}
 
 
 # -- real worker processes ---------------------------------------------------------------
