@@ -120,7 +120,12 @@ class Epochs:
         """Check the Redis server against the record; raise the epoch if it may have lost
         writes; publish the epoch. Returns it."""
         runs = self.queue.server_run_ids()
-        held = self.queue.published_epoch()
+        held, checked_run = self.queue.published_check()
+        if held is not None and runs == [checked_run]:
+            # Some process checked this very server process against the record and wrote
+            # so into it: it has not restarted since, so it lost nothing since. No need to
+            # reach PostgreSQL (a worker starting during a PostgreSQL outage still works).
+            return held
         try:
             return self._check(runs, held)
         except psycopg.errors.UndefinedTable:
@@ -149,7 +154,7 @@ class Epochs:
                 epoch = _raise(conn, reason)
         if reason is not None:
             log.warning("epoch raised to %d: %s", epoch, reason)
-        self.queue.publish_epoch(epoch)
+        self.queue.publish_epoch(epoch, runs[0] if len(runs) == 1 else None)
         return epoch
 
     def raise_epoch(self, reason: str) -> int:

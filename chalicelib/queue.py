@@ -272,20 +272,26 @@ class Queue(QueueReads):
 
     def published_epoch(self) -> int | None:
         """The deployment's epoch as Redis holds it (None: Redis has none)."""
-        value = self.redis.hget(self.keys.epoch, "ep")
-        return None if value is None else int(value)
+        return self.published_check()[0]
 
-    def publish_epoch(self, epoch: int) -> None:
-        """Raise every copy of the epoch in Redis to ``epoch`` (never lowers one): the
-        deployment's epoch hash, then each registered queue's meta."""
-        self._set_epoch(self.keys.epoch, epoch)
+    def published_check(self) -> tuple[int | None, str | None]:
+        """(epoch, run_id of the server process last checked against the record)."""
+        ep, run = self.redis.hmget(self.keys.epoch, "ep", "run")
+        return (None if ep is None else int(ep)), (None if run is None else run.decode())
+
+    def publish_epoch(self, epoch: int, checked_run: str | None = None) -> None:
+        """Raise every copy of the epoch in Redis to ``epoch`` (never lowers one): each
+        registered queue's meta, then the deployment's epoch hash, with the server process
+        just checked (last, so that it is never marked checked before the queues know)."""
         for queue in self.known_queues():
             self._set_epoch(self.keys.queue(queue).meta, epoch)
+        self._set_epoch(self.keys.epoch, epoch, checked_run)
 
-    def _set_epoch(self, key: str, epoch: int) -> None:
+    def _set_epoch(self, key: str, epoch: int, checked_run: str | None = None) -> None:
         # EVAL with the text, not EVALSHA: this runs while the scripts may be unloaded
         # (from the new-server hook itself), and it is rare.
-        self.redis.eval(self._scripts["set_epoch"].script, 1, key, epoch)
+        args = [epoch] if checked_run is None else [epoch, checked_run]
+        self.redis.eval(self._scripts["set_epoch"].script, 1, key, *args)
 
     # -- claim and leases --------------------------------------------------------
 

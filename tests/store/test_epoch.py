@@ -203,13 +203,25 @@ def test_epoch_span_matches_the_scripts() -> None:
     assert f"local EPOCH_SPAN = {EPOCH_SPAN}" in lib
 
 
-def test_nothing_runs_against_a_server_the_record_could_not_check(svc: deps.Services) -> None:
-    task = svc.client.enqueue("t", {})
-    # Another process whose PostgreSQL is unreachable meets this Redis for the first
-    # time: it cannot tell whether Redis lost writes, so it treats Redis as unreachable.
-    blind = deps.build(dataclasses.replace(svc.settings,
-                                           database_url="postgresql://postgres@127.0.0.1:9/x"),
-                       pool_size=1)  # fmt: skip
+def test_nothing_runs_against_a_server_the_record_could_not_check(
+    own: OwnRedis, svc: deps.Services
+) -> None:
+    task = svc.client.enqueue("t", {})  # this server process is checked (and says so)
+    blind_settings = dataclasses.replace(
+        svc.settings, database_url="postgresql://postgres@127.0.0.1:9/x"
+    )
+    # A process whose PostgreSQL is unreachable may use a server some process checked
+    # (it did not restart since, so it lost nothing since)...
+    blind = deps.build(blind_settings, pool_size=1)
+    try:
+        assert blind.queue.depths(["default"])["default"]["queued"] == 1
+    finally:
+        blind.close()
+    # ... but after a restart it cannot tell whether Redis lost writes, so it treats
+    # Redis as unreachable and runs nothing there.
+    own.stop()
+    own.start()
+    blind = deps.build(blind_settings, pool_size=1)
     try:
         with pytest.raises(redis.ConnectionError, match="not yet checked against the record"):
             blind.queue.claim(["default"], "w", 1, 60_000)
