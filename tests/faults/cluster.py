@@ -57,6 +57,12 @@ FAST_BACKOFF = {"base_seconds": 0.05, "factor": 1.0, "max_seconds": 0.05, "jitte
 #: are shared with the processes under test.
 POLL_S = 0.05
 
+#: Worker log messages (workers/worker.py): it lost the server, and found it again.
+OFFLINE = "offline (journaling outcomes, not claiming)"
+BACK_ONLINE = "back online; journal synced"
+#: The harness's line in a process's log at each start of it.
+START_MARK = "--- harness: start at "
+
 T = TypeVar("T")
 
 
@@ -122,7 +128,7 @@ class Proc:
     def start(self) -> None:
         """Start (or start again, appending to the same log)."""
         with open(self.log, "ab") as out:
-            out.write(f"--- {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+            out.write(f"{START_MARK}{time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
             out.flush()
             self.popen = subprocess.Popen(
                 self.argv, env=self.env, cwd="/" if self.uid is not None else self.cwd,
@@ -208,14 +214,21 @@ class Proc:
         except ProcessLookupError:
             pass
 
-    def text(self) -> str:
+    def _log(self) -> str:
         try:
             return self.log.read_text(errors="replace")
         except OSError:
             return ""
 
+    def text(self) -> str:
+        """What the process wrote (every start of it), without the harness's own lines:
+        those name the command line, whose words (``--offline-db``…) a test looking for
+        a log message must not find."""
+        return "".join(line for line in self._log().splitlines(keepends=True)
+                       if not line.startswith(START_MARK))  # fmt: skip
+
     def tail(self, lines: int = 25) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
+        return "\n".join(self._log().splitlines()[-lines:])
 
     def describe(self) -> str:
         code = self.returncode()

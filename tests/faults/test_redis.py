@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.faults.cluster import Cluster, task, wait_for
+from tests.faults.cluster import BACK_ONLINE, OFFLINE, Cluster, task, wait_for
 
 LEASE_S = 2.0
 
@@ -27,7 +27,7 @@ def test_redis_killed_and_restarted_loses_no_task(cluster: Cluster) -> None:
     cluster.redis.kill()
     # Both workers noticed (they journal outcomes and stop claiming), and Redis stays down
     # until the leases they held have run out, so the restart finds them expired.
-    wait_for(lambda: "offline" in a.text() and "offline" in b.text(), 30,
+    wait_for(lambda: OFFLINE in a.text() and OFFLINE in b.text(), 30,
              "the workers to go offline", cluster.describe)  # fmt: skip
     wait_for(lambda: time.time() > leases_end, 30, "the held leases to run out")
     cluster.redis.restart()
@@ -35,6 +35,6 @@ def test_redis_killed_and_restarted_loses_no_task(cluster: Cluster) -> None:
     # A kill -9 of the process (not of the machine) keeps every write the AOF was given;
     # leases that ran out meanwhile are retried (re-runs are allowed, and explained).
     report = cluster.check("redis kill -9 + restart (AOF everysec)", ids)
-    assert "back online" in a.text() and "back online" in b.text()
+    assert BACK_ONLINE in a.text() and BACK_ONLINE in b.text()
     assert report.statuses == {"succeeded": len(ids)}
     report.assert_clean()

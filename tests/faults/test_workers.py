@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.faults.cluster import Cluster, task, wait_for
+from tests.faults.cluster import BACK_ONLINE, OFFLINE, Cluster, task, wait_for
 
 
 def test_worker_killed_mid_drain_its_tasks_finish_on_another(cluster: Cluster) -> None:
@@ -80,7 +80,7 @@ def test_http_worker_rides_out_an_api_outage(cluster: Cluster) -> None:
 
     wait_for(w_mid_run, 30, "the HTTP worker to be running tasks", cluster.describe)
     api.kill()
-    wait_for(lambda: "offline" in w.text(), 30, "the worker to go offline", cluster.describe)
+    wait_for(lambda: OFFLINE in w.text(), 30, "the worker to go offline", cluster.describe)
     # Offline, it finishes what it holds and journals the outcomes; meanwhile its leases
     # run out (Redis's clock goes on).
     wait_for(lambda: all(r.end is not None for r in cluster.runs()), 30,
@@ -91,7 +91,7 @@ def test_http_worker_rides_out_an_api_outage(cluster: Cluster) -> None:
 
     report = cluster.check("HTTP worker, API killed and back", ids)
     report.assert_clean()
-    assert "back online; journal synced" in w.text()
+    assert BACK_ONLINE in w.text()
     # README: a result reported on an expired lease is accepted while nobody finished the
     # task since; the worker syncs its journal before it claims again, so the outcomes
     # it journaled offline are accepted and nothing it ran offline runs twice.
