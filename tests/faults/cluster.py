@@ -60,6 +60,8 @@ POLL_S = 0.05
 #: Worker log messages (workers/worker.py): it lost the server, and found it again.
 OFFLINE = "offline (journaling outcomes, not claiming)"
 BACK_ONLINE = "back online; journal synced"
+#: What a server that lost the race for its port says (Redis, PostgreSQL, Python).
+PORT_TAKEN = "Address already in use"
 #: The harness's line in a process's log at each start of it.
 START_MARK = "--- harness: start at "
 
@@ -111,7 +113,8 @@ class Proc:
     """One process of the cluster: started in its own session, output to a log file."""
 
     def __init__(self, name: str, argv: Sequence[str], log: Path, *, env: dict[str, str],
-                 cwd: Path, uid: int | None = None, gid: int | None = None) -> None:  # fmt: skip
+                 cwd: Path, uid: int | None = None, gid: int | None = None,
+                 start: bool = True) -> None:  # fmt: skip
         self.name = name
         self.argv = list(argv)
         self.log = log
@@ -123,7 +126,8 @@ class Proc:
         self.paused = False
         #: what the harness did to it, for describe(): "killed", "terminated", …
         self.fate = ""
-        self.start()
+        if start:
+            self.start()
 
     def start(self) -> None:
         """Start (or start again, appending to the same log)."""
@@ -227,12 +231,18 @@ class Proc:
         return "".join(line for line in self._log().splitlines(keepends=True)
                        if not line.startswith(START_MARK))  # fmt: skip
 
+    def last_start_text(self) -> str:
+        """What it wrote since it was last started."""
+        return self._log().rsplit(START_MARK, 1)[-1]
+
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self._log().splitlines()[-lines:])
 
     def describe(self) -> str:
         code = self.returncode()
         state = "running" if code is None else f"exited {code}"
+        if self.popen is None:
+            state = "not started"
         if self.paused:
             state = "paused"
         fate = f", {self.fate}" if self.fate else ""
@@ -240,17 +250,46 @@ class Proc:
         return f"== {self.name} (pid {pid}, {state}{fate}) log {self.log}:\n{self.tail()}"
 
 
+def start_on_free_port(proc: Proc, place: Callable[[int], None], ready: Callable[[], bool],
+                       timeout_s: float) -> None:  # fmt: skip
+    """Start ``proc`` on a port nobody listens on: ``place(port)`` puts the port in its
+    command line (and wherever clients look). Another process may take the port between
+    our pick and the server's bind (parallel test sessions pick ports too): that start
+    fails with "Address already in use", and another port is picked."""
+    for _ in range(5):
+        place(embedded.free_port())
+        proc.start()
+        wait_for(lambda: ready() or not proc.alive(), timeout_s, f"{proc.name} to answer",
+                 proc.describe)  # fmt: skip
+        if proc.alive():
+            return
+        if PORT_TAKEN not in proc.last_start_text():
+            raise AssertionError(f"{proc.name} exited at start\n{proc.describe()}")
+    raise AssertionError(f"{proc.name}: no free port in 5 tries\n{proc.describe()}")
+
+
+def _with_port(argv: list[str], flag: str, port: int) -> list[str]:
+    out = list(argv)
+    out[out.index(flag) + 1] = str(port)
+    return out
+
+
 class RedisServer:
     """``redis-server`` with the AOF configuration of ``dtq dev`` (workers/embedded.py)."""
 
     def __init__(self, home: Path, logs: Path) -> None:
-        self.port = embedded.free_port()
-        server = embedded.redis_server(home, self.port, [])
-        self.url = server.url
+        server = embedded.redis_server(home, 0, [])
         self.dir = home / "redis"
+        self.port = 0
+        self.url = ""
         self.proc = Proc("redis", server.argv, logs / "redis.log", env=dict(os.environ),
-                         cwd=self.dir)  # fmt: skip
-        self.wait_ready()
+                         cwd=self.dir, start=False)  # fmt: skip
+
+        def place(port: int) -> None:
+            self.port, self.url = port, f"redis://127.0.0.1:{port}/0"
+            self.proc.argv = _with_port(server.argv, "--port", port)
+
+        start_on_free_port(self.proc, place, self.ready, 20.0)
 
     def ready(self) -> bool:
         """Answers PING (not while it loads its AOF)."""
@@ -276,12 +315,17 @@ class PostgresServer:
     """A PostgreSQL cluster of our own (``initdb`` once, then ``postgres``)."""
 
     def __init__(self, home: Path, logs: Path) -> None:
-        self.port = embedded.free_port()
-        server = embedded.postgres_server(home, self.port, [])
-        self.base_url = server.url.rsplit("/", 1)[0]
+        server = embedded.postgres_server(home, 0, [])  # initdb; the port is picked after
+        self.port = 0
+        self.base_url = ""
         self.proc = Proc("postgres", server.argv, logs / "postgres.log", env=dict(os.environ),
-                         cwd=home, uid=server.uid, gid=server.gid)  # fmt: skip
-        self.wait_ready()
+                         cwd=home, uid=server.uid, gid=server.gid, start=False)  # fmt: skip
+
+        def place(port: int) -> None:
+            self.port, self.base_url = port, f"postgresql://postgres@127.0.0.1:{port}"
+            self.proc.argv = _with_port(server.argv, "-p", port)
+
+        start_on_free_port(self.proc, place, self.ready, 30.0)
 
     def url(self, database: str) -> str:
         return f"{self.base_url}/{database}"
@@ -308,17 +352,29 @@ class Api:
 
     def __init__(self, cluster: Cluster, name: str = "api", port: int | None = None) -> None:
         self.cluster = cluster
-        self.port = port or embedded.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = cluster.spawn(name, "api", "--port", str(self.port))
-        self.wait_ready()
+        self.port = port or 0
+        self.url = ""
+        self.proc = cluster.spawn(name, "api", "--port", str(self.port), start=False)
+
+        def place(port: int) -> None:
+            self.port, self.url = port, f"http://127.0.0.1:{port}"
+            self.proc.argv = _with_port(self.proc.argv, "--port", port)
+
+        if port is None:
+            start_on_free_port(self.proc, place, self.answers, 30.0)
+        else:  # the caller wants this port: no other will do
+            place(port)
+            self.proc.start()
+            self.wait_ready()
         self.token = self.login()
 
-    def wait_ready(self) -> None:
+    def answers(self) -> bool:
         # Any answer will do: /health says 503 while a server is down, and that is a
         # state scenarios start the API in on purpose.
-        wait_for(lambda: http_json("GET", self.url + "/health", timeout_s=2)[0] != 0, 30,
-                 f"{self.proc.name} to answer", self.cluster.describe)  # fmt: skip
+        return http_json("GET", self.url + "/health", timeout_s=2)[0] != 0
+
+    def wait_ready(self) -> None:
+        wait_for(self.answers, 30, f"{self.proc.name} to answer", self.cluster.describe)
 
     def login(self) -> str:
         status, body = http_json("POST", self.url + "/auth/login",
@@ -408,12 +464,14 @@ class Cluster:
         env.update(extra)
         return env
 
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Proc:
-        """Start ``dtq <args>``, its output in ``<logs>/<name>.log``."""
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None,
+              start: bool = True) -> Proc:  # fmt: skip
+        """Start ``dtq <args>``, its output in ``<logs>/<name>.log`` (``start=False``: the
+        caller starts it)."""
         if any(p.name == name for p in self.procs):
             raise ValueError(f"a process named {name!r} exists already")
         proc = Proc(name, [DTQ, *args], self.logs / f"{name}.log", env=self.env(**(env or {})),
-                    cwd=self.logs)  # fmt: skip
+                    cwd=self.logs, start=start)  # fmt: skip
         self.procs.append(proc)
         return proc
 
