@@ -83,11 +83,16 @@ def wait_for(predicate: Callable[[], T], timeout_s: float, what: str,
         time.sleep(POLL_S)
 
 
+#: Looked up once here: the child must not dlopen between fork and exec while other
+#: threads of pytest (a scenario's request thread) may hold the loader's lock.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec (after any setuid, which would clear it):
     # SIGKILL this process when the pytest process dies, however it dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def pid_alive(pid: int) -> bool:
