@@ -9,6 +9,7 @@ PostgreSQL refuses anyway is parked, so the rest of the record moves on.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from tests.faults.cluster import Cluster, task, wait_for
@@ -31,9 +32,10 @@ def test_far_future_tasks_and_a_poison_entry_do_not_stop_the_record(cluster: Clu
     # middle of live traffic on two queues.
     assert cluster.redis is not None
     with cluster.redis.client() as r:
-        r.xadd(cluster.keys.queue("default").events,
-               {"d": '[{"id":"%s","v":9,"ev":"canceled","st":"canceled","at":1,'
-                     '"run":2.53402300799e+14}]' % created["id"]})  # fmt: skip
+        poison = json.dumps([{"id": created["id"], "v": 9, "ev": "canceled", "st": "canceled",
+                              "at": 1, "run": 2.53402300799e14}])  # fmt: skip
+        assert "2.53402300799e+14" in poison
+        r.xadd(cluster.keys.queue("default").events, {"d": poison})
     cluster.worker("a", queues="default,mail", concurrency=4, lease_seconds=2)
     ids = api.enqueue_batch([task(0.0) for _ in range(100)])
     ids += api.enqueue_batch([{**task(0.0), "queue": "mail"} for _ in range(100)])
