@@ -5,6 +5,7 @@ written (their lease token and worker) by the next owner of their file only."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -43,6 +44,8 @@ from workers.transport import RedisTransport, Transport
 from workers.worker import Worker, WorkerConfig
 
 HOST = socket.gethostname()
+#: A retry due almost at once (an expired lease counts as a failed attempt).
+FAST_BACKOFF = {"base_seconds": 0.01, "factor": 1.0, "max_seconds": 0.01, "jitter": False}
 StartIn = Callable[..., subprocess.Popen[bytes]]
 
 
@@ -212,10 +215,10 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
 
 
 def in_process_worker(services: Services, tmp_path: Path, handlers: registry.Registry,
-                      worker_id: str) -> Worker:  # fmt: skip
+                      worker_id: str, *, prefetch: int | None = None) -> Worker:  # fmt: skip
     redis = RedisTransport(services.queue, Fleet(services.queue, services.store),
                            services.client)  # fmt: skip
-    config = WorkerConfig(concurrency=1, worker_id=worker_id)
+    config = WorkerConfig(concurrency=1, prefetch=prefetch, worker_id=worker_id)
     return Worker(config, redis, handlers, Journal(str(tmp_path / f"{worker_id}.db")))
 
 
@@ -265,22 +268,38 @@ def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
 
 
 def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
-    services: Services, tmp_path: Path
+    services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "dtq.worker")
     ran: list[int] = []
+    gate_runs, go = threading.Event(), threading.Event()
+
+    def gate(payload: dict[str, Any]) -> None:
+        gate_runs.set()
+        go.wait(30)
+
     handlers = registry.load([])
     handlers.add("once", lambda payload: ran.append(1))
-    task = services.client.enqueue("once", max_attempts=3)
-    first = services.queue.claim(["default"], "w", 1, 300).leases[0]
-    with running(in_process_worker(services, tmp_path, handlers, "w")) as worker:
-        # Attempt 1 succeeded here but its report never left; its lease expires and the
+    handlers.add("gate", gate)
+    worker = in_process_worker(services, tmp_path, handlers, "w", prefetch=0)
+    with running(worker):
+        # Its one slot busy (and nothing prefetched), it claims nothing meanwhile.
+        services.client.enqueue("gate")
+        wait_until(gate_runs.is_set, timeout_s=15, what="the gate task to run")
+        task = services.client.enqueue("once", max_attempts=3, backoff=FAST_BACKOFF)
+        first = services.queue.claim(["default"], "w", 1, 300).leases[0]
+        # Attempt 1 succeeded here but its report never left, and its lease expires: the
         # task comes back to this worker, which owes that success.
         worker.journal.add([Report(task["id"], "default", first.lease_token, True,
                                    '{"from": "journal"}')], "w")  # fmt: skip
+        wait_until(lambda: services.queue.clock.now_ms() > first.lease_expires_ms,
+                   timeout_s=5, what="the lease to expire")  # fmt: skip
+        go.set()
         wait_until(lambda: (services.queue.live("default", task["id"]) or {}).get("st")
                    == "succeeded", timeout_s=15, what="the late success")  # fmt: skip
         assert worker.journal.count() == 0
     assert ran == []
+    assert f"task {task['id']}: its journaled outcome ended it" in caplog.text
     recorded_events(services)
     final = services.client.get(task["id"])
     assert final["result"] == {"from": "journal"}
