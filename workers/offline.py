@@ -115,8 +115,8 @@ class Journal:
     """Thread-safe: the run loop, the heartbeat thread and handlers all write to it."""
 
     def __init__(self, path: str) -> None:
-        """Open and lock the journal at ``path``; raises :class:`JournalBusy` when
-        another process has it open."""
+        """Open and lock the journal at ``path``; raises :class:`JournalBusy` while it
+        is open elsewhere (another process, or another ``Journal`` of this one)."""
         self._lock_fd = -1
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
