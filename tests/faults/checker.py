@@ -169,6 +169,8 @@ class Report:
     stray: set[str] = field(default_factory=set)
     #: the reason of each known defect that this report shows (set by ``assert_clean``)
     xfailed: list[str] = field(default_factory=list)
+    #: how the scenario's test ended (passed, failed, xfailed), set when it has
+    outcome: str = ""
 
     def row(self) -> dict[str, Any]:
         row: dict[str, Any] = {"scenario": self.scenario}
@@ -315,10 +317,10 @@ class ReportBook:
         self.reports.append(report)
 
     def markdown(self) -> str:
-        head = ("scenario", *COLUMNS)
+        head = ("scenario", *COLUMNS, "test")
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for rep in self.reports:
-            row = rep.row()
+            row = {**rep.row(), "test": rep.outcome or "?"}
             lines.append("| " + " | ".join(str(row[c]) for c in head) + " |")
         notes = [f"- {rep.scenario}: xfail — {x}" for rep in self.reports for x in rep.xfailed]
         return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

@@ -433,6 +433,8 @@ class Cluster:
         self.home = Path(tempfile.mkdtemp(prefix="dtq-faults-"))
         self.home.chmod(0o711)
         self.procs: list[Proc] = []
+        #: what check() found, in order
+        self.reports: list[Report] = []
         self.runlog = logs / "runs.log"
         self.admin_password = "admin-password-faults"
         self.worker_password = "worker-password-faults"
@@ -609,6 +611,7 @@ class Cluster:
                                explanations=frozenset(explanations))  # fmt: skip
         if self.book is not None:
             self.book.add(report)
+        self.reports.append(report)
         return report
 
     # -- teardown ----------------------------------------------------------------------

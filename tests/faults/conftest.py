@@ -86,11 +86,18 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path,
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failing scenario's report carries every process's state and log tail."""
+    """A failing scenario's report carries every process's state and log tail, and the
+    closing table says how each scenario's test ended."""
     report = yield
     cluster = getattr(item, "funcargs", {}).get("cluster")
-    if report.failed and isinstance(cluster, Cluster):
+    if not isinstance(cluster, Cluster):
+        return report
+    if report.failed:
         report.sections.append(("fault cluster processes", cluster.describe()))
+    if report.when == "call" or report.failed:
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        for checked in cluster.reports:
+            checked.outcome = outcome
     return report
 
 
