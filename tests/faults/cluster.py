@@ -210,8 +210,7 @@ class Proc:
         """Whatever state it is in: nothing of its process group is left running."""
         if self.popen is None:
             return
-        self._signal_group(signal.SIGCONT)  # a stopped process cannot die of SIGKILL's
-        self._signal_group(signal.SIGKILL)  # queued wake-up otherwise; harmless if not
+        self._signal_group(signal.SIGKILL)  # ends stopped (SIGSTOP) processes too
         try:
             self.popen.wait(10)
         except subprocess.TimeoutExpired:
@@ -255,6 +254,14 @@ class Proc:
         return f"== {self.name} (pid {pid}, {state}{fate}) log {self.log}:\n{self.tail()}"
 
 
+def wait_until_ready(proc: Proc, ready: Callable[[], bool], timeout_s: float) -> None:
+    """``ready()``, or fail at once (with its log) if the process exits meanwhile."""
+    wait_for(lambda: ready() or not proc.alive(), timeout_s, f"{proc.name} to answer",
+             proc.describe)  # fmt: skip
+    if not proc.alive():
+        raise AssertionError(f"{proc.name} exited at start\n{proc.describe()}")
+
+
 def start_on_free_port(proc: Proc, place: Callable[[int], None], ready: Callable[[], bool],
                        timeout_s: float) -> None:  # fmt: skip
     """Start ``proc`` on a port nobody listens on: ``place(port)`` puts the port in its
@@ -264,12 +271,12 @@ def start_on_free_port(proc: Proc, place: Callable[[int], None], ready: Callable
     for _ in range(5):
         place(embedded.free_port())
         proc.start()
-        wait_for(lambda: ready() or not proc.alive(), timeout_s, f"{proc.name} to answer",
-                 proc.describe)  # fmt: skip
-        if proc.alive():
+        try:
+            wait_until_ready(proc, ready, timeout_s)
             return
-        if PORT_TAKEN not in proc.last_start_text():
-            raise AssertionError(f"{proc.name} exited at start\n{proc.describe()}")
+        except AssertionError:
+            if proc.alive() or PORT_TAKEN not in proc.last_start_text():
+                raise
     raise AssertionError(f"{proc.name}: no free port in 5 tries\n{proc.describe()}")
 
 
@@ -301,7 +308,7 @@ class RedisServer:
         return self.proc.alive() and embedded.redis_answers(self.url)
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
-        wait_for(self.ready, timeout_s, "redis to answer", self.proc.describe)
+        wait_until_ready(self.proc, self.ready, timeout_s)
 
     def kill(self) -> None:
         self.proc.kill()
@@ -339,7 +346,7 @@ class PostgresServer:
         return self.proc.alive() and embedded.postgres_answers(self.url("postgres"))
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        wait_for(self.ready, timeout_s, "postgres to answer", self.proc.describe)
+        wait_until_ready(self.proc, self.ready, timeout_s)
 
     def kill(self) -> None:
         """kill -9 of the postmaster and its backends (the whole process group), as a
@@ -379,7 +386,7 @@ class Api:
         return http_json("GET", self.url + "/health", timeout_s=2)[0] != 0
 
     def wait_ready(self) -> None:
-        wait_for(self.answers, 30, f"{self.proc.name} to answer", self.cluster.describe)
+        wait_until_ready(self.proc, self.answers, 30.0)
 
     def login(self) -> str:
         status, body = http_json("POST", self.url + "/auth/login",
