@@ -169,8 +169,8 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
     deps.check_redis(svc)
     closers.append(svc.close)
     transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.client)
-    worker = Worker(config, transport, handlers, journal,
-                    locks=(LockScripts(svc.redis, svc.queue.on_new_server), svc.keys), pool=pool)  # fmt: skip
+    locks = LockScripts(svc.redis, svc.queue.on_new_server)
+    worker = Worker(config, transport, handlers, journal, locks=(locks, svc.keys), pool=pool)
     if record_threads:
         recorder = Recorder(svc.queue, svc.store, f"{config.worker_id}:rec")
         notifier = Notifier.from_settings(svc.settings, svc.store)
