@@ -1,8 +1,10 @@
 """The Python client API: what the HTTP layer and users' own code call.
 
 Order of writes for a new task: the Postgres row commits first, then the task enters
-Redis. A crash between the two leaves a recorded task that ``reconcile`` dispatches;
-the reverse order could run a task that has no record.
+Redis; the reverse order could run a task that has no record. When the Redis step fails,
+the task is noted in the dispatch backlog, which every recorder loop empties within
+about a second of Redis answering again (chalicelib/dispatch.py). A crash between the
+commit and that note leaves a recorded task that only ``reconcile`` dispatches.
 """
 
 from __future__ import annotations
@@ -142,11 +144,25 @@ class Client:
     def _dispatch(self, tasks: Sequence[NewTask]) -> None:
         try:
             self.queue.enqueue_many(tasks)
-        except redis.RedisError:
-            # Recorded already: the reconciler dispatches them when Redis returns.
-            log.warning(
-                "redis unavailable; %d recorded task(s) wait for the reconciler", len(tasks)
-            )
+        except redis.RedisError as exc:
+            self._note_undispatched(tasks, exc)
+
+    def _note_undispatched(self, tasks: Sequence[NewTask], exc: redis.RedisError) -> None:
+        """Committed, not in Redis: into the backlog that recorder loops dispatch from as
+        soon as Redis answers (chalicelib/dispatch.py). Not a failure of the create: it
+        is recorded, so the caller gets its 201."""
+        try:
+            self.store.note_undispatched([t.id for t in tasks])
+        except Exception as note_exc:
+            # Whatever keeps them out of the backlog (PostgreSQL gone too, a schema not
+            # migrated yet), the tasks are committed: the create succeeded, and the
+            # reconciler finds them.
+            log.warning("redis unavailable (%s) and the dispatch backlog not written (%r); "
+                        "%d recorded task(s) wait for the reconciler", exc, note_exc,
+                        len(tasks))  # fmt: skip
+            return
+        log.warning("redis unavailable (%s); %d recorded task(s) noted for dispatch when "
+                    "it answers again", exc, len(tasks))  # fmt: skip
 
     @staticmethod
     def _new_task(spec: TaskSpec, now_ms: int, schedule_id: str | None) -> NewTask:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -30,6 +31,8 @@ from typing import Any, cast
 import psycopg
 import redis
 
+from chalicelib.client import Client
+from chalicelib.dispatch import Dispatcher
 from chalicelib.errors import Unavailable
 from chalicelib.queue import Queue
 from chalicelib.store import Row, Store
@@ -302,12 +305,19 @@ class Recorder:
         return total
 
     def run(self, stop: threading.Event, idle_wait_s: float = 0.05) -> None:
-        """Record until ``stop`` is set; back off while Postgres or Redis is down."""
+        """Record until ``stop`` is set; back off while Postgres or Redis is down.
+
+        Every round that found both answering also gives the dispatch backlog its turn
+        (at most a look a second, chalicelib/dispatch.py): tasks accepted while Redis was
+        down are dispatched from any process that records."""
         backoff = idle_wait_s
+        dispatcher = Dispatcher(Client(self.queue, self.store))
         while not stop.is_set():
+            reachable = False
             try:
                 n = self.drain_once()
                 backoff = idle_wait_s
+                reachable = True
             except (Unavailable, redis.RedisError) as exc:
                 log.warning("recorder waiting: %s", exc)
                 n = 0
@@ -318,6 +328,9 @@ class Recorder:
                 log.exception("recorder failed; retrying")
                 n = 0
                 backoff = min(max(backoff * 2, 1.0), 30.0)
+                reachable = True  # the backlog does not depend on what broke here
+            if reachable:
+                dispatcher.poll(time.monotonic())
             if n == 0:
                 stop.wait(backoff)
             elif n < BATCH // 4:

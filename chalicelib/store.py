@@ -174,6 +174,24 @@ class Store:
         with self.connection() as conn:
             return conn.execute(q("live_tasks"), {"after": after, "limit": limit}).fetchall()
 
+    # -- the dispatch backlog (chalicelib/dispatch.py) ---------------------------------
+
+    def note_undispatched(self, task_ids: Sequence[str]) -> None:
+        """Committed tasks whose Redis step failed, for the dispatcher to put into Redis."""
+        with self.connection() as conn:
+            conn.execute(q("note_dispatch_backlog"), {"ids": list(task_ids)})
+
+    def take_undispatched(self, limit: int, lease_s: float) -> list[Row]:
+        """Up to ``limit`` due backlog rows' tasks, oldest first, held for ``lease_s``."""
+        with self.connection() as conn:
+            params = {"limit": limit, "lease_s": lease_s}
+            return conn.execute(q("take_dispatch_backlog"), params).fetchall()
+
+    def settle_undispatched(self, done: Sequence[str], undone: Sequence[str]) -> None:
+        """After a batch: ``done`` leave the backlog, ``undone`` are due again at once."""
+        with self.connection() as conn:
+            conn.execute(q("settle_dispatch_backlog"), {"done": list(done), "undone": list(undone)})
+
     # -- recording transitions -----------------------------------------------------
 
     def record(self, events_json: str) -> list[Row]:

@@ -315,3 +315,31 @@ RETURNING id
 SELECT id, stream, queue, entry_id, entry, error, parked_at FROM dtq_parked_events
 WHERE %(queue)s::text IS NULL OR queue = %(queue)s
 ORDER BY id DESC LIMIT %(limit)s
+
+-- The dispatch backlog (chalicelib/dispatch.py): committed tasks whose Redis step failed.
+
+-- name: note_dispatch_backlog
+-- Written on that failure path only (chalicelib/client.py). A task noted again (a
+-- repeated create with its idempotency key) keeps its row.
+INSERT INTO dtq_dispatch_backlog (task_id) SELECT unnest(%(ids)s::uuid[])
+ON CONFLICT (task_id) DO NOTHING
+
+-- name: take_dispatch_backlog
+-- Due rows, oldest task first (UUIDv7 ids sort in creation order, so the tasks enter
+-- their ready sets in the order they were accepted), with the task rows to restore. Each
+-- row is hidden for the lease: dispatchers share the backlog (SKIP LOCKED), and one that
+-- dies mid-batch leaves its rows to another. On an empty backlog this updates nothing
+-- and writes nothing: a dispatcher's look once a second costs one round trip.
+WITH taken AS (
+    UPDATE dtq_dispatch_backlog b SET next_at = now() + make_interval(secs => %(lease_s)s)
+    FROM (SELECT task_id FROM dtq_dispatch_backlog WHERE next_at <= now()
+          ORDER BY task_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) due
+    WHERE b.task_id = due.task_id
+    RETURNING b.task_id)
+SELECT t.* FROM taken JOIN dtq_tasks t ON t.id = taken.task_id ORDER BY t.id
+
+-- name: settle_dispatch_backlog
+-- After a batch: the rows of the tasks it dealt with go; the rest (Redis failed midway)
+-- are due again at once rather than after the lease.
+WITH gone AS (DELETE FROM dtq_dispatch_backlog WHERE task_id = ANY(%(done)s::uuid[]))
+UPDATE dtq_dispatch_backlog SET next_at = now() WHERE task_id = ANY(%(undone)s::uuid[])
