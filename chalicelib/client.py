@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -35,6 +36,10 @@ log = logging.getLogger("dtq.client")
 
 #: Tasks validated per piece of a streamed batch: about one 32 kB COPY buffer's worth.
 STREAM_CHUNK = 100
+#: Least wait for a PostgreSQL connection a shared commit is given, however long its
+#: callers waited for the commit before it: with PostgreSQL up, a connection is lent at
+#: once (or within milliseconds when all are busy), so this only bounds an outage's 503.
+MIN_SHARED_WAIT_S = 0.2
 
 
 class Client:
@@ -45,7 +50,9 @@ class Client:
         self.max_payload_bytes = max_payload_bytes
         #: Set with DTQ_PAYLOAD_BUCKET: larger payloads and results go to S3.
         self.payloads = payloads
-        self._group = GroupCommit(self.store.insert_tasks, self._dispatch)
+        self._group = GroupCommit(self._commit_shared, self._dispatch)
+        #: When each single create waiting for a shared commit arrived (monotonic s).
+        self._arrived: dict[str, float] = {}
         # A task never changes queue, so its id → queue lookup can be cached forever.
         self.queue_of = lru_cache(maxsize=100_000)(self._queue_of)
 
@@ -103,6 +110,7 @@ class Client:
         if len(stored) == 1 and stored[0].idempotency_key is None:
             # The hot path of many concurrent single creates: nothing can conflict, so
             # the task may share its transaction and Redis round trip with others.
+            self._arrived[stored[0].id] = time.monotonic()
             self._group.submit(stored)
             return [(_new_task_json(new[0]), True)]
         existing = self.store.insert_tasks(stored)
@@ -140,6 +148,17 @@ class Client:
             task["payload"] = self.payloads.resolve(task["payload"])
             task["result"] = self.payloads.resolve(task["result"])
         return task
+
+    def _commit_shared(self, tasks: list[NewTask]) -> None:
+        """The group commit's statement, given what is left of its oldest caller's wait
+        for a connection. Callers that arrive while a shared commit waits for an
+        unreachable PostgreSQL wait for it to fail, then share the next one: given a full
+        wait of its own, they answered 503 after two (3 s at the default 1.5 s), now
+        after one (+ ``MIN_SHARED_WAIT_S`` at most)."""
+        now = time.monotonic()
+        arrived = min(self._arrived.pop(t.id, now) for t in tasks)
+        wait_s = max(MIN_SHARED_WAIT_S, self.store.wait_s - (now - arrived))
+        self.store.insert_tasks(tasks, wait_s=wait_s)
 
     def _dispatch(self, tasks: Sequence[NewTask]) -> None:
         try:

@@ -81,12 +81,18 @@ class Store:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
+    @property
+    def wait_s(self) -> float:
+        """Longest a call waits for a connection (DTQ_IO_TIMEOUT_SECONDS): then 503."""
+        return float(self.pool.timeout)
+
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, wait_s: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, waited for at most ``wait_s`` (default :attr:`wait_s`)."""
         with db_errors():
             if self.pool.closed:
                 self.pool.open(wait=False)
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=wait_s) as conn:
                 try:
                     yield conn
                 finally:
@@ -97,12 +103,13 @@ class Store:
 
     # -- tasks -------------------------------------------------------------------
 
-    def insert_tasks(self, tasks: Sequence[NewTask]) -> list[Row | None]:
+    def insert_tasks(self, tasks: Sequence[NewTask], *, wait_s: float | None = None
+                     ) -> list[Row | None]:  # fmt: skip
         """Create task rows in one transaction, all-or-nothing. Per task: None when it
         was created, or the existing row when its idempotency key was used before with
         the same body. A key reused with another body raises Conflict and nothing of the
-        batch is stored."""
-        with self.connection() as conn:
+        batch is stored. ``wait_s``: as for :meth:`connection`."""
+        with self.connection(wait_s) as conn:
             if len(tasks) == 1 or all(t.idempotency_key is None for t in tasks):
                 # One statement (an INSERT or a COPY) is atomic and commits on its own;
                 # an explicit transaction would add two round trips (BEGIN, COMMIT) to
