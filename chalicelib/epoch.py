@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,9 @@ log = logging.getLogger("dtq.epoch")
 
 #: Fences and versions are ``epoch * EPOCH_SPAN + count`` (the Lua scripts' EPOCH_SPAN).
 EPOCH_SPAN = 2**32
+#: After a check failed (PostgreSQL unreachable), new connections fail at once for this
+#: long instead of each waiting for PostgreSQL again.
+RECHECK_AFTER_S = 1.0
 
 
 def split(number: int) -> tuple[int, int]:
@@ -65,6 +69,10 @@ class ServerWatch:
         self._known: set[str] = set()
         self._lock = threading.Lock()
         self._local = threading.local()
+        #: After a failed check: (monotonic time before which connections fail at once,
+        #: why). Without it every connection attempt, each under a lock some caller holds
+        #: (the server clock's), waited for PostgreSQL's timeout in turn.
+        self._failed: tuple[float, str] | None = None
 
     def __call__(self, connection: Any) -> None:
         if not self._cluster:
@@ -78,6 +86,9 @@ class ServerWatch:
         with self._lock:
             if run_id in self._known:
                 return
+            failed = self._failed
+            if failed is not None and time.monotonic() < failed[0]:
+                raise redis.ConnectionError(_unchecked(run_id, failed[1]))
             self._local.checking = True
             try:
                 self.check()
@@ -85,12 +96,16 @@ class ServerWatch:
                 # Unchecked, the server is as good as unreachable: callers that ride out
                 # a Redis outage (a worker goes offline, the API answers 503 or leaves
                 # dispatch for later) do the same here.
-                raise redis.ConnectionError(
-                    f"Redis server {run_id} not yet checked against the record: {exc}"
-                ) from exc
+                self._failed = (time.monotonic() + RECHECK_AFTER_S, str(exc))
+                raise redis.ConnectionError(_unchecked(run_id, str(exc))) from exc
             finally:
                 self._local.checking = False
+            self._failed = None
             self._known.add(run_id)
+
+
+def _unchecked(run_id: str, why: str) -> str:
+    return f"Redis server {run_id} not yet checked against the record: {why}"
 
 
 def _run_id(info: Any) -> str:
