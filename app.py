@@ -1,6 +1,6 @@
 """DTQ's HTTP API: a routing table. Each view reads its request and makes one call into
-``chalicelib``; ``chalicelib.http`` wraps every view (auth, body checks, error shape)
-and ``chalicelib.web`` builds the services once per process.
+``chalicelib``; ``chalicelib.api.http`` wraps every view (auth, body checks, error shape)
+and ``chalicelib.api.web`` builds the services once per process.
 """
 
 from __future__ import annotations
@@ -10,20 +10,10 @@ from typing import Any
 from chalice import Chalice  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Cron, Rate
 
-from chalicelib import (
-    health,
-    login,
-    maintenance,
-    metrics,
-    openapi,
-    queues_api,
-    schedules_api,
-    sync,
-    tasks_api,
-    web,
-    workers_api,
-)
-from chalicelib.http import ADMIN, PUBLIC, WORKER, Api, Call
+from chalicelib.api import health, login, metrics, queues, schedules, sync, tasks, web, workers
+from chalicelib.api.http import ADMIN, PUBLIC, WORKER, Api, Call
+from chalicelib.api.openapi import spec
+from chalicelib.service import maintenance
 
 app = Chalice(app_name="dtq")
 api = Api(app, web.current)
@@ -39,44 +29,44 @@ def auth_login(call: Call) -> Any:
 
 @api.route("/tasks", "POST", ADMIN)
 def create_task(call: Call) -> Any:
-    return tasks_api.create(call.web, call.body(), call.header("idempotency-key"))
+    return tasks.create(call.web, call.body(), call.header("idempotency-key"))
 
 
 @api.route("/tasks/batch", "POST", ADMIN)
 def create_tasks(call: Call) -> Any:
-    return tasks_api.create_batch(call.web, call.body())
+    return tasks.create_batch(call.web, call.body())
 
 
 @api.route("/tasks", "GET", ADMIN)
 def list_tasks(call: Call) -> Any:
-    return tasks_api.list_tasks(call.web, call.query(tasks_api.LIST_PARAMS))
+    return tasks.list_tasks(call.web, call.query(tasks.LIST_PARAMS))
 
 
 @api.route("/tasks/{id}", "GET", WORKER)
 def get_task(call: Call) -> Any:
     lease_token = call.header("x-lease-token")
-    return tasks_api.get(call.web, call.params["id"], call.principal, lease_token)
+    return tasks.get(call.web, call.params["id"], call.principal, lease_token)
 
 
 @api.route("/tasks/{id}/cancel", "POST", ADMIN)
 def cancel_task(call: Call) -> Any:
-    return tasks_api.cancel(call.web, call.params["id"])
+    return tasks.cancel(call.web, call.params["id"])
 
 
 @api.route("/tasks/{id}/retry", "POST", ADMIN)
 def retry_task(call: Call) -> Any:
-    return tasks_api.retry(call.web, call.params["id"])
+    return tasks.retry(call.web, call.params["id"])
 
 
 @api.route("/dead-letter", "GET", ADMIN)
 def list_dead_letters(call: Call) -> Any:
     params = call.query(("queue", "name", "limit", "cursor"))
-    return tasks_api.list_tasks(call.web, params, status="dead")
+    return tasks.list_tasks(call.web, params, status="dead")
 
 
 @api.route("/dead-letter/replay", "POST", ADMIN)
 def replay_dead_letters(call: Call) -> Any:
-    return tasks_api.replay_dead(call.web, call.body())
+    return tasks.replay_dead(call.web, call.body())
 
 
 # -- queues --------------------------------------------------------------------------
@@ -84,17 +74,17 @@ def replay_dead_letters(call: Call) -> Any:
 
 @api.route("/queues", "GET", ADMIN)
 def list_queues(call: Call) -> Any:
-    return queues_api.list_queues(call.web)
+    return queues.list_queues(call.web)
 
 
 @api.route("/queues/{name}", "GET", ADMIN)
 def get_queue(call: Call) -> Any:
-    return queues_api.get_queue(call.web, call.params["name"])
+    return queues.get_queue(call.web, call.params["name"])
 
 
 @api.route("/queues/{name}", "PATCH", ADMIN)
 def configure_queue(call: Call) -> Any:
-    return queues_api.patch_queue(call.web, call.params["name"], call.body())
+    return queues.patch_queue(call.web, call.params["name"], call.body())
 
 
 # -- workers -------------------------------------------------------------------------
@@ -102,32 +92,32 @@ def configure_queue(call: Call) -> Any:
 
 @api.route("/workers/register", "POST", WORKER)
 def register_worker(call: Call) -> Any:
-    return workers_api.register(call.web, call.body())
+    return workers.register(call.web, call.body())
 
 
 @api.route("/workers", "GET", ADMIN)
 def list_workers(call: Call) -> Any:
-    return workers_api.list_workers(call.web)
+    return workers.list_workers(call.web)
 
 
 @api.route("/tasks/claim", "POST", WORKER)
 def claim_tasks(call: Call) -> Any:
-    return workers_api.claim(call.web, call.body())
+    return workers.claim(call.web, call.body())
 
 
 @api.route("/tasks/wait", "POST", WORKER)
 def wait_for_tasks(call: Call) -> Any:
-    return workers_api.wait(call.web, call.body())
+    return workers.wait(call.web, call.body())
 
 
 @api.route("/tasks/{id}/lease", "POST", WORKER)
 def extend_lease(call: Call) -> Any:
-    return workers_api.extend(call.web, call.params["id"], call.body())
+    return workers.extend(call.web, call.params["id"], call.body())
 
 
 @api.route("/tasks/{id}/release", "POST", WORKER)
 def release_task(call: Call) -> Any:
-    return workers_api.release(call.web, call.params["id"], call.body())
+    return workers.release(call.web, call.params["id"], call.body())
 
 
 @api.route("/tasks/sync", "POST", WORKER)
@@ -150,7 +140,7 @@ def get_metrics(call: Call) -> Any:
 
 @api.route("/openapi.json", "GET", PUBLIC)
 def get_openapi(call: Call) -> Any:
-    return openapi.document()
+    return spec.document()
 
 
 # -- schedules -----------------------------------------------------------------------
@@ -158,37 +148,37 @@ def get_openapi(call: Call) -> Any:
 
 @api.route("/schedules", "POST", ADMIN)
 def create_schedule(call: Call) -> Any:
-    return schedules_api.create(call.web, call.body())
+    return schedules.create(call.web, call.body())
 
 
 @api.route("/schedules", "GET", ADMIN)
 def list_schedules(call: Call) -> Any:
-    return schedules_api.list_schedules(call.web)
+    return schedules.list_schedules(call.web)
 
 
 @api.route("/schedules/preview", "GET", ADMIN)
 def preview_schedule(call: Call) -> Any:
-    return schedules_api.preview_fires(call.web, call.query(schedules_api.PREVIEW_PARAMS))
+    return schedules.preview_fires(call.web, call.query(schedules.PREVIEW_PARAMS))
 
 
 @api.route("/schedules/{id}", "GET", ADMIN)
 def get_schedule(call: Call) -> Any:
-    return schedules_api.get(call.web, call.params["id"])
+    return schedules.get(call.web, call.params["id"])
 
 
 @api.route("/schedules/{id}", "PATCH", ADMIN)
 def update_schedule(call: Call) -> Any:
-    return schedules_api.update(call.web, call.params["id"], call.body())
+    return schedules.update(call.web, call.params["id"], call.body())
 
 
 @api.route("/schedules/{id}", "DELETE", ADMIN)
 def delete_schedule(call: Call) -> Any:
-    return schedules_api.delete(call.web, call.params["id"])
+    return schedules.delete(call.web, call.params["id"])
 
 
 @api.route("/schedules/{id}/run", "POST", ADMIN)
 def run_schedule(call: Call) -> Any:
-    return schedules_api.run(call.web, call.params["id"])
+    return schedules.run(call.web, call.params["id"])
 
 
 # -- scheduled functions: EventBridge rules in AWS, `dtq scheduler` locally -----------

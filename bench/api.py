@@ -21,7 +21,7 @@ class ApiServer:
     """``dtq api --port 0`` with a bench admin user; the token of one login."""
 
     def __init__(self, env: dict[str, str], store: Any, log_path: str) -> None:
-        from chalicelib import passwords
+        from chalicelib.core import passwords
 
         password = secrets.token_urlsafe(16)
         store.upsert_user(USER, passwords.hash_password(password), "admin")

@@ -14,12 +14,13 @@ from typing import Any
 
 import psycopg
 
-from chalicelib import deps, migrate
-from chalicelib.client import Client
-from chalicelib.models import NewTask, Outcome
-from chalicelib.recorder import Recorder
-from chalicelib.settings import Settings
-from chalicelib.validation import parse_task
+from chalicelib.core.models import NewTask, Outcome
+from chalicelib.core.settings import Settings
+from chalicelib.core.validation import parse_task
+from chalicelib.record import migrate
+from chalicelib.service import deps
+from chalicelib.service.recorder import Recorder
+from chalicelib.service.tasks import TaskService
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE = "default"
@@ -60,7 +61,7 @@ class DTQ:
         return self.svc.settings  # type: ignore[no-any-return]
 
     @property
-    def client(self) -> Client:
+    def client(self) -> TaskService:
         return self.svc.client  # type: ignore[no-any-return]
 
     def reset(self) -> None:
@@ -182,7 +183,7 @@ class DTQ:
         properties of the Redis side, and 10^6 rows would only slow the set-up."""
         if self._template is None:
             spec = parse_task({"name": "dtq.noop"}, max_payload_bytes=1024)
-            self._template = Client._new_task(spec, self.svc.queue.clock.now_ms(), None)
+            self._template = TaskService._new_task(spec, self.svc.queue.clock.now_ms(), None)
         template = self._template
         for i in range(0, n, 5000):
             batch = [template._replace(id=str(uuid.uuid4())) for _ in range(min(5000, n - i))]

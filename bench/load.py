@@ -22,8 +22,8 @@ import sys
 import threading
 import time
 
-from chalicelib import deps
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
+from chalicelib.service import deps
 
 #: Pause between the end of one call and the next (the call itself takes 2 to 4 ms here).
 TICK_S = 0.002

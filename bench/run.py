@@ -1,5 +1,5 @@
 """``dtq bench``: run the scenarios of issue 7 on DTQ (and the peers), print a table,
-write JSON. Called by workers/bench.py; see bench/README.md for what each figure means.
+write JSON. Called by workers/cli/bench.py; see bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _drop_database(url: str) -> None:
 
 class Bench:
     def __init__(self, opts: Options) -> None:
-        from chalicelib.settings import Settings
+        from chalicelib.core.settings import Settings
 
         self.opts = opts
         self.res = Results()

@@ -28,9 +28,9 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from chalicelib import cron
-from chalicelib.clock import utcnow
-from chalicelib.errors import ConfigError, DTQError
+from chalicelib.core import cron
+from chalicelib.core.clock import utcnow
+from chalicelib.core.errors import ConfigError, DTQError
 
 log = logging.getLogger("dtq.scheduler")
 
@@ -192,7 +192,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     app.log.propagate = False
     jobs = jobs_of(app, _every(args.every))
     if not args.list:
-        from chalicelib import deps, web
+        from chalicelib.api import web
+        from chalicelib.service import deps
 
         deps.check_redis(web.current().services)
     if args.list:

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.clock import utcnow
-from chalicelib.errors import DTQError, ValidationError
-from chalicelib.schedules import DEFAULTS, FIELDS, Schedules, parse_schedule, spec_of
-from chalicelib.store import Row
+from chalicelib.core.clock import utcnow
+from chalicelib.core.errors import DTQError, ValidationError
+from chalicelib.record.store import Row
+from chalicelib.service.schedules import DEFAULTS, FIELDS, Schedules, parse_schedule, spec_of
 
 SOURCE_PREFIX = "file:"
 
@@ -148,8 +148,8 @@ def sync(schedules: Schedules, folder: Path, *, dry_run: bool, out: Any) -> list
 def cmd_sync(args: argparse.Namespace) -> int:
     import sys
 
-    from chalicelib import deps
-    from chalicelib.settings import Settings
+    from chalicelib.core.settings import Settings
+    from chalicelib.service import deps
 
     folder = Path(args.dir)
     if not folder.is_dir():

@@ -21,8 +21,9 @@ import redis
 for _var in [v for v in os.environ if v.startswith("DTQ_") and not v.startswith("DTQ_TEST_")]:
     del os.environ[_var]
 
-from chalicelib import deps, migrate  # noqa: E402
-from chalicelib.settings import Settings  # noqa: E402
+from chalicelib.core.settings import Settings  # noqa: E402
+from chalicelib.record import migrate  # noqa: E402
+from chalicelib.service import deps  # noqa: E402
 
 REDIS_URL = os.environ.get("DTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DATABASE_URL = (

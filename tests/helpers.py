@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 # The project's own free-port finder (dtq dev uses it for its embedded servers).
-from workers.embedded import free_port
+from workers.devstack.embedded import free_port
 
 __all__ = ["alive", "children", "free_port", "http_json", "port_answers", "processes", "wait_until"]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.errors import Cancelled
+from chalicelib.core.errors import Cancelled
 
 if TYPE_CHECKING:
     from workers.context import TaskContext
-    from workers.registry import Registry
 
 
 def noop(payload: dict[str, Any], ctx: TaskContext) -> None:
@@ -33,8 +32,5 @@ def fail(payload: dict[str, Any], ctx: TaskContext) -> str:
     return "ok"
 
 
-def register(registry: Registry) -> None:
-    registry.add("dtq.noop", noop)
-    registry.add("dtq.echo", echo)
-    registry.add("dtq.sleep", sleep)
-    registry.add("dtq.fail", fail)
+#: Task name → handler; ``workers.registry.load`` adds them to every registry.
+HANDLERS = {"dtq.noop": noop, "dtq.echo": echo, "dtq.sleep": sleep, "dtq.fail": fail}

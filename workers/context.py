@@ -8,8 +8,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chalicelib.errors import Cancelled
-from chalicelib.models import Lease
+from chalicelib.core.errors import Cancelled
+from chalicelib.core.models import Lease
 
 log = logging.getLogger("dtq.task")
 
@@ -121,7 +121,7 @@ class TaskContext:
 
     def lock(self, name: str, ttl_seconds: float = 30.0) -> Any:
         """A distributed lock (a lease with a fencing token; Redis mode only), see
-        ``chalicelib.locks.DistributedLock``."""
+        ``chalicelib.queue.locks.DistributedLock``."""
         return self._host.make_lock(self._job, name, ttl_seconds)
 
     def enqueue(self, name: str, payload: dict[str, Any] | None = None, **options: Any) -> str:

@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from chalicelib.clock import iso_ms
-from chalicelib.errors import ConfigError, Unavailable
-from chalicelib.models import Lease
-from chalicelib.validation import is_http_url
+from chalicelib.core.clock import iso_ms
+from chalicelib.core.errors import ConfigError, Unavailable
+from chalicelib.core.models import Lease
+from chalicelib.core.validation import is_http_url
 from workers.offline import Report
 from workers.transport import Extended, Synced
 

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from chalicelib.errors import ConfigError, DTQError
+from chalicelib.core.errors import ConfigError, DTQError
 
 log = logging.getLogger("dtq.worker")
 
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS created (
 
 class Report(NamedTuple):
     """The outcome of one attempt, as journaled and reported (a named tuple for the
-    reason given at ``chalicelib.models.Lease``)."""
+    reason given at ``chalicelib.core.models.Lease``)."""
 
     task_id: str
     queue: str

@@ -36,8 +36,8 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from typing import Any
 
-from chalicelib.clock import now_ms
-from chalicelib.errors import Cancelled, DTQError, Retry
+from chalicelib.core.clock import now_ms
+from chalicelib.core.errors import Cancelled, DTQError, Retry
 from workers.context import Host, Job
 from workers.offline import Report
 from workers.registry import Registry
@@ -259,7 +259,7 @@ class ProcessContext:
 
     def lock(self, name: str, ttl_seconds: float = 30.0) -> Any:
         raise DTQError("ctx.lock is not available with --pool process (use --pool thread, "
-                       "or chalicelib.locks with your own Redis connection)")  # fmt: skip
+                       "or chalicelib.queue.locks with your own Redis connection)")  # fmt: skip
 
     def _call(self, method: str, *args: Any) -> Any:
         self._conn.send(("call", method, args))

@@ -7,7 +7,7 @@ environment; this module holds both sides of that arrangement:
 - :class:`RecorderChild` (worker side) starts it, restarts it if it dies while the worker
   runs, and stops it (SIGTERM, then SIGKILL after a bound) when the worker exits.
   Nothing is lost while no child runs: the recorder acknowledges (and deletes) a stream
-  entry only after its batch is committed (``chalicelib.recorder``), so entries written
+  entry only after its batch is committed (``chalicelib.service.recorder``), so entries written
   meanwhile, or read by a child killed mid-batch, wait in the Redis streams for the next
   recorder.
 - :func:`exit_with_parent` (child side) ends the child when the worker dies without

@@ -10,7 +10,7 @@ A user module registers plain functions with the :func:`task` decorator::
         return {"rows": 3}
 
 A handler takes ``(payload, ctx)`` or just ``(payload)``; it returns a JSON-serialisable
-result, raises to fail the attempt, or raises ``chalicelib.errors.Retry(delay_seconds)``
+result, raises to fail the attempt, or raises ``chalicelib.core.errors.Retry(delay_seconds)``
 to ask for another attempt after a chosen delay.
 """
 
@@ -21,7 +21,8 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from chalicelib.errors import ConfigError
+from chalicelib.core.errors import ConfigError
+from workers import builtin
 
 #: What the worker calls: ``handler(payload, ctx)``.
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -79,10 +80,9 @@ def _normalise(fn: Callable[..., Any]) -> Handler:
 def load(modules: Iterable[str]) -> Registry:
     """Built-in tasks plus every handler the named modules register on import. A module
     may also define ``register(registry)`` to add handlers explicitly."""
-    from workers import builtin
-
     registry = Registry()
-    builtin.register(registry)
+    for name, handler in builtin.HANDLERS.items():
+        registry.add(name, handler)
     extra = Registry()
     for name in (m.strip() for m in modules):
         if not name:

@@ -19,8 +19,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from chalicelib.clock import now_ms
-from chalicelib.errors import Cancelled, Retry
+from chalicelib.core.clock import now_ms
+from chalicelib.core.errors import Cancelled, Retry
 from workers.context import Host, Job, TaskContext
 from workers.offline import Report
 from workers.registry import Registry

@@ -1,8 +1,8 @@
 """How a worker talks to the queue: one narrow interface, two implementations.
 
-:class:`RedisTransport` calls the queue core directly (``chalicelib.queue``);
+:class:`RedisTransport` calls the queue core directly (``chalicelib.queue.scripts``);
 ``workers.http_transport.HttpTransport`` speaks the worker endpoints of API.md. Both
-raise :class:`chalicelib.errors.Unavailable` when the server cannot be reached, which is
+raise :class:`chalicelib.core.errors.Unavailable` when the server cannot be reached, which is
 what sends the worker offline; every other refusal is data (a rejected outcome, a lost
 lease), never an exception, so one bad item never fails a batch.
 """
@@ -16,12 +16,12 @@ from typing import Any, Protocol
 
 import redis
 
-from chalicelib.client import Client
-from chalicelib.errors import ApiError, Unavailable
-from chalicelib.fleet import Fleet
-from chalicelib.models import Lease, Outcome
-from chalicelib.payloads import resolve
-from chalicelib.queue import REASONS, Code, Queue
+from chalicelib.core.errors import ApiError, Unavailable
+from chalicelib.core.models import Lease, Outcome
+from chalicelib.queue.scripts import REASONS, Code, Queue
+from chalicelib.service.fleet import Fleet
+from chalicelib.service.payloads import resolve
+from chalicelib.service.tasks import TaskService
 from workers.offline import Report
 
 #: Idle workers re-check at least this often (due retries, expired leases of others).
@@ -105,14 +105,14 @@ class RedisTransport:
 
     mode = "redis"
 
-    def __init__(self, queue: Queue, fleet: Fleet, client: Client) -> None:
+    def __init__(self, queue: Queue, fleet: Fleet, client: TaskService) -> None:
         self.queue = queue
         self.fleet = fleet
         self.client = client
 
     def register(self, worker_id: str, queues: Sequence[str], hostname: str,
                  concurrency: int, *, first: bool) -> float:  # fmt: skip
-        from chalicelib.fleet import HEARTBEAT_INTERVAL_S
+        from chalicelib.service.fleet import HEARTBEAT_INTERVAL_S
 
         with redis_errors():
             self.fleet.heartbeat(worker_id, queues=queues, hostname=hostname,

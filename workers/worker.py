@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any, Literal
 
-from chalicelib.clock import now_ms
-from chalicelib.errors import DTQError, LeaseLost, Unavailable
-from chalicelib.models import Lease
-from chalicelib.validation import parse_task
+from chalicelib.core.clock import now_ms
+from chalicelib.core.errors import DTQError, LeaseLost, Unavailable
+from chalicelib.core.models import Lease
+from chalicelib.core.validation import parse_task
 from workers.context import Job
 from workers.offline import Journal, Report
 from workers.registry import Registry
@@ -567,7 +567,7 @@ class Worker:
     def make_lock(self, job: Job, name: str, ttl_seconds: float) -> Any:
         if self._locks is None:
             raise DTQError("the lock helper needs Redis mode (this worker uses --api)")
-        from chalicelib.locks import DistributedLock
+        from chalicelib.queue.locks import DistributedLock
 
         scripts, keys = self._locks
         owner = f"{self.worker_id}:{job.lease.task_id}:{job.lease.fence}:{uuid.uuid4().hex[:8]}"

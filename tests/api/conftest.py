@@ -14,9 +14,10 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import passwords, web
-from chalicelib.deps import Services
-from chalicelib.web import Web
+from chalicelib.api import web
+from chalicelib.api.web import Web
+from chalicelib.core import passwords
+from chalicelib.service.deps import Services
 
 ADMIN_PASSWORD = "admin-password-1"
 WORKER_PASSWORD = "worker-password-1"

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 import app as app_module
-from chalicelib.web import Web
+from chalicelib.api.web import Web
 from tests.api.conftest import ADMIN_PASSWORD, Http, assert_error
 
 SECRET = "test-secret-" + "x" * 32

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import jsonbody
-from chalicelib.deps import Services
-from chalicelib.errors import ValidationError
+from chalicelib.core import jsonbody
+from chalicelib.core.errors import ValidationError
+from chalicelib.service.deps import Services
 from tests.api.conftest import Http, assert_error
 
 

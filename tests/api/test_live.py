@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import passwords
-from chalicelib.deps import Services
-from chalicelib.settings import Settings
+from chalicelib.core import passwords
+from chalicelib.core.settings import Settings
+from chalicelib.service.deps import Services
 from tests.api.conftest import ADMIN_PASSWORD, WORKER_PASSWORD
 from tests.helpers import free_port, http_json, wait_until
 

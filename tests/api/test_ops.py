@@ -14,12 +14,14 @@ from chalice.test import Client
 from openapi_spec_validator import validate
 
 import app as app_module
-from chalicelib import deps, httpstats, metrics, openapi, web
-from chalicelib.auth import Role
-from chalicelib.clock import utcnow
-from chalicelib.deps import Services
-from chalicelib.settings import Settings
-from chalicelib.web import Web
+from chalicelib.api import httpstats, metrics, web
+from chalicelib.api.auth import Role
+from chalicelib.api.openapi import spec as openapi
+from chalicelib.api.web import Web
+from chalicelib.core.clock import utcnow
+from chalicelib.core.settings import Settings
+from chalicelib.service import deps
+from chalicelib.service.deps import Services
 from tests.api.conftest import Http, assert_error
 from tests.api.test_tasks import claim, fail
 from tests.api.test_workers import result, sync
@@ -136,7 +138,7 @@ def test_http_figures_are_shared_through_redis(api: Web, services: Services) -> 
 
 
 def test_histogram_bounds_match_the_lua_scripts() -> None:
-    lua = (Path(__file__).parents[2] / "chalicelib/lua/_lib.lua").read_text()
+    lua = (Path(__file__).parents[2] / "chalicelib/queue/lua/_lib.lua").read_text()
     match = re.search(r"local BUCKETS = \{([^}]*)\}", lua)
     assert match is not None
     assert tuple(float(x) for x in match.group(1).split(",")) == metrics.TASK_BUCKETS

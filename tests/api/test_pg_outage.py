@@ -5,7 +5,7 @@ PostgreSQL sits behind a TCP proxy that the test cuts once the API has served a 
 (so its pools and its Redis connections are set up, as in a deployment whose database
 goes away).
 
-Concurrent single creates share commits (chalicelib/groupcommit.py); the ones that
+Concurrent single creates share commits (chalicelib/service/groupcommit.py); the ones that
 arrived while a shared commit waited for PostgreSQL used to wait for a second shared
 commit of their own, and answered after two connection waits (3 s) instead of one. The
 time is reported, not asserted (bench-like figures do not belong in a pass/fail test):
@@ -26,9 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from chalicelib.auth import Role, TokenIssuer
-from chalicelib.clock import utcnow
-from chalicelib.settings import Settings
+from chalicelib.api.auth import Role, TokenIssuer
+from chalicelib.core.clock import utcnow
+from chalicelib.core.settings import Settings
 from tests.api.conftest import assert_error
 from tests.helpers import free_port, http_json, wait_until
 from tests.workers.procs import Proxy

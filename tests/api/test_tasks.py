@@ -6,8 +6,8 @@ import threading
 import uuid
 from typing import Any
 
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from tests.api.conftest import Http, assert_error
 
 

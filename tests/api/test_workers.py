@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from tests.api.conftest import Http, assert_error
 from tests.api.test_tasks import claim
 

@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from chalicelib import deps
-from chalicelib.deps import Services
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
+from chalicelib.service import deps
+from chalicelib.service.deps import Services
 from tests.helpers import free_port
 
 BUCKET = "dtq-payloads-test"

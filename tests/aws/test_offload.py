@@ -8,12 +8,12 @@ from dataclasses import replace
 import boto3
 import pytest
 
-from chalicelib import aws, deps, payloads
-from chalicelib.deps import Services
-from chalicelib.errors import ConfigError, PayloadTooLarge
-from chalicelib.payloads import Payloads, is_ref
-from chalicelib.recorder import Recorder
-from chalicelib.settings import Settings
+from chalicelib.core.errors import ConfigError, PayloadTooLarge
+from chalicelib.core.settings import Settings
+from chalicelib.service import aws, deps, payloads
+from chalicelib.service.deps import Services
+from chalicelib.service.payloads import Payloads, is_ref
+from chalicelib.service.recorder import Recorder
 from tests.aws.conftest import BUCKET
 
 MIB = 1024 * 1024

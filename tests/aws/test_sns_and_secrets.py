@@ -9,13 +9,13 @@ from typing import Any
 import boto3
 import jwt
 
-from chalicelib import web
-from chalicelib.auth import Role
-from chalicelib.clock import utcnow
-from chalicelib.deliveries import Deliveries
-from chalicelib.deps import Services
-from chalicelib.notify import Notifier
-from chalicelib.recorder import Recorder
+from chalicelib.api import web
+from chalicelib.api.auth import Role
+from chalicelib.core.clock import utcnow
+from chalicelib.record.deliveries import Deliveries
+from chalicelib.service.deps import Services
+from chalicelib.service.notify import Notifier
+from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 
 

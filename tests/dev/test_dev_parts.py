@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tests.helpers import wait_until
 from workers.children import Output, describe_exit, start_time, stop_leftovers
-from workers.dev import load_credentials
-from workers.embedded import has_data
+from workers.devstack.embedded import has_data
+from workers.devstack.stack import load_credentials
 
 
 def test_credentials_are_generated_once_private_and_kept(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from tests.helpers import http_json, processes, wait_until
 from workers.children import start_time, stop_leftovers
-from workers.embedded import free_port
+from workers.devstack.embedded import free_port
 
 DTQ = str(Path(sys.executable).with_name("dtq"))
 

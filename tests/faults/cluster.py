@@ -4,10 +4,10 @@ ways to hurt each of them.
 A :class:`Cluster` owns:
 
 - a ``redis-server`` with AOF on (``appendfsync everysec``, ``noeviction``: the
-  configuration ``workers/embedded.py`` writes for ``dtq dev``) in its own directory, on a
+  configuration ``workers/devstack/embedded.py`` writes for ``dtq dev``) in its own directory, on a
   free port;
 - a PostgreSQL cluster (``initdb`` + ``postgres``, as the unprivileged user
-  ``workers/embedded.py`` picks when we are root) in its own directory, on a free port;
+  ``workers/devstack/embedded.py`` picks when we are root) in its own directory, on a free port;
 - every ``dtq`` process a scenario starts (:meth:`Cluster.spawn` and the helpers for
   ``api``, ``worker``, ``scheduler``, ``record``, ``recover``, ``migrate``), each with its
   output in a log file, in its own session (process group) so that killing it kills
@@ -40,12 +40,12 @@ from typing import Any, TypeVar
 import psycopg
 import redis
 
-from chalicelib.keys import Keys
+from chalicelib.queue.keys import Keys
 from tests.faults import checker
 from tests.faults.checker import FINAL, Report, ReportBook, Run
 from tests.faults.fault_tasks import RUNLOG_VAR
 from tests.helpers import http_json
-from workers import embedded
+from workers.devstack import embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 DTQ = str(Path(sys.executable).with_name("dtq"))
@@ -287,7 +287,7 @@ def _with_port(argv: list[str], flag: str, port: int) -> list[str]:
 
 
 class RedisServer:
-    """``redis-server`` with the AOF configuration of ``dtq dev`` (workers/embedded.py)."""
+    """``redis-server`` with the AOF configuration of ``dtq dev`` (workers/devstack/embedded.py)."""
 
     def __init__(self, home: Path, logs: Path) -> None:
         server = embedded.redis_server(home, 0, [])
@@ -462,7 +462,7 @@ class Cluster:
     # -- processes ---------------------------------------------------------------------
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a ``dtq`` process of this cluster (chalicelib/settings.py)."""
+        """The environment of a ``dtq`` process of this cluster (chalicelib/core/settings.py)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
         env.update({
             "DTQ_REDIS_URL": self.redis.url,
@@ -600,7 +600,7 @@ class Cluster:
         ended, and every transition in the record (late outcomes included).
 
         Stream entries that a killed recorder had read but not committed are taken over
-        by another recorder only once idle for ``chalicelib.recorder.CLAIM_IDLE_MS``
+        by another recorder only once idle for ``chalicelib.service.recorder.CLAIM_IDLE_MS``
         (30 s): a scenario that kills a recording process may wait that long here."""
         self.wait_final(ids, timeout_s)
         wait_for(self.runs_settled, timeout_s, "every handler run to end", self.describe)

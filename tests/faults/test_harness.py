@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from tests.faults.cluster import Proc, RedisServer, pid_alive, start_on_free_port
-from workers import embedded
+from workers.devstack import embedded
 
 
 def test_a_server_that_loses_its_port_to_another_process_starts_on_another(

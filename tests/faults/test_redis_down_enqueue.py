@@ -1,5 +1,5 @@
 """Tasks accepted while Redis is down start soon after it returns, with the API and
-workers alone: no ``dtq scheduler``, so no reconciler (chalicelib/dispatch.py)."""
+workers alone: no ``dtq scheduler``, so no reconciler (chalicelib/service/dispatch.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Two schedulers tick the same schedules; one is killed (kill -9) mid catch-up. Each
-fire time of each schedule must enqueue exactly one task (chalicelib/firing.py)."""
+fire time of each schedule must enqueue exactly one task (chalicelib/service/firing.py)."""
 
 from __future__ import annotations
 

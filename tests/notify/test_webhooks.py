@@ -12,10 +12,10 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.deliveries import Attempt, Deliveries
-from chalicelib.deps import Services
-from chalicelib.notify import Notifier, RetryPolicy, body_of, retry_delay_s, sign, verify
-from chalicelib.recorder import Recorder, join_entries
+from chalicelib.record.deliveries import Attempt, Deliveries
+from chalicelib.service.deps import Services
+from chalicelib.service.notify import Notifier, RetryPolicy, body_of, retry_delay_s, sign, verify
+from chalicelib.service.recorder import Recorder, join_entries
 from tests.helpers import wait_until
 from tests.notify.conftest import Receiver
 
@@ -257,7 +257,7 @@ def test_the_scheduled_function_delivers_what_is_due(
     from chalice.test import Client
 
     import app as app_module
-    from chalicelib import web
+    from chalicelib.api import web
 
     task = services.client.enqueue("report", {}, webhook_url=receiver.url + "/scheduled")
     _run_one(services)

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.errors import AlreadyFinished, LeaseLost, NotFound
-from chalicelib.models import Lease
+from chalicelib.core.errors import AlreadyFinished, LeaseLost, NotFound
+from chalicelib.core.models import Lease
+from chalicelib.service.deps import Services
 from tests.helpers import wait_until
 
 LEASE_MS = 30_000
@@ -210,7 +210,7 @@ def test_release_gives_the_task_back_without_counting_the_attempt(services: Serv
 
 
 def test_pipelines_survive_redis_losing_its_script_cache(services: Services) -> None:
-    from chalicelib.models import Outcome
+    from chalicelib.core.models import Outcome
 
     services.redis.script_flush()  # as after a Redis restart or failover
     services.client.enqueue_many([{"name": "t"}, {"name": "t"}])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from tests.workers.procs import DTQ, worker_env
 
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import redis
 
-from chalicelib import deps
-from chalicelib.client import STREAM_CHUNK, _row_to_new_task
-from chalicelib.deps import Services
-from chalicelib.errors import Conflict, PayloadTooLarge, Unavailable, ValidationError
-from chalicelib.recover import restore_missing
-from chalicelib.settings import Settings
-from chalicelib.validation import parse_task
+from chalicelib.core.errors import Conflict, PayloadTooLarge, Unavailable, ValidationError
+from chalicelib.core.settings import Settings
+from chalicelib.core.validation import parse_task
+from chalicelib.service import deps
+from chalicelib.service.deps import Services
+from chalicelib.service.recover import restore_missing
+from chalicelib.service.tasks import STREAM_CHUNK, _row_to_new_task
 
 
 def test_same_idempotency_key_and_body_returns_the_original(services: Services) -> None:

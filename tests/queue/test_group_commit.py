@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.errors import Conflict, Unavailable
-from chalicelib.groupcommit import GroupCommit
-from chalicelib.models import NewTask
-from chalicelib.validation import parse_task
+from chalicelib.core.errors import Conflict, Unavailable
+from chalicelib.core.models import NewTask
+from chalicelib.core.validation import parse_task
+from chalicelib.service.deps import Services
+from chalicelib.service.groupcommit import GroupCommit
 from tests.helpers import wait_until
 
 

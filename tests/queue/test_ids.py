@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import uuid
 
-from chalicelib.clock import now_ms
-from chalicelib.ids import uuid7
+from chalicelib.core.clock import now_ms
+from chalicelib.core.ids import uuid7
 
 
 def test_ids_are_version_7_and_keep_their_order_within_a_millisecond() -> None:

@@ -5,8 +5,8 @@ must push one, and signals for work already taken must not pile up."""
 
 from __future__ import annotations
 
-from chalicelib.deps import Services
-from chalicelib.models import Lease
+from chalicelib.core.models import Lease
+from chalicelib.service.deps import Services
 
 
 def signals(services: Services, queue: str = "default") -> int:

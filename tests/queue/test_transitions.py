@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.errors import (
+from chalicelib.core.errors import (
     AlreadyFinished,
     ConfigError,
     Conflict,
     InvalidTransition,
     TaskCanceled,
 )
-from chalicelib.models import Lease, TaskStatus
-from chalicelib.queue import Code
+from chalicelib.core.models import Lease, TaskStatus
+from chalicelib.queue.scripts import Code
+from chalicelib.service.deps import Services
 from tests.helpers import wait_until
 
 NO_WAIT = {"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
@@ -289,8 +289,8 @@ def test_no_task_enters_a_queue_missing_from_the_registry(services: Services) ->
 
 
 def test_startup_check_refuses_evicting_redis_but_not_a_down_one(services: Services) -> None:
-    from chalicelib import deps
-    from chalicelib.settings import Settings
+    from chalicelib.core.settings import Settings
+    from chalicelib.service import deps
 
     r = services.redis
     old = r.config_get("maxmemory-policy")["maxmemory-policy"]

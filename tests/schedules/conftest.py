@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.schedules import Schedules
+from chalicelib.service.deps import Services
+from chalicelib.service.schedules import Schedules
 
 # The HTTP API fixtures (the app served from the test's own services, tokens).
 from tests.api.conftest import admin, admin_token, anon, api, client, worker, worker_token  # noqa: F401

@@ -8,9 +8,9 @@ from typing import Any
 
 from chalice.test import Client
 
-from chalicelib.clock import utcnow
-from chalicelib.deps import Services
-from chalicelib.schedules import Schedules
+from chalicelib.core.clock import utcnow
+from chalicelib.service.deps import Services
+from chalicelib.service.schedules import Schedules
 from tests.api.conftest import Http, assert_error
 from tests.schedules.conftest import body, tasks_of
 

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib import cron
-from chalicelib.deps import Services
-from chalicelib.firing import fire_due, idempotency_key
-from chalicelib.schedules import Schedules
-from chalicelib.validation import parse_task
+from chalicelib.core import cron
+from chalicelib.core.validation import parse_task
+from chalicelib.service.deps import Services
+from chalicelib.service.firing import fire_due, idempotency_key
+from chalicelib.service.schedules import Schedules
 from tests.schedules.conftest import T0, body, fires_of, tasks_of
 
 

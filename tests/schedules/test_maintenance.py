@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from chalicelib import maintenance
-from chalicelib.clock import utcnow
-from chalicelib.deps import Services
-from chalicelib.firing import fire_due
-from chalicelib.models import Backoff, NewTask
-from chalicelib.recorder import Recorder
-from chalicelib.schedules import Schedules
+from chalicelib.core.clock import utcnow
+from chalicelib.core.models import Backoff, NewTask
+from chalicelib.service import maintenance
+from chalicelib.service.deps import Services
+from chalicelib.service.firing import fire_due
+from chalicelib.service.recorder import Recorder
+from chalicelib.service.schedules import Schedules
 from tests.helpers import wait_until
 from tests.schedules.conftest import T0, body, fires_of
 

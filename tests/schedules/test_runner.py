@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-from chalicelib import cron
-from chalicelib.clock import utcnow
-from chalicelib.deps import Services
-from chalicelib.errors import ConfigError
-from chalicelib.firing import idempotency_key
-from chalicelib.schedules import Schedules
+from chalicelib.core import cron
+from chalicelib.core.clock import utcnow
+from chalicelib.core.errors import ConfigError
+from chalicelib.service.deps import Services
+from chalicelib.service.firing import idempotency_key
+from chalicelib.service.schedules import Schedules
 from schedules.runner import aws_cron_to_standard, jobs_of, parse_expression, scheduled_event
 from tests.helpers import wait_until
 from tests.schedules.conftest import body, tasks_of

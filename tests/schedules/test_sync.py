@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.errors import DTQError
-from chalicelib.schedules import Schedules
+from chalicelib.core.errors import DTQError
+from chalicelib.service.deps import Services
+from chalicelib.service.schedules import Schedules
 from schedules.sync import sync
 from tests.schedules.conftest import T0, body
 

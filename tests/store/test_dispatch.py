@@ -1,4 +1,4 @@
-"""Tasks accepted while Redis is unreachable: the dispatch backlog (chalicelib/dispatch.py).
+"""Tasks accepted while Redis is unreachable: the dispatch backlog (chalicelib/service/dispatch.py).
 
 Redis is "down" behind a TCP proxy the test cuts (every connection dropped, new ones
 refused) and restores, so the shared test Redis itself is never touched.
@@ -19,13 +19,14 @@ import redis
 from chalice.test import Client as HttpClient
 
 import app as app_module
-from chalicelib import deps, web
-from chalicelib.auth import Role
-from chalicelib.clock import utcnow
-from chalicelib.deps import Services
-from chalicelib.dispatch import Batch, Dispatcher
-from chalicelib.recorder import Recorder
-from chalicelib.settings import Settings
+from chalicelib.api import web
+from chalicelib.api.auth import Role
+from chalicelib.core.clock import utcnow
+from chalicelib.core.settings import Settings
+from chalicelib.service import deps
+from chalicelib.service.deps import Services
+from chalicelib.service.dispatch import Batch, Dispatcher
+from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.procs import Proxy
 

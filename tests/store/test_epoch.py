@@ -1,4 +1,4 @@
-"""Fences and versions only grow across Redis losses (chalicelib/epoch.py).
+"""Fences and versions only grow across Redis losses (chalicelib/service/epoch.py).
 
 Each test runs its own redis-server (AOF, `appendfsync always` so that the test decides
 exactly which writes a restart loses) so that it can stop it, cut its AOF back to an
@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from chalicelib import deps
-from chalicelib.epoch import EPOCH_SPAN, split
-from chalicelib.locks import DistributedLock, LockScripts
-from chalicelib.recorder import Recorder
-from chalicelib.recover import recover
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
+from chalicelib.queue.locks import DistributedLock, LockScripts
+from chalicelib.service import deps
+from chalicelib.service.epoch import EPOCH_SPAN, split
+from chalicelib.service.recorder import Recorder
+from chalicelib.service.recover import recover
 from tests.helpers import wait_until
 from tests.workers.test_cluster import redis_server
 
@@ -199,7 +199,7 @@ def test_large_numbers_reach_the_record_exactly(svc: deps.Services) -> None:
 
 
 def test_epoch_span_matches_the_scripts() -> None:
-    lib = (Path(__file__).parents[2] / "chalicelib" / "lua" / "_lib.lua").read_text()
+    lib = (Path(__file__).parents[2] / "chalicelib" / "queue" / "lua" / "_lib.lua").read_text()
     assert f"local EPOCH_SPAN = {EPOCH_SPAN}" in lib
 
 

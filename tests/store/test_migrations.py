@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from chalicelib import migrate, passwords
-from chalicelib.settings import Settings
-from chalicelib.sql import migrations, q, queries
+from chalicelib.core import passwords
+from chalicelib.core.settings import Settings
+from chalicelib.record import migrate
+from chalicelib.record.sql import migrations, q, queries
 from tests.conftest import DATABASE_URL
 
 SCHEMA_SQL = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from chalicelib.deps import Services
-from chalicelib.errors import Unavailable
+from chalicelib.core.errors import Unavailable
+from chalicelib.service.deps import Services
 from tests.conftest import DATABASE_URL
 
 

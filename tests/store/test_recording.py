@@ -8,12 +8,12 @@ import logging
 import psycopg
 import pytest
 
-from chalicelib import metrics, web
-from chalicelib.deps import Services
-from chalicelib.errors import Unavailable
-from chalicelib.models import Outcome
-from chalicelib.recorder import GROUP, Recorder, join_entries
-from chalicelib.store import Store, make_pool
+from chalicelib.api import metrics, web
+from chalicelib.core.errors import Unavailable
+from chalicelib.core.models import Outcome
+from chalicelib.record.store import Store, make_pool
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import GROUP, Recorder, join_entries
 
 NO_WAIT = {"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
 
@@ -209,7 +209,7 @@ POISON = ('[{"id":"%s","v":1,"ev":"canceled","st":"canceled","att":0,'
 
 
 def _metrics_text(services: Services) -> str:
-    """What GET /metrics serves (chalicelib.metrics.serve), from the test's services."""
+    """What GET /metrics serves (chalicelib.api.metrics.serve), from the test's services."""
     context = web.build(services)
     try:
         return metrics.render_text(metrics.collect(context))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
-from chalicelib.recover import restore_missing
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
+from chalicelib.service.recover import restore_missing
 
 LONG = {"base_seconds": 3600, "factor": 1, "max_seconds": 3600, "jitter": False}
 

@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 import pytest
 
-from chalicelib.auth import (
+from chalicelib.api.auth import (
     INVALID_TOKEN,
     Principal,
     Role,
@@ -17,7 +17,7 @@ from chalicelib.auth import (
     parse_bearer,
     require_role,
 )
-from chalicelib.errors import ConfigError, Forbidden, Unauthorized
+from chalicelib.core.errors import ConfigError, Forbidden, Unauthorized
 
 SECRET = b"0123456789abcdef" * 4  # 64 bytes, enough for HS512 too
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.cron import (
+from chalicelib.core.cron import (
     GRACE,
     MAX_CATCHUP,
     CronSpec,
@@ -17,7 +17,7 @@ from chalicelib.cron import (
     next_fire_times,
     parse,
 )
-from chalicelib.errors import ValidationError
+from chalicelib.core.errors import ValidationError
 
 NEW_YORK = "America/New_York"
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import passwords
-from chalicelib.passwords import hash_password, needs_rehash, verify_password
+from chalicelib.core import passwords
+from chalicelib.core.passwords import hash_password, needs_rehash, verify_password
 
 # Tests hash at a cheap cost; the format and parsing are the same at any cost.
 CHEAP = 10

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.errors import ConfigError
-from chalicelib.secrets import default_client, load_jwt_secret
-from chalicelib.settings import Settings
+from chalicelib.core.errors import ConfigError
+from chalicelib.core.settings import Settings
+from chalicelib.service.secrets import default_client, load_jwt_secret
 
 SECRET = "k" * 24 + " spaced/+=\u00e9 " + "z" * 8
 SECRET_ID = "dtq/jwt"

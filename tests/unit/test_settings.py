@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.errors import ConfigError
-from chalicelib.settings import Settings
+from chalicelib.core.errors import ConfigError
+from chalicelib.core.settings import Settings
 
 
 def test_defaults_match_the_documented_table() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.errors import PayloadTooLarge, ValidationError
-from chalicelib.models import Backoff
-from chalicelib.validation import MAX_SECONDS, parse_task, request_hash
+from chalicelib.core.errors import PayloadTooLarge, ValidationError
+from chalicelib.core.models import Backoff
+from chalicelib.core.validation import MAX_SECONDS, parse_task, request_hash
 
 
 def fields_of(body: Any) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
 from tests.workers.procs import DTQ, worker_env
 
 SpawnWorker = Callable[..., subprocess.Popen[bytes]]

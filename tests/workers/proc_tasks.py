@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chalicelib.errors import Cancelled, DTQError, Retry
+from chalicelib.core.errors import Cancelled, DTQError, Retry
 from workers.registry import task
 
 

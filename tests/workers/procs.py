@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
 
 DTQ = str(Path(sys.executable).with_name("dtq"))
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from chalicelib import deps
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
+from chalicelib.service import deps
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 

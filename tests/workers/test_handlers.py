@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chalicelib.deps import Services
-from chalicelib.errors import Retry
-from chalicelib.fleet import Fleet
-from chalicelib.locks import LockScripts
+from chalicelib.core.errors import Retry
+from chalicelib.queue.locks import LockScripts
+from chalicelib.service.deps import Services
+from chalicelib.service.fleet import Fleet
 from workers import registry
 from workers.context import TaskContext
 from workers.offline import Journal

@@ -21,10 +21,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.fleet import Fleet
-from chalicelib.recorder import Recorder
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
+from chalicelib.service.deps import Services
+from chalicelib.service.fleet import Fleet
+from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.procs import DTQ, Proxy, worker_env

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.locks import DistributedLock, LockLost, LockNotAcquired, LockScripts
+from chalicelib.queue.locks import DistributedLock, LockLost, LockNotAcquired, LockScripts
+from chalicelib.service.deps import Services
 from tests.helpers import wait_until
 
 

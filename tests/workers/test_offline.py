@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.procs import Proxy

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import passwords
-from chalicelib.deps import Services
-from chalicelib.settings import Settings
+from chalicelib.core import passwords
+from chalicelib.core.settings import Settings
+from chalicelib.service.deps import Services
 from tests.helpers import free_port, port_answers, wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.procs import DTQ, Proxy, worker_env

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chalicelib.deps import Services
-from chalicelib.fleet import Fleet
+from chalicelib.service.deps import Services
+from chalicelib.service.fleet import Fleet
 from workers import registry
 from workers.offline import Journal
 from workers.transport import RedisTransport

@@ -8,7 +8,7 @@ import signal
 from datetime import datetime
 from pathlib import Path
 
-from chalicelib.deps import Services
+from chalicelib.service.deps import Services
 from tests.helpers import alive, children, wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.proc_tasks import count_primes

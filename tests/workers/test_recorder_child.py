@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from chalicelib.deps import Services
+from chalicelib.service.deps import Services
 from tests.helpers import children, wait_until
 from tests.workers.conftest import SpawnWorker
 from workers.children import start_time

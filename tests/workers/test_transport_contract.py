@@ -1,5 +1,5 @@
 """One contract for every worker transport (huey's StorageTests idea): the Redis
-transport always; the HTTP transport once ``workers/serve.py`` (``dtq api``) exists."""
+transport always; the HTTP transport once ``workers/cli/serve.py`` (``dtq api``) exists."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import passwords
-from chalicelib.deps import Services
-from chalicelib.fleet import Fleet
-from chalicelib.settings import Settings
+from chalicelib.core import passwords
+from chalicelib.core.settings import Settings
+from chalicelib.service.deps import Services
+from chalicelib.service.fleet import Fleet
 from tests.helpers import free_port, port_answers, wait_until
 from tests.workers.procs import DTQ, worker_env
 from workers.offline import Report
 from workers.transport import RedisTransport, Transport
 
-TRANSPORTS = ["redis"] + (["http"] if importlib.util.find_spec("workers.serve") else [])
+TRANSPORTS = ["redis"] + (["http"] if importlib.util.find_spec("workers.cli.serve") else [])
 
 
 def _http_transport(services: Services, settings: Settings) -> Iterator[Transport]:

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chalicelib.deps import Services
-from chalicelib.fleet import Fleet
+from chalicelib.service.deps import Services
+from chalicelib.service.fleet import Fleet
 from tests.helpers import wait_until
 from workers import registry
 from workers.offline import Journal

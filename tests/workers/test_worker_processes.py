@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chalicelib.deps import Services
-from chalicelib.recorder import Recorder
+from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 

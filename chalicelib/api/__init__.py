@@ -1,0 +1,1 @@
+"""The HTTP edge: parse the request, call one service, render the answer."""

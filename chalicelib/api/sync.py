@@ -1,0 +1,219 @@
+"""``POST /tasks/sync``: outcomes reported by workers (online or after being offline),
+and tasks they created while offline.
+
+Rules (API.md):
+- the first terminal outcome of a task wins; a late outcome (its lease expired) is still
+  accepted while nobody else finished the task — ``complete.lua`` decides both;
+- a refused outcome is rejected with a reason and counted as a duplicate;
+- one bad item never fails the request: it is rejected, the rest proceed;
+- re-sending the same sync is harmless: an outcome already accepted from the same lease
+  token is recognised by its digest (kept per task in Redis for as long as the task's
+  hash) and answered "accepted" again without touching the task, its history or the
+  duplicate counter. Two identical syncs racing each other may still count one
+  duplicate; the task itself is never changed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.api.web import Web
+from chalicelib.core import forms
+from chalicelib.core.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationError
+from chalicelib.core.forms import Form
+from chalicelib.core.jsonbody import problem
+from chalicelib.core.jsontext import compact
+from chalicelib.core.models import Outcome
+from chalicelib.core.validation import MAX_SECONDS, TaskSpec, parse_datetime, parse_task
+from chalicelib.queue.scripts import REASONS, Code
+
+MAX_ITEMS = 1000
+MAX_ERROR_CHARS = 10_000
+_RESULT_FIELDS = {
+    "id", "lease_token", "status", "result", "error", "started_at", "finished_at",
+    "retry_delay_seconds",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Item:
+    outcome: Outcome
+    digest: str
+
+    @property
+    def ident(self) -> tuple[str, str, str]:
+        return (self.outcome.task_id, self.outcome.token, self.digest)
+
+
+def sync(web: Web, body: Any) -> dict[str, Any]:
+    # Items are checked one by one below: one bad item is rejected, not a 400.
+    form = Form(body, {"worker_id", "results", "created"}, deep=False)
+    worker_id = form.text("worker_id", max_len=200, name=True)
+    results = form.items("results", max_items=MAX_ITEMS)
+    created = form.items("created", max_items=MAX_ITEMS)
+    form.done()
+    assert worker_id is not None
+    rejected: list[dict[str, Any]] = []
+    tasks = _create(web, created, rejected)
+    accepted = _report(web, worker_id, results, rejected)
+    return {"accepted": accepted, "rejected": rejected, "created": tasks}
+
+
+# -- outcomes -------------------------------------------------------------------------
+
+
+def _report(web: Web, worker_id: str, results: list[Any], rejected: list[dict[str, Any]]
+            ) -> list[str]:  # fmt: skip
+    items: list[_Item] = []
+    for i, raw in enumerate(results):
+        try:
+            items.append(_outcome(web, worker_id, i, raw))
+        except NotFound as exc:
+            rejected.append({"id": _raw_id(raw), "reason": "not_found", "message": exc.message})
+        except ApiError as exc:
+            reason = "payload_too_large" if isinstance(exc, PayloadTooLarge) else "invalid"
+            rejected.append({"id": _raw_id(raw), "reason": reason, "message": exc.message})
+    if not items:
+        return []
+    known = _accepted_before(web, items)
+    # An item repeated within one request gets the verdict of its first copy.
+    fresh: dict[tuple[str, str, str], int] = {}
+    for it, was in zip(items, known, strict=True):
+        if not was:
+            fresh.setdefault(it.ident, len(fresh))
+    firsts = list(fresh)
+    by_ident = {it.ident: it for it in items}
+    codes = web.services.queue.report_many([by_ident[ident].outcome for ident in firsts])
+    _remember([by_ident[i] for i, c in zip(firsts, codes, strict=True) if c == Code.OK], web)
+    accepted: list[str] = []
+    for it, was in zip(items, known, strict=True):
+        code = Code.OK if was else Code(codes[fresh[it.ident]])
+        if code == Code.OK:
+            accepted.append(it.outcome.task_id)
+        else:
+            rejected.append(
+                {"id": it.outcome.task_id, "reason": REASONS.get(code, "invalid_state")}
+            )
+    return accepted
+
+
+def _accepted_before(web: Web, items: list[_Item]) -> list[bool]:
+    """Per item: was this very outcome already accepted from the same lease token?"""
+    keys = web.services.keys
+    pipe = web.services.redis.pipeline(transaction=False)
+    for it in items:
+        pipe.hget(keys.outcomes(it.outcome.queue, it.outcome.task_id), it.outcome.token)
+    return [
+        known is not None and known.decode() == it.digest
+        for it, known in zip(items, pipe.execute(), strict=True)
+    ]
+
+
+def _remember(items: list[_Item], web: Web) -> None:
+    if not items:
+        return
+    keys, ttl_ms = web.services.keys, web.services.queue.finished_ttl_ms
+    pipe = web.services.redis.pipeline(transaction=False)
+    for it in items:
+        key = keys.outcomes(it.outcome.queue, it.outcome.task_id)
+        pipe.hset(key, it.outcome.token, it.digest)
+        pipe.pexpire(key, ttl_ms)
+    pipe.execute()
+
+
+def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
+    form = Form(raw, _RESULT_FIELDS, prefix=f"results[{index}].")
+    task_id = form.text("id", max_len=36)
+    token = form.text("lease_token", max_len=200)
+    status = form.choice("status", ("succeeded", "failed"))
+    error = form.text("error", required=False, max_len=MAX_ERROR_CHARS, nullable=True)
+    retry_delay = form.body.get("retry_delay_seconds")
+    if retry_delay is not None and (
+        isinstance(retry_delay, bool)
+        or not isinstance(retry_delay, int | float)
+        or not 0 <= retry_delay <= MAX_SECONDS
+    ):
+        form.add("retry_delay_seconds", f"must be a number between 0 and {MAX_SECONDS:g}")
+        retry_delay = None
+    for key in ("started_at", "finished_at"):
+        if form.body.get(key) is not None:
+            try:
+                parse_datetime(form.body[key])
+            except ValueError as exc:
+                form.add(key, str(exc))
+    form.done()
+    assert task_id is not None and token is not None
+    task_id = forms.task_id(task_id)
+    result_json = compact(form.body.get("result"))
+    succeeded = status == "succeeded"
+    payloads = web.services.client.payloads
+    if succeeded and payloads is not None:
+        result_json = payloads.offload_result(task_id, result_json)  # S3 when too large
+    elif len(result_json.encode()) > web.settings.max_payload_bytes:
+        raise PayloadTooLarge(f"result is larger than {web.settings.max_payload_bytes} bytes")
+    queue = web.services.client.queue_of(task_id)
+    outcome = Outcome(
+        queue=queue, task_id=task_id, token=token, succeeded=succeeded,
+        result_json=result_json if succeeded else "null",
+        error="" if succeeded else (error or "failed"), worker_id=worker_id,
+        retry_delay_ms=None if retry_delay is None else int(retry_delay * 1000),
+    )  # fmt: skip
+    what = {"status": status, "result": form.body.get("result")} if succeeded else {
+        "status": status, "error": outcome.error}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+    return _Item(outcome, digest)
+
+
+def _raw_id(raw: Any) -> Any:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and problem(value) is None else None
+
+
+# -- tasks created offline --------------------------------------------------------------
+
+
+def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    specs: list[TaskSpec] = []
+    for i, raw in enumerate(created):
+        try:
+            specs.append(_spec(web, i, raw))
+        except ApiError as exc:
+            key = raw.get("idempotency_key") if isinstance(raw, dict) else None
+            reason = "payload_too_large" if isinstance(exc, PayloadTooLarge) else "invalid"
+            rejected.append({
+                "id": None, "idempotency_key": key if isinstance(key, str) else None,
+                "index": i, "reason": reason, "message": exc.message,
+            })  # fmt: skip
+    if not specs:
+        return []
+    client = web.services.client
+    try:
+        return [task for task, _ in client.create(specs)]
+    except Conflict:
+        pass
+    # One key reused with another body refuses the whole transaction: retry one by one so
+    # that only the conflicting items are rejected.
+    tasks = []
+    for spec in specs:
+        try:
+            tasks.append(client.create([spec])[0][0])
+        except Conflict as exc:
+            rejected.append({
+                "id": None, "idempotency_key": spec.idempotency_key, "reason": "conflict",
+                "message": exc.message,
+            })  # fmt: skip
+    return tasks
+
+
+def _spec(web: Web, index: int, raw: Any) -> TaskSpec:
+    prefix = f"created[{index}]."
+    raw = forms.task_body(raw, prefix)
+    spec = parse_task(raw, max_payload_bytes=web.services.client.payload_limit, prefix=prefix)
+    if spec.idempotency_key is None:
+        message = "is required for a task created offline"
+        field = f"{prefix}idempotency_key"
+        raise ValidationError(f"{field} {message}", details=[{"field": field, "message": message}])
+    return spec

@@ -1,0 +1,173 @@
+"""Task endpoints: create (one and batch), list, read, cancel, retry, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import Any
+
+from chalicelib.api.auth import Principal, Role
+from chalicelib.api.http import Reply
+from chalicelib.api.web import Web
+from chalicelib.core import forms
+from chalicelib.core.errors import Conflict, Forbidden, InvalidJson, NotFound, ValidationError
+from chalicelib.core.forms import Form
+from chalicelib.core.models import TaskStatus
+from chalicelib.core.validation import parse_task
+from chalicelib.queue.scripts import Code
+
+MAX_BATCH = 1000
+LIST_PARAMS = ("status", "queue", "name", "limit", "cursor")
+#: How many dead tasks one ``{"queue": …}`` replay moves at most.
+MAX_REPLAY = 10_000
+
+
+def create(web: Web, body: Any, idempotency_header: str | None) -> Reply:
+    if not isinstance(body, dict):
+        raise InvalidJson("the body must be a JSON object")
+    body = forms.task_body(body)
+    if idempotency_header is not None:
+        in_body = body.get("idempotency_key")
+        if in_body is not None and in_body != idempotency_header:
+            message = "differs from the Idempotency-Key header"
+            raise ValidationError(
+                f"idempotency_key {message}",
+                details=[{"field": "idempotency_key", "message": message}],
+            )
+        body["idempotency_key"] = idempotency_header
+    spec = parse_task(body, max_payload_bytes=web.services.client.payload_limit)
+    [(task, created)] = web.services.client.create([spec])
+    return Reply(task, 201 if created else 200)
+
+
+def create_batch(web: Web, body: Any) -> Reply:
+    form = Form(body, {"tasks"})
+    items = form.items("tasks", max_items=MAX_BATCH, required=True)
+    if "tasks" in form.body and not items and not form.errors:
+        form.add("tasks", f"must hold 1-{MAX_BATCH} tasks")
+    form.done()
+    items = [forms.task_body(item, f"tasks[{i}].") for i, item in enumerate(items)]
+    tasks = web.services.client.enqueue_many(items)
+    return Reply({"tasks": tasks}, 201)
+
+
+def list_tasks(web: Web, params: dict[str, str], status: str | None = None) -> dict[str, Any]:
+    status = status or params.get("status")
+    if status is not None and status not in TaskStatus.__members__.values():
+        message = f"must be one of {', '.join(s.value for s in TaskStatus)}"
+        raise ValidationError(
+            f"status {message}", details=[{"field": "status", "message": message}]
+        )
+    tasks, cursor = web.services.client.list(
+        status=status,
+        queue=forms.query_name(params, "queue", 100),
+        name=forms.query_name(params, "name", 200),
+        limit=forms.query_int(params, "limit", 50, 1, 500),
+        cursor=_decode_cursor(params.get("cursor")),
+    )
+    return {"tasks": tasks, "next_cursor": _encode_cursor(cursor)}
+
+
+# Cursors travel in query strings: base64url keeps the '+' of a UTC offset intact.
+def _encode_cursor(cursor: str | None) -> str | None:
+    return None if cursor is None else base64.urlsafe_b64encode(cursor.encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
+        if not decoded:
+            raise ValueError("empty cursor")
+        return decoded
+    except (ValueError, UnicodeError):
+        message = "is invalid"
+        raise ValidationError(
+            f"cursor {message}", details=[{"field": "cursor", "message": message}]
+        ) from None
+
+
+def get(web: Web, raw_id: str, principal: Principal | None, lease_token: str | None
+        ) -> dict[str, Any]:  # fmt: skip
+    task_id = forms.task_id(raw_id)
+    client = web.services.client
+    if principal is not None and principal.role != Role.ADMIN:
+        # A worker may read only what it holds: the lease token is the proof.
+        live = client.queue.live(client.queue_of(task_id), task_id) or {}
+        token = live.get("tok") if live.get("st") == "running" else None
+        if not (
+            token and lease_token and hmac.compare_digest(token.encode(), lease_token.encode())
+        ):
+            raise Forbidden("a worker may read only a task it currently holds")
+    return client.get(task_id)
+
+
+def cancel(web: Web, raw_id: str) -> Reply:
+    task, done = web.services.client.cancel(forms.task_id(raw_id))
+    return Reply(task, 200 if done else 202)
+
+
+def retry(web: Web, raw_id: str) -> dict[str, Any]:
+    return web.services.client.retry(forms.task_id(raw_id))
+
+
+def replay_dead(web: Web, body: Any) -> dict[str, Any]:
+    form = Form(body, {"ids", "queue"})
+    ids = form.items("ids", max_items=MAX_BATCH)
+    queue = form.text("queue", required=False, max_len=100, name=True)
+    if ("ids" in form.body) == ("queue" in form.body):
+        form.add("ids", 'give either "ids" or "queue"')
+    for i, value in enumerate(ids):
+        if _maybe_id(value) is None:
+            form.add(f"ids[{i}]", "must be a task id (a UUID)")
+    form.done()
+    if queue is not None:
+        ids = _dead_ids(web, queue)
+    replayed = sum(_replay_one(web, _maybe_id(i)) for i in dict.fromkeys(ids))
+    return {"replayed": replayed}
+
+
+def _maybe_id(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return forms.task_id(value)
+    except NotFound:
+        return None
+
+
+def _dead_ids(web: Web, queue: str) -> list[str]:
+    """Dead tasks of a queue: Redis's dead set (current) plus the record's (tasks that
+    Redis lost), up to MAX_REPLAY."""
+    svc = web.services
+    live = [m.decode() for m in svc.redis.zrange(svc.keys.queue(queue).dead, 0, MAX_REPLAY - 1)]
+    ids = dict.fromkeys(live)
+    cursor: str | None = None
+    while len(ids) < MAX_REPLAY:
+        page, cursor = svc.client.list(status="dead", queue=queue, limit=500, cursor=cursor)
+        ids.update((t["id"], None) for t in page)
+        if cursor is None:
+            break
+    return list(ids)[:MAX_REPLAY]
+
+
+def _replay_one(web: Web, task_id: str | None) -> bool:
+    """Replay one task if it is dead now (a canceled task is not a dead letter)."""
+    if task_id is None:
+        return False
+    client = web.services.client
+    try:
+        queue = client.queue_of(task_id)
+        live = client.queue.live(queue, task_id)
+        if live is not None:
+            if live.get("st") != TaskStatus.DEAD:
+                return False
+            if client.queue.replay(queue, task_id) == Code.OK:
+                return True
+        row = client.store.get_task(task_id)
+        if row is None or row["status"] != TaskStatus.DEAD:
+            return False
+        return client.restore(row, status=TaskStatus.QUEUED, attempts=0, event="replayed")
+    except (NotFound, Conflict):
+        return False

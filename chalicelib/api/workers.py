@@ -1,0 +1,148 @@
+"""Worker endpoints: register/heartbeat, the fleet, claiming tasks, extending leases."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from chalicelib.api.web import Web
+from chalicelib.core import forms
+from chalicelib.core.clock import from_ms, iso
+from chalicelib.core.errors import Unavailable
+from chalicelib.core.forms import Form
+from chalicelib.core.models import Backoff, Lease
+from chalicelib.service.fleet import HEARTBEAT_INTERVAL_S
+from chalicelib.service.payloads import resolve
+from chalicelib.service.tasks import task_json
+
+MAX_LEASE_S = 86_400
+#: Longest ``POST /tasks/wait``: well inside API Gateway's 29 s and common proxy timeouts.
+MAX_WAIT_S = 20.0
+WAIT_SLICE_S = 1.0
+
+
+def register(web: Web, body: Any) -> dict[str, Any]:
+    form = Form(body, {"worker_id", "queues", "hostname", "concurrency", "mode"})
+    worker_id = form.text("worker_id", required=False, max_len=200, name=True)
+    queues = form.names("queues")
+    hostname = form.text("hostname", max_len=255)
+    concurrency = form.integer("concurrency", 1, 10_000, required=True)
+    mode = form.choice("mode", ("redis", "http"))
+    form.done()
+    assert hostname is not None and concurrency is not None and mode is not None
+    svc = web.services
+    new = worker_id is None or svc.redis.zscore(svc.keys.workers, worker_id) is None
+    worker_id = worker_id or uuid.uuid4().hex
+    # The Postgres row is written on registration only, so that a heartbeat keeps
+    # working (on Redis alone) while Postgres is down.
+    web.fleet.heartbeat(worker_id, queues=queues, hostname=hostname, concurrency=concurrency,
+                        mode=mode, record=new)  # fmt: skip
+    return {"worker_id": worker_id, "heartbeat_interval_seconds": HEARTBEAT_INTERVAL_S}
+
+
+def list_workers(web: Web) -> dict[str, Any]:
+    return {"workers": web.fleet.describe()}
+
+
+def claim(web: Web, body: Any) -> dict[str, Any]:
+    form = Form(body, {"worker_id", "queues", "max", "lease_seconds"})
+    worker_id = form.text("worker_id", max_len=200, name=True)
+    queues = form.names("queues")
+    want = form.integer("max", 1, 100) or 1
+    lease_s = form.integer("lease_seconds", 1, MAX_LEASE_S) or web.settings.lease_seconds
+    form.done()
+    assert worker_id is not None
+    svc = web.services
+    result = svc.queue.claim(queues, worker_id, want, lease_s * 1000)
+    tasks = _lease_tasks(web, result.leases)
+    return {"tasks": tasks, "retry_after_ms": result.retry_after_ms}
+
+
+def wait(web: Web, body: Any) -> dict[str, Any]:
+    """Block until an enqueue signals one of the queues, or the timeout passes: an idle
+    worker in HTTP mode wakes within milliseconds of an enqueue instead of polling."""
+    form = Form(body, {"queues", "timeout_seconds"})
+    queues = form.names("queues")
+    timeout_s = form.number("timeout_seconds", 0.0, MAX_WAIT_S) or 1.0
+    form.done()
+    queue = web.services.queue
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        # In slices shorter than the Redis client's socket timeout.
+        if queue.wait_for_work(queues, min(left, WAIT_SLICE_S)):
+            return {"work": True}
+    return {"work": False}
+
+
+def _lease_tasks(web: Web, leases: list[Lease]) -> list[dict[str, Any]]:
+    """Each leased task in full. The record adds what Redis does not keep (creation
+    time, idempotency key…); if Postgres is down the leases are still handed out, with
+    those fields null, since the tasks are already leased and must not be lost."""
+    if not leases:
+        return []
+    svc = web.services
+    lives = svc.queue.live_many([(lease.queue, lease.task_id) for lease in leases])
+    try:
+        rows = {str(r["id"]): r for r in svc.store.get_tasks([le.task_id for le in leases])}
+    except Unavailable:
+        rows = {}
+    out = []
+    for lease, live in zip(leases, lives, strict=True):
+        row = rows.get(lease.task_id)
+        task = task_json(row, live) if row is not None else _from_lease(lease, live or {})
+        # A worker gets the payload in full, wherever it is stored.
+        task["payload"] = resolve(lease.payload, svc.client.payloads)
+        task.update({
+            "status": "running", "attempt": lease.attempt, "attempts": lease.attempt,
+            "lease_token": lease.lease_token, "fence": lease.fence,
+            "lease_expires_at": iso(from_ms(lease.lease_expires_ms)),
+        })  # fmt: skip
+        out.append(task)
+    return out
+
+
+def _from_lease(lease: Lease, live: dict[str, str]) -> dict[str, Any]:
+    bo = live.get("bo")
+    backoff = Backoff()
+    if bo:
+        base, factor, cap, jitter = bo.split(",")
+        backoff = Backoff(float(base), float(factor), float(cap), jitter == "1")
+    return {
+        "id": lease.task_id, "name": lease.name, "queue": lease.queue,
+        "priority": lease.priority, "payload": lease.payload, "status": "running",
+        "attempts": lease.attempt, "max_attempts": lease.max_attempts,
+        "timeout_seconds": lease.timeout_seconds, "backoff": backoff.to_json(),
+        "idempotency_key": None, "lock_key": lease.lock_key, "schedule_id": None,
+        "webhook_url": None, "worker_id": live.get("wid"), "cancel_requested": False,
+        "fence": lease.fence,
+        "run_at": iso(from_ms(int(live["run"]))) if "run" in live else None,
+        "created_at": None,
+        "started_at": iso(from_ms(int(live["sa"]))) if "sa" in live else None,
+        "finished_at": None, "result": None, "error": live.get("err"),
+    }  # fmt: skip
+
+
+def extend(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
+    task_id = forms.task_id(raw_id)
+    form = Form(body, {"lease_token", "extend_seconds"})
+    token = form.text("lease_token", max_len=200)
+    extend_s = form.integer("extend_seconds", 1, MAX_LEASE_S) or web.settings.lease_seconds
+    form.done()
+    assert token is not None
+    client = web.services.client
+    expires_ms, canceled = client.queue.extend(client.queue_of(task_id), task_id, token,
+                                               extend_s * 1000)  # fmt: skip
+    return {"lease_expires_at": iso(from_ms(expires_ms)), "cancel_requested": canceled}
+
+
+def release(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
+    """A worker gives a task back (graceful shutdown): not a failed attempt."""
+    task_id = forms.task_id(raw_id)
+    form = Form(body, {"lease_token"})
+    token = form.text("lease_token", max_len=200)
+    form.done()
+    assert token is not None
+    client = web.services.client
+    client.queue.release(client.queue_of(task_id), task_id, token)
+    return {"released": True}

@@ -1,0 +1,151 @@
+"""Reads of the queue state in Redis: live task hashes, set sizes, counters, the idle
+worker's blocking wait, and the server's clock. Nothing here changes state: that is
+:mod:`chalicelib.queue.scripts`, through the Lua scripts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from chalicelib.queue.keys import Keys
+
+#: Under Redis Cluster, how long a multi-queue wait blocks on one queue before the next.
+CLUSTER_TURN_S = 0.02
+
+
+class ServerClock:
+    """Redis server time, estimated locally: one ``TIME`` call per ``refresh_s`` keeps
+    ``run_at`` on the same clock as the scripts' lease deadlines without a round trip
+    per task."""
+
+    def __init__(self, client: redis.Redis, refresh_s: float = 30.0) -> None:
+        self._client = client
+        self._refresh_s = refresh_s
+        self._offset_ms = 0.0
+        self._checked = -1e18
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        mono = time.monotonic()
+        if mono - self._checked > self._refresh_s:
+            with self._lock:
+                try:
+                    before = time.time()
+                    sec, usec = self._client.time()
+                    after = time.time()
+                except redis.RedisError:
+                    # Redis is down: keep the last estimate. The task is still recorded
+                    # in Postgres and dispatched once Redis returns.
+                    pass
+                else:
+                    local_mid = (before + after) / 2 * 1000
+                    self._offset_ms = sec * 1000 + usec / 1000 - local_mid
+                    self._checked = mono
+        return int(time.time() * 1000 + self._offset_ms)
+
+
+class QueueReads:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        # redis-py annotates replies as sync/async unions; typed wrappers below say what
+        # each call really returns.
+        self.redis: Any = client
+        self.keys = keys
+        self.clock = ServerClock(client)
+
+    def known_queues(self) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
+
+    def live(self, queue: str, task_id: str) -> dict[str, str] | None:
+        """The task's hash as strings, or None when Redis no longer holds it."""
+        return _strings(self.redis.hgetall(self.keys.queue(queue).task(task_id)))
+
+    def live_many(self, items: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id in items:
+            pipe.hgetall(self.keys.queue(queue).task(task_id))
+        return [_strings(raw) for raw in pipe.execute()]
+
+    def depths(self, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per queue: sizes of every state set, meta settings and the oldest ready task."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            qk = self.keys.queue(queue)
+            pipe.zcard(qk.scheduled)
+            pipe.zcard(qk.ready)
+            pipe.zcard(qk.running)
+            pipe.zcard(qk.retrying)
+            pipe.zcard(qk.dead)
+            pipe.hgetall(qk.meta)
+            pipe.xlen(qk.events)
+        replies = pipe.execute()
+        out: dict[str, dict[str, Any]] = {}
+        for i, queue in enumerate(queues):
+            sch, rdy, run, rty, dead, meta, backlog = replies[i * 7 : i * 7 + 7]
+            out[queue] = {
+                "scheduled": sch, "queued": rdy, "running": run, "retrying": rty, "dead": dead,
+                "meta": {k.decode(): v.decode() for k, v in meta.items()},
+                "unrecorded_events": backlog,
+            }  # fmt: skip
+        return out
+
+    def stats(self, queues: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Cluster-wide counters kept by the scripts, per queue."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hgetall(self.keys.queue(queue).stats)
+        return {
+            queue: {k.decode(): float(v) for k, v in raw.items()}
+            for queue, raw in zip(queues, pipe.execute(), strict=True)
+        }
+
+    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
+        """Block until work may be there — an enqueue signals one of ``queues``, or a
+        scheduled or retrying task falls due or a lease expires (those come without a
+        signal) — or the timeout passes. True when work may be there."""
+        due = self.next_due_ms(queues)
+        due_first = False
+        if due is not None:
+            until_due = (due - self.clock.now_ms()) / 1000 + 0.002
+            if until_due < timeout_s:
+                timeout_s, due_first = until_due, True
+        if timeout_s <= 0.001:  # BLPOP with timeout 0 would block forever
+            return due_first
+        signals = [self.keys.queue(q).signal for q in queues]
+        if len(signals) > 1 and isinstance(self.redis, RedisCluster):
+            return self._wait_in_turn(signals, timeout_s) or due_first
+        return self.redis.blpop(signals, timeout=timeout_s) is not None or due_first
+
+    def _wait_in_turn(self, signals: list[str], timeout_s: float) -> bool:
+        # Redis Cluster refuses a BLPOP over keys of several slots (each queue has its
+        # own): block on each queue's signal in turn, briefly, so that a wake-up for any
+        # of them is seen within about len(signals) * CLUSTER_TURN_S.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for signal in signals:
+                left = deadline - time.monotonic()
+                if left <= 0.001:
+                    return False
+                if self.redis.blpop([signal], timeout=min(left, CLUSTER_TURN_S)) is not None:
+                    return True
+
+    def next_due_ms(self, queues: Sequence[str]) -> int | None:
+        """Earliest server time (ms) at which a scheduled or retrying task becomes due or a
+        lease expires in ``queues``: such changes happen without a wake-up signal, so an
+        idle worker bounds its blocking wait by this."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            qk = self.keys.queue(queue)
+            for zset in (qk.scheduled, qk.retrying, qk.running):
+                pipe.zrange(zset, 0, 0, withscores=True)
+        heads = [int(h[0][1]) for h in pipe.execute() if h]
+        return min(heads) if heads else None
+
+
+def _strings(raw: dict[bytes, bytes]) -> dict[str, str] | None:
+    """A task hash as strings; None when Redis no longer holds it (an empty reply)."""
+    return {k.decode(): v.decode() for k, v in raw.items()} if raw else None

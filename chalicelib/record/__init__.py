@@ -1,0 +1,1 @@
+"""The record in PostgreSQL: named SQL, the store, deliveries, migrations."""

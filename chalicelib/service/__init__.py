@@ -1,0 +1,1 @@
+"""The domain over the queue and the record: what the HTTP edge and the workers call."""

@@ -1,0 +1,395 @@
+"""The task service: creating, reading, canceling and retrying tasks over the queue
+(Redis) and the record (PostgreSQL); what the HTTP edge, the workers and the schedules call.
+
+Order of writes for a new task: the Postgres row commits first, then the task enters
+Redis; the reverse order could run a task that has no record. When the Redis step fails,
+the task is noted in the dispatch backlog, which every recorder loop empties within
+about a second of Redis answering again (chalicelib/service/dispatch.py). A crash between the
+commit and that note leaves a recorded task that only ``reconcile`` dispatches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from chalicelib.core.clock import from_ms, iso, iso_ms
+from chalicelib.core.errors import InvalidTransition, NotFound, ValidationError
+from chalicelib.core.ids import uuid7
+from chalicelib.core.jsontext import compact
+from chalicelib.core.models import TERMINAL, Backoff, NewTask, TaskStatus
+from chalicelib.core.validation import TaskSpec, parse_task
+from chalicelib.queue.scripts import REASONS, Code, Queue
+from chalicelib.record.deliveries import Deliveries, merge_history
+from chalicelib.record.store import Row, Store
+from chalicelib.service.groupcommit import GroupCommit
+from chalicelib.service.payloads import MAX_OFFLOADED_BYTES, Payloads
+
+log = logging.getLogger("dtq.client")
+
+#: Tasks validated per piece of a streamed batch: about one 32 kB COPY buffer's worth.
+STREAM_CHUNK = 100
+#: Least wait for a PostgreSQL connection a shared commit is given, however long its
+#: callers waited for the commit before it: with PostgreSQL up, a connection is lent at
+#: once (or within milliseconds when all are busy), so this only bounds an outage's 503.
+MIN_SHARED_WAIT_S = 0.2
+
+
+class TaskService:
+    """Tasks over both stores (``Services.client`` in the composition root)."""
+
+    def __init__(self, queue: Queue, store: Store, *, max_payload_bytes: int = 262_144,
+                 payloads: Payloads | None = None) -> None:  # fmt: skip
+        self.queue = queue
+        self.store = store
+        self.max_payload_bytes = max_payload_bytes
+        #: Set with DTQ_PAYLOAD_BUCKET: larger payloads and results go to S3.
+        self.payloads = payloads
+        self._group = GroupCommit(self._commit_shared, self._dispatch)
+        #: When each single create waiting for a shared commit arrived (monotonic s).
+        self._arrived: dict[str, float] = {}
+        # A task never changes queue, so its id → queue lookup can be cached forever.
+        self.queue_of = lru_cache(maxsize=100_000)(self._queue_of)
+
+    # -- create ------------------------------------------------------------------
+
+    def enqueue(
+        self, name: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Enqueue one task (options as in ``POST /tasks``); returns the task."""
+        body = {"name": name, "payload": payload or {}, **options}
+        spec = parse_task(body, max_payload_bytes=self.payload_limit)
+        return self.create([spec])[0][0]
+
+    def enqueue_many(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Enqueue many tasks in one Postgres transaction and one Redis round trip."""
+        if not bodies:
+            return []
+        if not any(isinstance(b, dict) and b.get("idempotency_key") is not None for b in bodies):
+            return self._create_streamed(bodies)
+        specs = [self._parse(b, i) for i, b in enumerate(bodies)]
+        return [task for task, _ in self.create(specs)]
+
+    def _parse(self, body: Any, i: int) -> TaskSpec:
+        return parse_task(body, max_payload_bytes=self.payload_limit, prefix=f"tasks[{i}].")
+
+    def _create_streamed(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A batch without idempotency keys, where nothing can conflict: validated in
+        chunks that are written to one COPY as they are ready, so that PostgreSQL stores
+        a chunk while the next one is validated (the two had taken turns on two cores).
+        Still all-or-nothing: a bad body aborts the COPY, and no row of it is stored."""
+        now = self.queue.clock.now_ms()
+        stored: list[NewTask] = []
+        replies: list[dict[str, Any]] = []
+
+        def chunks() -> Iterator[list[NewTask]]:
+            for start in range(0, len(bodies), STREAM_CHUNK):
+                part = bodies[start : start + STREAM_CHUNK]
+                made = [self._new_task(self._parse(b, i), now, None)
+                        for i, b in enumerate(part, start)]  # fmt: skip
+                replies.extend(map(_new_task_json, made))  # built while PostgreSQL works
+                stored.extend(map(self._offloaded, made))
+                yield stored[start:]
+
+        self.store.copy_tasks(chunks())
+        self._dispatch(stored)
+        return replies
+
+    def create(self, specs: Sequence[TaskSpec], schedule_id: str | None = None
+               ) -> list[tuple[dict[str, Any], bool]]:  # fmt: skip
+        """Record then dispatch tasks, all-or-nothing in Postgres. Per spec: the task and
+        whether it was created (False: an earlier request with its idempotency key)."""
+        now = self.queue.clock.now_ms()
+        new = [self._new_task(s, now, schedule_id) for s in specs]
+        stored = [self._offloaded(t) for t in new]
+        if len(stored) == 1 and stored[0].idempotency_key is None:
+            # The hot path of many concurrent single creates: nothing can conflict, so
+            # the task may share its transaction and Redis round trip with others.
+            self._arrived[stored[0].id] = time.monotonic()
+            self._group.submit(stored)
+            return [(_new_task_json(new[0]), True)]
+        existing = self.store.insert_tasks(stored)
+        results: list[tuple[dict[str, Any], bool]] = []
+        dispatch: list[NewTask] = []
+        for task, kept, row in zip(new, stored, existing, strict=True):
+            if row is None:
+                dispatch.append(kept)
+                results.append((_new_task_json(task), True))
+                continue
+            if row["version"] == 0 and row["status"] in ("queued", "scheduled"):
+                dispatch.append(_row_to_new_task(row))  # the first request may not have
+            results.append((self._resolved(task_json(row)), False))
+        self._dispatch(dispatch)
+        return results
+
+    @property
+    def payload_limit(self) -> int:
+        """Largest payload ``parse_task`` should accept: above ``max_payload_bytes`` only
+        when it can be offloaded to S3."""
+        return MAX_OFFLOADED_BYTES if self.payloads is not None else self.max_payload_bytes
+
+    def _offloaded(self, task: NewTask) -> NewTask:
+        # A cheap bound first: UTF-8 takes at most 4 bytes per character.
+        if self.payloads is None or len(task.payload_json) * 4 <= self.max_payload_bytes:
+            return task
+        ref = self.payloads.offload_payload(task.id, task.payload_json)
+        if ref is task.payload_json:
+            return task
+        return task._replace(payload=json.loads(ref), payload_json=ref)
+
+    def _resolved(self, task: dict[str, Any]) -> dict[str, Any]:
+        """The task with its offloaded payload and result fetched from S3."""
+        if self.payloads is not None:
+            task["payload"] = self.payloads.resolve(task["payload"])
+            task["result"] = self.payloads.resolve(task["result"])
+        return task
+
+    def _commit_shared(self, tasks: list[NewTask]) -> None:
+        """The group commit's statement, given what is left of its oldest caller's wait
+        for a connection. Callers that arrive while a shared commit waits for an
+        unreachable PostgreSQL wait for it to fail, then share the next one: given a full
+        wait of its own, they answered 503 after two (3 s at the default 1.5 s), now
+        after one (+ ``MIN_SHARED_WAIT_S`` at most)."""
+        now = time.monotonic()
+        arrived = min(self._arrived.pop(t.id, now) for t in tasks)
+        wait_s = max(MIN_SHARED_WAIT_S, self.store.wait_s - (now - arrived))
+        self.store.insert_tasks(tasks, wait_s=wait_s)
+
+    def _dispatch(self, tasks: Sequence[NewTask]) -> None:
+        try:
+            self.queue.enqueue_many(tasks)
+        except redis.RedisError as exc:
+            self._note_undispatched(tasks, exc)
+
+    def _note_undispatched(self, tasks: Sequence[NewTask], exc: redis.RedisError) -> None:
+        """Committed, not in Redis: into the backlog that recorder loops dispatch from as
+        soon as Redis answers (chalicelib/service/dispatch.py). Not a failure of the create: it
+        is recorded, so the caller gets its 201."""
+        try:
+            self.store.note_undispatched([t.id for t in tasks])
+        except Exception as note_exc:
+            # Whatever keeps them out of the backlog (PostgreSQL gone too, a schema not
+            # migrated yet), the tasks are committed: the create succeeded, and the
+            # reconciler finds them.
+            log.warning("redis unavailable (%s) and the dispatch backlog not written (%r); "
+                        "%d recorded task(s) wait for the reconciler", exc, note_exc,
+                        len(tasks))  # fmt: skip
+            return
+        log.warning("redis unavailable (%s); %d recorded task(s) noted for dispatch when "
+                    "it answers again", exc, len(tasks))  # fmt: skip
+
+    @staticmethod
+    def _new_task(spec: TaskSpec, now_ms: int, schedule_id: str | None) -> NewTask:
+        if spec.run_at is not None:
+            run_at = int(spec.run_at.timestamp() * 1000)
+        else:
+            run_at = now_ms + int((spec.delay_seconds or 0) * 1000)
+        return NewTask(
+            id=uuid7(now_ms), name=spec.name, queue=spec.queue, priority=spec.priority,
+            payload=spec.payload, payload_json=spec.payload_json,
+            max_attempts=spec.max_attempts, timeout_seconds=spec.timeout_seconds,
+            backoff=spec.backoff, run_at_ms=run_at, created_at_ms=now_ms,
+            scheduled=run_at > now_ms, idempotency_key=spec.idempotency_key,
+            request_hash=spec.request_hash, lock_key=spec.lock_key, schedule_id=schedule_id,
+            webhook_url=spec.webhook_url,
+        )  # fmt: skip
+
+    # -- read --------------------------------------------------------------------
+
+    def _queue_of(self, task_id: str) -> str:
+        queue = self.store.queue_of(task_id)
+        if queue is None:
+            raise NotFound(f"task {task_id} not found")
+        return queue
+
+    def get(self, task_id: str, *, history: bool = True) -> dict[str, Any]:
+        """The task: its record overlaid with its live Redis state (so a read right after
+        a change sees it even before the recorder has caught up), plus its history."""
+        row = self.store.get_task(task_id)
+        if row is None:
+            raise NotFound(f"task {task_id} not found")
+        live = self._live(row["queue"], task_id)
+        task = self._resolved(task_json(row, live))
+        if history:
+            task["history"] = merge_history(
+                _creation_events(row) + [_event_json(e) for e in self.store.history(task_id)],
+                Deliveries(self.store).history(task_id),
+            )
+        return task
+
+    def list(self, *, status: str | None = None, queue: str | None = None,
+             name: str | None = None, limit: int = 50, cursor: str | None = None
+             ) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+        after = _decode_cursor(cursor) if cursor else None
+        rows = self.store.list_tasks(
+            status=status, queue=queue, name=name, limit=limit + 1, after=after
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1]) if more and rows else None
+        return [task_json(r) for r in rows], next_cursor
+
+    def _live(self, queue: str, task_id: str) -> dict[str, str] | None:
+        try:
+            return self.queue.live(queue, task_id)
+        except redis.RedisError:
+            return None  # the record alone is still a correct (if older) answer
+
+    # -- admin changes -------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> tuple[dict[str, Any], bool]:
+        """Cancel; returns the task and whether it is canceled already (False: running,
+        it ends canceled at its worker's next lease extension)."""
+        queue = self.queue_of(task_id)
+        try:
+            code = self.queue.cancel(queue, task_id)
+        except NotFound:
+            row = self.store.get_task(task_id)
+            if row is None:
+                raise
+            if row["status"] in TERMINAL:
+                raise InvalidTransition(f"task {task_id} is already {row['status']}") from None
+            self.restore(row)  # recorded but not (or no longer) in Redis
+            code = self.queue.cancel(queue, task_id)
+        return self.get(task_id, history=False), code == Code.OK
+
+    def retry(self, task_id: str) -> dict[str, Any]:
+        """A dead or canceled task goes back to the queue with its attempts reset."""
+        queue = self.queue_of(task_id)
+        if self.queue.replay(queue, task_id) == Code.NOT_FOUND:
+            row = self.store.get_task(task_id)
+            if row is None or row["status"] not in ("dead", "canceled"):
+                raise InvalidTransition(f"task {task_id} is not dead or canceled")
+            self.restore(row, status=TaskStatus.QUEUED, attempts=0, event="replayed")
+        return self.get(task_id, history=False)
+
+    def restore(self, row: Row, *, status: TaskStatus | None = None, attempts: int | None = None,
+                event: str = "recovered") -> bool:  # fmt: skip
+        """Re-create a task's Redis state from its record (no-op if Redis has it)."""
+        st = TaskStatus(status or row["status"])
+        # A task that was running when Redis lost it has no lease any more: run it again.
+        if st == TaskStatus.RUNNING:
+            st = TaskStatus.QUEUED
+        run_at = int(row["run_at"].timestamp() * 1000)
+        fields: list[Any] = [
+            "name", row["name"], "pri", row["priority"],
+            "payload", compact(row["payload"]),
+            "max", row["max_attempts"], "tmo", row["timeout_seconds"],
+            "bo", Backoff.from_json(row["backoff"]).encoded,
+            "att", row["attempts"] if attempts is None else attempts,
+            "fence", row["fence"], "v", row["version"],
+        ]  # fmt: skip
+        if row["lock_key"] is not None:
+            fields += ["lk", row["lock_key"]]
+        return self.queue.restore(row["queue"], str(row["id"]), st, run_at, fields, event)
+
+    def queue_stats(self) -> dict[str, dict[str, Any]]:
+        queues = self.queue.known_queues()
+        return self.queue.depths(queues)
+
+
+# -- JSON views -------------------------------------------------------------------
+
+
+def task_json(row: Row, live: dict[str, str] | None = None) -> dict[str, Any]:
+    """A task as the API returns it."""
+    task: dict[str, Any] = {
+        "id": str(row["id"]), "name": row["name"], "queue": row["queue"],
+        "priority": row["priority"], "payload": row["payload"], "status": row["status"],
+        "attempts": row["attempts"], "max_attempts": row["max_attempts"],
+        "timeout_seconds": row["timeout_seconds"], "backoff": row["backoff"],
+        "idempotency_key": row["idempotency_key"], "lock_key": row["lock_key"],
+        "schedule_id": str(row["schedule_id"]) if row["schedule_id"] else None,
+        "webhook_url": row["webhook_url"], "worker_id": row["worker_id"],
+        "cancel_requested": row["cancel_requested"], "fence": row["fence"],
+        "run_at": iso(row["run_at"]), "created_at": iso(row["created_at"]),
+        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
+        "result": row["result"], "error": row["error"],
+    }  # fmt: skip
+    if live and int(live.get("v", 0)) > row["version"]:
+        _overlay(task, live)
+    return task
+
+
+def _overlay(task: dict[str, Any], live: dict[str, str]) -> None:
+    task["status"] = live["st"]
+    task["attempts"] = int(live.get("att", 0))
+    task["fence"] = int(live.get("fence", 0))
+    task["cancel_requested"] = live.get("cr") == "1"
+    if "wid" in live:
+        task["worker_id"] = live["wid"]
+    for field, key in (("run_at", "run"), ("started_at", "sa"), ("finished_at", "fa")):
+        task[field] = iso(from_ms(int(live[key]))) if key in live else None
+    task["error"] = live.get("err")
+    task["result"] = json.loads(live["res"]) if "res" in live else None
+
+
+def _new_task_json(t: NewTask) -> dict[str, Any]:
+    return {
+        "id": t.id, "name": t.name, "queue": t.queue, "priority": t.priority,
+        "payload": t.payload, "status": t.status.value, "attempts": 0,
+        "max_attempts": t.max_attempts, "timeout_seconds": t.timeout_seconds,
+        "backoff": t.backoff.to_json(), "idempotency_key": t.idempotency_key,
+        "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
+        "worker_id": None, "cancel_requested": False, "fence": 0,
+        "run_at": iso_ms(t.run_at_ms), "created_at": iso_ms(t.created_at_ms),
+        "started_at": None, "finished_at": None, "result": None, "error": None,
+    }  # fmt: skip
+
+
+def _row_to_new_task(row: Row) -> NewTask:
+    return NewTask(
+        id=str(row["id"]), name=row["name"], queue=row["queue"], priority=row["priority"],
+        payload=row["payload"],
+        payload_json=compact(row["payload"]),
+        max_attempts=row["max_attempts"], timeout_seconds=row["timeout_seconds"],
+        backoff=Backoff.from_json(row["backoff"]),
+        run_at_ms=int(row["run_at"].timestamp() * 1000),
+        created_at_ms=int(row["created_at"].timestamp() * 1000),
+        scheduled=row["status"] == "scheduled", lock_key=row["lock_key"],
+    )  # fmt: skip
+
+
+def _creation_events(row: Row) -> list[dict[str, Any]]:
+    # Implied by the row itself, so creating a task writes one row, not three.
+    at = iso(row["created_at"])
+    first = "scheduled" if row["created_scheduled"] else "queued"
+    return [
+        {"at": at, "event": "created", "attempt": 0, "worker_id": None, "error": None},
+        {"at": at, "event": first, "attempt": 0, "worker_id": None, "error": None},
+    ]
+
+
+def _event_json(e: Row) -> dict[str, Any]:
+    event = {
+        "at": iso(e["at"]), "event": e["event"], "attempt": e["attempt"],
+        "worker_id": e["worker_id"], "error": e["error"],
+    }  # fmt: skip
+    data = e.get("data") or {}
+    if e["event"] == "retrying" and data.get("run"):
+        event["run_at"] = iso(from_ms(int(data["run"])))
+    if data.get("reason") is not None:
+        event["reason"] = REASONS.get(Code(int(data["reason"])), "unknown")
+    return event
+
+
+def _encode_cursor(row: Row) -> str:
+    return f"{row['created_at'].isoformat()}|{row['id']}"
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, task_id = cursor.split("|", 1)
+        return datetime.fromisoformat(created), str(uuid.UUID(task_id))
+    except ValueError:
+        raise ValidationError(
+            "cursor is invalid", details=[{"field": "cursor", "message": "is invalid"}]
+        ) from None

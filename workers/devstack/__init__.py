@@ -1,0 +1,1 @@
+"""`dtq dev`: the whole stack as local processes, embedded servers included."""
