@@ -197,9 +197,6 @@ class Schedules:
         """Enqueue the schedule's task now, outside its fire times (``POST …/run``)."""
         return firing.run_now(self.client, self.row(raw_id), now)
 
-    def fire_due(self, now: datetime) -> firing.FireReport:
-        return firing.fire_due(self.client, now)
-
 
 def preview(params: dict[str, str], now: datetime) -> dict[str, Any]:
     """``GET /schedules/preview``: the fire times a schedule would have after ``after``."""

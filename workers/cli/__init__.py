@@ -241,8 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_user_add)
 
     for module in VERB_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import importlib.util
 import json
 import os
 import secrets
@@ -306,12 +305,9 @@ class Stack:
         self.wait_for("the API", lambda: _http_json(self.api_url + "/health")[0] == 200, api)
 
     def start_app_processes(self) -> None:
-        if importlib.util.find_spec("schedules.runner") is not None:
-            self.sup.start(Child("scheduler", [*self.dtq, "scheduler"], dict(self.env), tier=2,
-                                 restart=True))  # fmt: skip
-            self.info.append(("scheduler", "running (dtq scheduler)"))
-        else:
-            self.info.append(("scheduler", "not started: this checkout has no `dtq scheduler` yet"))
+        self.sup.start(Child("scheduler", [*self.dtq, "scheduler"], dict(self.env), tier=2,
+                             restart=True))  # fmt: skip
+        self.info.append(("scheduler", "running (dtq scheduler)"))
         since_ms = int(time.time() * 1000) - 1000  # heartbeats use the Redis clock
         workers = []
         for i in range(1, self.args.workers + 1):
