@@ -63,8 +63,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     import socket
     import threading
 
-    from chalicelib.service.notify import Notifier
-    from chalicelib.service.recorder import Recorder
+    from chalicelib.service.background import Background
     from workers.heap import freeze_startup_heap
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -86,23 +85,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         exit_with_parent(args.parent_pid, stop)
     svc = _services()
     consumer = args.consumer or f"{socket.gethostname()}:{os.getpid()}"
-    # Like the threads of `dtq api` and `dtq worker --record thread`: the notifier sends
-    # what the recorder schedules, so a process that records also notifies.
-    notifier = Notifier.from_settings(svc.settings, svc.store)
-    notifying = threading.Thread(target=notifier.run, args=(stop,), name="dtq-notifier",
-                                 daemon=True)  # fmt: skip
-    notifying.start()
-    recorder = Recorder(svc.queue, svc.store, consumer)
+    background = Background(svc, consumer)
     if args.ready_fd is not None:  # the worker waits for this before it claims
         os.write(args.ready_fd, b"1")
         os.close(args.ready_fd)
     freeze_startup_heap()
+    background.start(stop)
     try:
-        recorder.run(stop)
+        stop.wait()
     finally:
         stop.set()
-        notifying.join(5.0)
-        notifier.close()
+        background.close()
         svc.close()
     return 0
 

@@ -159,8 +159,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from app import app
     from chalicelib.api import web
     from chalicelib.service import deps
-    from chalicelib.service.notify import Notifier
-    from chalicelib.service.recorder import Recorder
+    from chalicelib.service.background import Background
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     context = web.current()  # a bad setting fails here, as one line, not per request
@@ -171,16 +170,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     consumer = f"api:{socket.gethostname()}:{os.getpid()}"
-    recorder = Recorder(context.services.queue, context.services.store, consumer)
-    notifier = Notifier.from_settings(settings, context.services.store)
-    threads = [
-        threading.Thread(target=server.serve_forever, name="dtq-http", daemon=True),
-        threading.Thread(target=recorder.run, args=(stop,), name="dtq-recorder", daemon=True),
-        threading.Thread(target=notifier.run, args=(stop,), name="dtq-notifier", daemon=True),
-    ]
+    background = Background(context.services, consumer)
+    serving = threading.Thread(target=server.serve_forever, name="dtq-http", daemon=True)
     freeze_startup_heap()
-    for t in threads:
-        t.start()
+    serving.start()
+    background.start(stop)
     host, port = server.server_address[:2]
     print(f"Serving on http://{host}:{port}", flush=True)
     stop.wait()
@@ -189,9 +183,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     if not IN_FLIGHT.wait_idle(10):
         log.warning("requests still running after 10 s; exiting anyway")
     server.server_close()
-    for t in threads:
-        t.join(timeout=10)
-    notifier.close()
+    serving.join(timeout=10)
+    background.close()
     context.close()
     context.services.close()
     return 0

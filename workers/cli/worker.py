@@ -160,9 +160,8 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
                   closers: list[Any], pool: PoolFactory) -> Worker:  # fmt: skip
     from chalicelib.queue.locks import LockScripts
     from chalicelib.service import deps
+    from chalicelib.service.background import Background
     from chalicelib.service.fleet import Fleet
-    from chalicelib.service.notify import Notifier
-    from chalicelib.service.recorder import Recorder
     from workers.transport import RedisTransport
 
     svc = deps.build(settings, pool_size=4)
@@ -172,15 +171,11 @@ def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.R
     locks = LockScripts(svc.redis, svc.queue.on_new_server)
     worker = Worker(config, transport, handlers, journal, locks=(locks, svc.keys), pool=pool)
     if record_threads:
-        recorder = Recorder(svc.queue, svc.store, f"{config.worker_id}:rec")
-        notifier = Notifier.from_settings(svc.settings, svc.store)
         # The record and the notifications it schedules follow this worker's own work, so
         # a deployment of workers alone (no API process) keeps both current.
-        for name, target in (("dtq-recorder", recorder.run), ("dtq-notifier", notifier.run)):
-            thread = threading.Thread(target=target, args=(stop_recorder,), daemon=True, name=name)
-            thread.start()
-            closers.append(lambda t=thread: t.join(5.0))
-        closers.append(notifier.close)
+        background = Background(svc, f"{config.worker_id}:rec")
+        background.start(stop_recorder)
+        closers.append(lambda: background.close(5.0))
     return worker
 
 
