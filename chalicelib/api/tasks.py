@@ -10,11 +10,10 @@ from chalicelib.api.auth import Principal, Role
 from chalicelib.api.http import Reply
 from chalicelib.api.web import Web
 from chalicelib.core import forms
-from chalicelib.core.errors import Conflict, Forbidden, InvalidJson, NotFound, ValidationError
+from chalicelib.core.errors import Forbidden, InvalidJson, NotFound, ValidationError
 from chalicelib.core.forms import Form
 from chalicelib.core.models import TaskStatus
 from chalicelib.core.validation import parse_task
-from chalicelib.queue.scripts import Code
 
 MAX_BATCH = 1000
 LIST_PARAMS = ("status", "queue", "name", "limit", "cursor")
@@ -122,10 +121,9 @@ def replay_dead(web: Web, body: Any) -> dict[str, Any]:
         if _maybe_id(value) is None:
             form.add(f"ids[{i}]", "must be a task id (a UUID)")
     form.done()
-    if queue is not None:
-        ids = _dead_ids(web, queue)
-    replayed = sum(_replay_one(web, _maybe_id(i)) for i in dict.fromkeys(ids))
-    return {"replayed": replayed}
+    client = web.services.client
+    wanted = client.dead_ids(queue, MAX_REPLAY) if queue is not None else ids
+    return {"replayed": client.replay_dead(i for i in map(_maybe_id, wanted) if i is not None)}
 
 
 def _maybe_id(value: Any) -> str | None:
@@ -135,39 +133,3 @@ def _maybe_id(value: Any) -> str | None:
         return forms.task_id(value)
     except NotFound:
         return None
-
-
-def _dead_ids(web: Web, queue: str) -> list[str]:
-    """Dead tasks of a queue: Redis's dead set (current) plus the record's (tasks that
-    Redis lost), up to MAX_REPLAY."""
-    svc = web.services
-    live = [m.decode() for m in svc.redis.zrange(svc.keys.queue(queue).dead, 0, MAX_REPLAY - 1)]
-    ids = dict.fromkeys(live)
-    cursor: str | None = None
-    while len(ids) < MAX_REPLAY:
-        page, cursor = svc.client.list(status="dead", queue=queue, limit=500, cursor=cursor)
-        ids.update((t["id"], None) for t in page)
-        if cursor is None:
-            break
-    return list(ids)[:MAX_REPLAY]
-
-
-def _replay_one(web: Web, task_id: str | None) -> bool:
-    """Replay one task if it is dead now (a canceled task is not a dead letter)."""
-    if task_id is None:
-        return False
-    client = web.services.client
-    try:
-        queue = client.queue_of(task_id)
-        live = client.queue.live(queue, task_id)
-        if live is not None:
-            if live.get("st") != TaskStatus.DEAD:
-                return False
-            if client.queue.replay(queue, task_id) == Code.OK:
-                return True
-        row = client.store.get_task(task_id)
-        if row is None or row["status"] != TaskStatus.DEAD:
-            return False
-        return client.restore(row, status=TaskStatus.QUEUED, attempts=0, event="replayed")
-    except (NotFound, Conflict):
-        return False

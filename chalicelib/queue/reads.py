@@ -60,6 +60,10 @@ class QueueReads:
     def known_queues(self) -> list[str]:
         return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
 
+    def dead(self, queue: str, limit: int) -> list[str]:
+        """Ids in the queue's dead-letter set, oldest death first."""
+        return [m.decode() for m in self.redis.zrange(self.keys.queue(queue).dead, 0, limit - 1)]
+
     def live(self, queue: str, task_id: str) -> dict[str, str] | None:
         """The task's hash as strings, or None when Redis no longer holds it."""
         return _strings(self.redis.hgetall(self.keys.queue(queue).task(task_id)))

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from chalicelib.core.clock import from_ms, iso, iso_ms
-from chalicelib.core.errors import InvalidTransition, NotFound, ValidationError
+from chalicelib.core.errors import Conflict, InvalidTransition, NotFound, ValidationError
 from chalicelib.core.ids import uuid7
 from chalicelib.core.jsontext import compact
 from chalicelib.core.models import TERMINAL, Backoff, NewTask, TaskStatus
@@ -260,6 +260,42 @@ class TaskService:
             self.restore(row)  # recorded but not (or no longer) in Redis
             code = self.queue.cancel(queue, task_id)
         return self.get(task_id, history=False), code == Code.OK
+
+    def replay_dead(self, task_ids: Iterable[str]) -> int:
+        """Replay each of these tasks that is dead now: back to its queue with attempts
+        reset. A task that is not dead (canceled, running, unknown) is skipped, so the
+        count says what moved. The one rule behind ``POST /dead-letter/replay`` and
+        ``dtq dlq replay``."""
+        return sum(self._replay_if_dead(t) for t in dict.fromkeys(task_ids))
+
+    def dead_ids(self, queue: str | None, limit: int) -> Sequence[str]:
+        """Dead tasks of a queue (every known queue when None), up to ``limit``: Redis's
+        dead sets (current) plus the record's (tasks Redis lost)."""
+        queues = [queue] if queue is not None else self.queue.known_queues()
+        ids = dict.fromkeys(t for q in queues for t in self.queue.dead(q, limit))
+        cursor: str | None = None
+        while len(ids) < limit:
+            page, cursor = self.list(status="dead", queue=queue, limit=500, cursor=cursor)
+            ids.update((t["id"], None) for t in page)
+            if cursor is None:
+                break
+        return list(ids)[:limit]
+
+    def _replay_if_dead(self, task_id: str) -> bool:
+        try:
+            queue = self.queue_of(task_id)
+            live = self.queue.live(queue, task_id)
+            if live is not None:
+                if live.get("st") != TaskStatus.DEAD:
+                    return False
+                if self.queue.replay(queue, task_id) == Code.OK:
+                    return True
+            row = self.store.get_task(task_id)
+            if row is None or row["status"] != TaskStatus.DEAD:
+                return False
+            return self.restore(row, status=TaskStatus.QUEUED, attempts=0, event="replayed")
+        except (NotFound, Conflict):
+            return False
 
     def retry(self, task_id: str) -> dict[str, Any]:
         """A dead or canceled task goes back to the queue with its attempts reset."""

@@ -61,3 +61,16 @@ def test_dead_letter_list_and_replay(services: Services) -> None:
     assert replayed.returncode == 0 and replayed.stdout.strip() == "replayed 1 task(s)"
     [again] = services.queue.claim(["default"], "w", 1, 30_000).leases
     assert again.task_id == task["id"] and again.attempt == 1
+
+
+def test_dlq_replay_skips_what_is_not_dead_like_the_http_endpoint(services: Services) -> None:
+    dead = services.client.enqueue("t", {}, max_attempts=1)
+    canceled = services.client.enqueue("t", {}, delay_seconds=3600)
+    [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
+    services.queue.fail("default", lease.task_id, lease.lease_token, "gone for good")
+    services.client.cancel(canceled["id"])
+    replayed = dtq(services, "dlq", "replay", dead["id"], canceled["id"])
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "replayed 1 task(s); 1 skipped: not dead"
+    assert services.queue.live("default", canceled["id"])["st"] == "canceled"  # type: ignore[index]
+    assert services.queue.live("default", dead["id"])["st"] == "queued"  # type: ignore[index]

@@ -34,7 +34,6 @@ KNOWN = {
     ("chalicelib.api.queues", "chalicelib.queue.scripts"),
     ("chalicelib.api.queues", "chalicelib.record.deliveries"),
     ("chalicelib.api.sync", "chalicelib.queue.scripts"),
-    ("chalicelib.api.tasks", "chalicelib.queue.scripts"),
     ("chalicelib.api.web", "chalicelib.queue.ratelimit"),
 }
 

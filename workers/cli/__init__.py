@@ -151,6 +151,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Dead tasks one ``dtq dlq replay`` without ids moves at most (as ``POST /dead-letter/replay``
+#: with a queue).
+DLQ_REPLAY_LIMIT = 10_000
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     svc = _services()
     try:
@@ -159,11 +164,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             for t in tasks:
                 print(f"{t['id']}  {t['queue']:<16} {t['name']:<32} {t['error'] or ''}")
             return 0
-        ids = args.ids or [t["id"] for t in svc.client.list(status="dead", queue=args.queue,
-                                                              limit=500)[0]]  # fmt: skip
-        for task_id in ids:
-            svc.client.retry(task_id)
-        print(f"replayed {len(ids)} task(s)")
+        ids = args.ids or svc.client.dead_ids(args.queue, DLQ_REPLAY_LIMIT)
+        replayed = svc.client.replay_dead(ids)
+        skipped = len(set(ids)) - replayed
+        print(
+            f"replayed {replayed} task(s)" + (f"; {skipped} skipped: not dead" if skipped else "")
+        )
         return 0
     finally:
         svc.close()
@@ -221,7 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dlq", help="the dead-letter queue")
     p.add_argument("action", choices=["list", "replay"])
-    p.add_argument("ids", nargs="*", help="task ids to replay (default: all, up to 500)")
+    p.add_argument(
+        "ids",
+        nargs="*",
+        help="task ids to replay (default: every dead task, "
+        f"up to {DLQ_REPLAY_LIMIT}); a task that is not dead is skipped",
+    )
     p.add_argument("--queue", default=None)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_dlq)
