@@ -20,6 +20,7 @@ from chalicelib.core.errors import ApiError, Unavailable
 from chalicelib.core.models import Lease, Outcome
 from chalicelib.queue.scripts import REASONS, Code, Queue
 from chalicelib.service.fleet import Fleet
+from chalicelib.service.outcomes import report as report_outcomes
 from chalicelib.service.payloads import resolve
 from chalicelib.service.tasks import TaskService
 from workers.offline import Report
@@ -162,13 +163,13 @@ class RedisTransport:
             for r in reports
         ]  # fmt: skip
         with redis_errors():
-            codes = self.queue.report_many(outcomes)
+            verdicts = report_outcomes(self.queue, outcomes)
         result = Synced(created=pushed)
-        for r, code in zip(reports, codes, strict=True):
-            if code == Code.OK:
+        for r, reason in zip(reports, verdicts, strict=True):
+            if reason is None:
                 result.accepted.append(r.task_id)
             else:
-                result.rejected.append((r.task_id, REASONS.get(Code(code), "invalid_state")))
+                result.rejected.append((r.task_id, reason))
         return result
 
     def _push_created(self, bodies: Sequence[dict[str, Any]]) -> list[str]:

@@ -1,23 +1,13 @@
 """``POST /tasks/sync``: outcomes reported by workers (online or after being offline),
 and tasks they created while offline.
 
-Rules (API.md):
-- the first terminal outcome of a task wins; a late outcome (its lease expired) is still
-  accepted while nobody else finished the task — ``complete.lua`` decides both;
-- a refused outcome is rejected with a reason and counted as a duplicate;
-- one bad item never fails the request: it is rejected, the rest proceed;
-- re-sending the same sync is harmless: an outcome already accepted from the same lease
-  token is recognised by its digest (kept per task in Redis for as long as the task's
-  hash) and answered "accepted" again without touching the task, its history or the
-  duplicate counter. Two identical syncs racing each other may still count one
-  duplicate; the task itself is never changed twice.
+The rules for outcomes live in ``chalicelib/service/outcomes.py`` (shared with the Redis
+transport of workers); this module reads the request, checks every item (one bad item is
+rejected with ``invalid``, never a 400 for the whole request) and renders the verdicts.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.api.web import Web
@@ -28,7 +18,7 @@ from chalicelib.core.jsonbody import problem
 from chalicelib.core.jsontext import compact
 from chalicelib.core.models import Outcome
 from chalicelib.core.validation import MAX_SECONDS, TaskSpec, parse_datetime, parse_task
-from chalicelib.queue.scripts import REASONS, Code
+from chalicelib.service.outcomes import report as report_outcomes
 
 MAX_ITEMS = 1000
 MAX_ERROR_CHARS = 10_000
@@ -36,16 +26,6 @@ _RESULT_FIELDS = {
     "id", "lease_token", "status", "result", "error", "started_at", "finished_at",
     "retry_delay_seconds",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Item:
-    outcome: Outcome
-    digest: str
-
-    @property
-    def ident(self) -> tuple[str, str, str]:
-        return (self.outcome.task_id, self.outcome.token, self.digest)
 
 
 def sync(web: Web, body: Any) -> dict[str, Any]:
@@ -67,64 +47,26 @@ def sync(web: Web, body: Any) -> dict[str, Any]:
 
 def _report(web: Web, worker_id: str, results: list[Any], rejected: list[dict[str, Any]]
             ) -> list[str]:  # fmt: skip
-    items: list[_Item] = []
+    outcomes: list[Outcome] = []
     for i, raw in enumerate(results):
         try:
-            items.append(_outcome(web, worker_id, i, raw))
+            outcomes.append(_outcome(web, worker_id, i, raw))
         except NotFound as exc:
             rejected.append({"id": _raw_id(raw), "reason": "not_found", "message": exc.message})
         except ApiError as exc:
             reason = "payload_too_large" if isinstance(exc, PayloadTooLarge) else "invalid"
             rejected.append({"id": _raw_id(raw), "reason": reason, "message": exc.message})
-    if not items:
-        return []
-    known = _accepted_before(web, items)
-    # An item repeated within one request gets the verdict of its first copy.
-    fresh: dict[tuple[str, str, str], int] = {}
-    for it, was in zip(items, known, strict=True):
-        if not was:
-            fresh.setdefault(it.ident, len(fresh))
-    firsts = list(fresh)
-    by_ident = {it.ident: it for it in items}
-    codes = web.services.queue.report_many([by_ident[ident].outcome for ident in firsts])
-    _remember([by_ident[i] for i, c in zip(firsts, codes, strict=True) if c == Code.OK], web)
     accepted: list[str] = []
-    for it, was in zip(items, known, strict=True):
-        code = Code.OK if was else Code(codes[fresh[it.ident]])
-        if code == Code.OK:
-            accepted.append(it.outcome.task_id)
+    verdicts = report_outcomes(web.services.queue, outcomes)
+    for o, verdict in zip(outcomes, verdicts, strict=True):
+        if verdict is None:
+            accepted.append(o.task_id)
         else:
-            rejected.append(
-                {"id": it.outcome.task_id, "reason": REASONS.get(code, "invalid_state")}
-            )
+            rejected.append({"id": o.task_id, "reason": verdict})
     return accepted
 
 
-def _accepted_before(web: Web, items: list[_Item]) -> list[bool]:
-    """Per item: was this very outcome already accepted from the same lease token?"""
-    keys = web.services.keys
-    pipe = web.services.redis.pipeline(transaction=False)
-    for it in items:
-        pipe.hget(keys.outcomes(it.outcome.queue, it.outcome.task_id), it.outcome.token)
-    return [
-        known is not None and known.decode() == it.digest
-        for it, known in zip(items, pipe.execute(), strict=True)
-    ]
-
-
-def _remember(items: list[_Item], web: Web) -> None:
-    if not items:
-        return
-    keys, ttl_ms = web.services.keys, web.services.queue.finished_ttl_ms
-    pipe = web.services.redis.pipeline(transaction=False)
-    for it in items:
-        key = keys.outcomes(it.outcome.queue, it.outcome.task_id)
-        pipe.hset(key, it.outcome.token, it.digest)
-        pipe.pexpire(key, ttl_ms)
-    pipe.execute()
-
-
-def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
+def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> Outcome:
     form = Form(raw, _RESULT_FIELDS, prefix=f"results[{index}].")
     task_id = form.text("id", max_len=36)
     token = form.text("lease_token", max_len=200)
@@ -155,16 +97,12 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> _Item:
     elif len(result_json.encode()) > web.settings.max_payload_bytes:
         raise PayloadTooLarge(f"result is larger than {web.settings.max_payload_bytes} bytes")
     queue = web.services.client.queue_of(task_id)
-    outcome = Outcome(
+    return Outcome(
         queue=queue, task_id=task_id, token=token, succeeded=succeeded,
         result_json=result_json if succeeded else "null",
         error="" if succeeded else (error or "failed"), worker_id=worker_id,
         retry_delay_ms=None if retry_delay is None else int(retry_delay * 1000),
     )  # fmt: skip
-    what = {"status": status, "result": form.body.get("result")} if succeeded else {
-        "status": status, "error": outcome.error}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
-    return _Item(outcome, digest)
 
 
 def _raw_id(raw: Any) -> Any:

@@ -383,6 +383,26 @@ class Queue(QueueReads):
                 codes[i] = code
         return codes
 
+    def accepted_digests(self, items: Sequence[tuple[str, str, str]]) -> list[str | None]:
+        """Per ``(queue, task_id, lease token)``: the digest of the outcome accepted from
+        that lease, if one was (chalicelib/service/outcomes.py)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id, token in items:
+            pipe.hget(self.keys.outcomes(queue, task_id), token)
+        return [None if d is None else d.decode() for d in pipe.execute()]
+
+    def remember_accepted(self, items: Sequence[tuple[str, str, str, str]]) -> None:
+        """Keep ``(queue, task_id, lease token, digest)`` of accepted outcomes as long as
+        a finished task's hash."""
+        if not items:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id, token, digest in items:
+            key = self.keys.outcomes(queue, task_id)
+            pipe.hset(key, token, digest)
+            pipe.pexpire(key, self.finished_ttl_ms)
+        pipe.execute()
+
     def release(self, queue: str, task_id: str, token: str) -> None:
         """Give a task back without counting the attempt (graceful shutdown)."""
         raise_for(self._run("release", queue, [task_id, token])[0], task_id)

@@ -33,7 +33,6 @@ KNOWN = {
     # behind the task service with the task-hash codec and the one sync service.
     ("chalicelib.api.queues", "chalicelib.queue.scripts"),
     ("chalicelib.api.queues", "chalicelib.record.deliveries"),
-    ("chalicelib.api.sync", "chalicelib.queue.scripts"),
     ("chalicelib.api.web", "chalicelib.queue.ratelimit"),
 }
 
