@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.api.web import Web
-from chalicelib.core.errors import NotFound, Unavailable, ValidationError
+from chalicelib.core.errors import NotFound, ValidationError
 from chalicelib.core.forms import Form
 from chalicelib.core.validation import NAME_RE, is_http_url
-from chalicelib.queue.scripts import Queue
-from chalicelib.record.deliveries import Deliveries
-
-#: Score span of one priority band in a ready set (see _lib.lua PRIO_SPAN).
-_PRIO_SPAN = 2**48
-_STATES = ("scheduled", "queued", "running", "retrying", "dead")
+from chalicelib.service.queues import Queues
 
 
 def list_queues(web: Web) -> dict[str, Any]:
-    queue = web.services.queue
-    names = queue.known_queues()
-    return {"queues": describe(queue, names, _webhooks(web, names))}
+    return {"queues": _service(web).describe()}
 
 
 def get_queue(web: Web, name: str) -> dict[str, Any]:
-    queue = web.services.queue
-    if not _valid_name(name) or name not in queue.known_queues():
+    if not _valid_name(name):
         raise NotFound(f"queue {name[:100]!r} not found")
-    return describe(queue, [name], _webhooks(web, [name]))[0]
+    return _service(web).get(name)
 
 
 def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
@@ -48,21 +39,13 @@ def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
     if webhook is not None and not is_http_url(webhook):
         form.add("webhook_url", "must be an http(s) URL")
     form.done()
-    queue = web.services.queue
-    if fields:
-        queue.configure(name, **fields)
-    if "webhook_url" in form.body:
-        # The queue's default for tasks without their own webhook_url; kept in Postgres
-        # with the deliveries so that losing Redis does not lose it.
-        Deliveries(web.services.store).set_queue_webhook(name, webhook)
-    return describe(queue, [name], _webhooks(web, [name]))[0]
+    service = _service(web)
+    service.configure(name, fields, webhook=webhook, set_webhook="webhook_url" in form.body)
+    return service.describe([name])[0]
 
 
-def _webhooks(web: Web, names: Sequence[str]) -> dict[str, str]:
-    try:
-        return Deliveries(web.services.store).queue_webhooks(names)
-    except Unavailable:
-        return {}  # depths come from Redis; the rest of the answer is still right
+def _service(web: Web) -> Queues:
+    return Queues(web.services.queue, web.services.store)
 
 
 def _rate_limit(form: Form) -> dict[str, str]:
@@ -80,57 +63,3 @@ def _rate_limit(form: Form) -> dict[str, str]:
 
 def _valid_name(name: str) -> bool:
     return 1 <= len(name) <= 100 and NAME_RE.fullmatch(name) is not None
-
-
-def describe(queue: Queue, names: Sequence[str], webhooks: dict[str, str] | None = None
-             ) -> list[dict[str, Any]]:  # fmt: skip
-    """Each queue as ``GET /queues`` shows it."""
-    depths = queue.depths(names)
-    oldest = _oldest_queued_ms(queue, names)
-    now = queue.clock.now_ms()
-    out = []
-    for name in names:
-        d = depths[name]
-        meta = d["meta"]
-        rate = meta.get("rl_rate")
-        age = None if oldest.get(name) is None else max(0.0, (now - oldest[name]) / 1000)
-        out.append({
-            "name": name,
-            "depth": {state: int(d[state]) for state in _STATES},
-            "paused": meta.get("paused") == "1",
-            "oldest_queued_age_seconds": age,
-            "rate_limit": None if rate is None else {
-                "per_second": float(rate), "burst": int(meta.get("rl_burst", "1")),
-            },
-            "concurrency": int(meta["concurrency"]) if "concurrency" in meta else None,
-            "unrecorded_events": int(d["unrecorded_events"]),
-            "webhook_url": (webhooks or {}).get(name),
-        })  # fmt: skip
-    return out
-
-
-def _oldest_queued_ms(queue: Queue, names: Sequence[str]) -> dict[str, int]:
-    """When the longest-waiting queued task of each queue became due.
-
-    The ready set is ordered by priority, then FIFO, so the oldest task is the head of
-    one of the ten priority bands: ten bounded lookups, never a scan.
-    """
-    r = queue.redis
-    pipe = r.pipeline(transaction=False)
-    for name in names:
-        ready = queue.keys.queue(name).ready
-        for band in range(10):
-            pipe.zrangebyscore(ready, band * _PRIO_SPAN, (band + 1) * _PRIO_SPAN - 1, 0, 1)
-    heads = pipe.execute()
-    pipe = r.pipeline(transaction=False)
-    asked: list[str] = []
-    for i, name in enumerate(names):
-        for head in heads[i * 10 : i * 10 + 10]:
-            if head:
-                pipe.hget(queue.keys.queue(name).task(head[0].decode()), "run")
-                asked.append(name)
-    oldest: dict[str, int] = {}
-    for name, run in zip(asked, pipe.execute() if asked else [], strict=True):
-        if run is not None:
-            oldest[name] = min(oldest.get(name, int(run)), int(run))
-    return oldest

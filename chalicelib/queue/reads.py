@@ -14,6 +14,8 @@ from redis.cluster import RedisCluster
 
 from chalicelib.queue.keys import Keys
 
+#: Score span of one priority band in a ready set (_lib.lua PRIO_SPAN).
+PRIO_SPAN = 2**48
 #: Under Redis Cluster, how long a multi-queue wait blocks on one queue before the next.
 CLUSTER_TURN_S = 0.02
 
@@ -63,6 +65,32 @@ class QueueReads:
     def dead(self, queue: str, limit: int) -> list[str]:
         """Ids in the queue's dead-letter set, oldest death first."""
         return [m.decode() for m in self.redis.zrange(self.keys.queue(queue).dead, 0, limit - 1)]
+
+    def oldest_queued_ms(self, names: Sequence[str]) -> dict[str, int]:
+        """When the longest-waiting queued task of each queue became due.
+
+        The ready set is ordered by priority, then FIFO, so the oldest task is the head of
+        one of the ten priority bands: ten bounded lookups, never a scan.
+        """
+        r = self.redis
+        pipe = r.pipeline(transaction=False)
+        for name in names:
+            ready = self.keys.queue(name).ready
+            for band in range(10):
+                pipe.zrangebyscore(ready, band * PRIO_SPAN, (band + 1) * PRIO_SPAN - 1, 0, 1)
+        heads = pipe.execute()
+        pipe = r.pipeline(transaction=False)
+        asked: list[str] = []
+        for i, name in enumerate(names):
+            for head in heads[i * 10 : i * 10 + 10]:
+                if head:
+                    pipe.hget(self.keys.queue(name).task(head[0].decode()), "run")
+                    asked.append(name)
+        oldest: dict[str, int] = {}
+        for name, run in zip(asked, pipe.execute() if asked else [], strict=True):
+            if run is not None:
+                oldest[name] = min(oldest.get(name, int(run)), int(run))
+        return oldest
 
     def live(self, queue: str, task_id: str) -> dict[str, str] | None:
         """The task's hash as strings, or None when Redis no longer holds it."""

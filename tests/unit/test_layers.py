@@ -31,8 +31,6 @@ BELOW = {
 KNOWN = {
     # The edge reads script return codes and the queue's wrapper directly; they move
     # behind the task service with the task-hash codec and the one sync service.
-    ("chalicelib.api.queues", "chalicelib.queue.scripts"),
-    ("chalicelib.api.queues", "chalicelib.record.deliveries"),
     ("chalicelib.api.web", "chalicelib.queue.ratelimit"),
 }
 
