@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from chalicelib.api.auth import TokenIssuer
 from chalicelib.api.httpstats import HttpStats
 from chalicelib.core.settings import Settings
-from chalicelib.queue.ratelimit import LOGIN_BURST, LOGIN_REFILL_PER_S, TokenBucket
 from chalicelib.service import deps
 from chalicelib.service.fleet import Fleet
+from chalicelib.service.logins import Logins
 from chalicelib.service.secrets import load_jwt_secret
 
 
@@ -25,7 +25,7 @@ class Web:
     services: deps.Services
     issuer: TokenIssuer
     fleet: Fleet
-    logins: TokenBucket
+    logins: Logins
     http_stats: HttpStats
 
     @property
@@ -50,7 +50,7 @@ def build(services: deps.Services) -> Web:
         services=services,
         issuer=issuer,
         fleet=Fleet(services.queue, services.store),
-        logins=TokenBucket(services.redis, LOGIN_BURST, LOGIN_REFILL_PER_S),
+        logins=Logins(services.store, services.redis, services.keys),
         http_stats=HttpStats(services.redis, services.keys.http_stats),
     )
 

@@ -25,14 +25,6 @@ BELOW = {
     "service": {"core", "queue", "record"},
     "api": {"core", "service"},
 }
-#: Arrows across the walls that exist today, each to be removed by a named step of the
-#: layering (the test fails on any other, and on one of these once it is gone, so that
-#: the list only shrinks).
-KNOWN = {
-    # The edge reads script return codes and the queue's wrapper directly; they move
-    # behind the task service with the task-hash codec and the one sync service.
-    ("chalicelib.api.web", "chalicelib.queue.ratelimit"),
-}
 
 
 def modules() -> dict[str, Path]:
@@ -88,8 +80,7 @@ def test_chalicelib_arrows_point_down_the_layers() -> None:
             wrong.add((a, b))  # chalicelib never imports workers or schedules
         elif lb is not None and lb != la and lb not in BELOW[la]:
             wrong.add((a, b))
-    assert wrong - KNOWN == set(), f"arrows across the walls: {sorted(wrong - KNOWN)}"
-    assert KNOWN - wrong == set(), f"gone, remove from KNOWN: {sorted(KNOWN - wrong)}"
+    assert not wrong, f"arrows across the walls: {sorted(wrong)}"
 
 
 def test_the_worker_runtime_does_not_import_its_command_line_or_dev_stack() -> None:
