@@ -134,11 +134,13 @@ end
 
 -- The version of a task's next transition, given its current one. A task last changed
 -- in an earlier epoch first gets a `redis_restarted` event (its state as Redis kept it),
--- so a run that repeats work the record already has is explained in its history.
+-- so a run that repeats work the record already has is explained in its history. (A task
+-- created in the current epoch starts at its base, enqueue.lua, so it crosses nothing.)
 -- `quiet`: the transition explains itself (`recovered`).
 local function next_version(task_key, id, v, quiet)
-  local nxt = next_in_epoch(v)
-  if nxt == (tonumber(v) or 0) + 1 or quiet then return nxt end
+  local current = tonumber(v) or 0
+  local nxt = next_in_epoch(current)
+  if nxt == current + 1 or quiet then return nxt end
   emit_at(task_key, id, 'redis_restarted', nil, nxt)
   return nxt + 1
 end

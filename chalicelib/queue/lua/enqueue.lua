@@ -19,12 +19,18 @@
 if redis.call('HEXISTS', K.meta, 'registered') == 0 then return {UNREGISTERED} end
 local entries = cjson.decode(ARGV[1])
 local codes, ready, later = {}, {}, false
+-- A task starts at its epoch's base version (when the epoch is not 0), so that its first
+-- transition is not taken for one that crosses from an earlier epoch (_lib.lua
+-- next_version); a restored task's own `v` among its fields overrides it.
+local base = epoch_base()
+local born = base > 0 and {'v', string.format('%d', base)} or {}
 for i, e in ipairs(entries) do
   local id, status, run_at, event, fields = e[1], e[2], e[3], e[4], e[5]
   local task_key = K.task_prefix .. id
   if redis.call('EXISTS', task_key) == 1 then
     codes[i] = EXISTS
   else
+    if born[1] then redis.call('HSET', task_key, born[1], born[2]) end
     redis.call('HSET', task_key, 'st', status, 'run', run_at, unpack(fields))
     if status == 'queued' then
       local pri = false  -- none given: ready_score fails loudly, as an HGET of it did
