@@ -163,7 +163,7 @@ class RedisTransport:
             for r in reports
         ]  # fmt: skip
         with redis_errors():
-            verdicts = report_outcomes(self.queue, outcomes)
+            verdicts = report_outcomes(self.queue, outcomes, recognise_resends=False)
         result = Synced(created=pushed)
         for r, reason in zip(reports, verdicts, strict=True):
             if reason is None:
