@@ -1,4 +1,4 @@
-"""The built-in diagnostic tasks (RUNNING.md): always registered on every worker."""
+"""The built-in diagnostic tasks (docs/operations.md): always registered on every worker."""
 
 from __future__ import annotations
 

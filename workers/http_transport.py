@@ -1,4 +1,4 @@
-"""The HTTP transport: a remote worker speaking the worker endpoints of API.md.
+"""The HTTP transport: a remote worker speaking the worker endpoints of docs/api.md.
 
 Standard library only (``http.client``): one keep-alive connection per thread with
 ``TCP_NODELAY`` (Nagle plus delayed ACK otherwise stalls every request ~40 ms). It logs
@@ -136,7 +136,7 @@ class HttpTransport:
         return float(reply.get("heartbeat_interval_seconds", 10))
 
     def deregister(self, worker_id: str) -> None:
-        pass  # API.md has no endpoint: the worker simply stops being seen
+        pass  # docs/api.md has no endpoint: the worker simply stops being seen
 
     def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
               lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
@@ -195,7 +195,7 @@ class HttpTransport:
         return out
 
     def release(self, leases: Sequence[Lease]) -> None:
-        # DTQ's addition to API.md's minimum contract: shutdown is not a failed attempt.
+        # DTQ's addition to docs/api.md's minimum contract: shutdown is not a failed attempt.
         for lease in leases:
             self._call("POST", f"/tasks/{quote(lease.task_id)}/release",
                        {"lease_token": lease.lease_token})  # fmt: skip

@@ -1,7 +1,7 @@
 """How a worker talks to the queue: one narrow interface, two implementations.
 
 :class:`RedisTransport` calls the queue core directly (``chalicelib.queue.scripts``);
-``workers.http_transport.HttpTransport`` speaks the worker endpoints of API.md. Both
+``workers.http_transport.HttpTransport`` speaks the worker endpoints of docs/api.md. Both
 raise :class:`chalicelib.core.errors.Unavailable` when the server cannot be reached, which is
 what sends the worker offline; every other refusal is data (a rejected outcome, a lost
 lease), never an exception, so one bad item never fails a batch.

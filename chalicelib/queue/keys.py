@@ -4,7 +4,7 @@ Per-queue keys carry the hash tag ``{queue}`` so that all of one queue's keys li
 one Redis Cluster slot and a single script can move a task atomically; different
 queues still spread over the cluster's nodes.
 
-Task hash fields (short names keep a queued task small; see README "Redis keys"):
+Task hash fields (short names keep a queued task small; see docs/architecture.md, "Redis keys"):
 
 ===========  ===============================================================
 ``name``     task name

@@ -5,7 +5,7 @@ claims what is due, sends it and logs the attempt. It runs beside the recorder (
 of ``dtq api`` / ``dtq worker``, or a scheduled function), never inside a worker's
 handling of a task, so a slow or dead receiver can never hold up a task.
 
-Webhook contract (API.md "Notifications"): ``POST`` of a JSON body
+Webhook contract (docs/api.md "Notifications"): ``POST`` of a JSON body
 ``{"event", "delivery_id", "task": {...}, "at"}``, with
 ``X-DTQ-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` keyed with
 ``DTQ_WEBHOOK_SECRET``; any 2xx is success, anything else is retried with exponential

@@ -1,7 +1,7 @@
 """Outcomes that workers report: one set of rules for both transports.
 
 ``POST /tasks/sync`` (HTTP workers) and the Redis transport (``dtq worker`` in Redis
-mode) both come here, so the rules hold in both modes by construction (API.md):
+mode) both come here, so the rules hold in both modes by construction (docs/api.md):
 
 - the first terminal outcome of a task wins; a late success (its lease expired) is still
   accepted while nobody else finished the task — ``report.lua`` decides both;

@@ -58,7 +58,7 @@ class Payloads:
         try:
             # Deterministic key: a retried request overwrites its own object, never
             # another task's. Written before the record, so a failure leaves no task
-            # pointing at a missing object (at worst an orphan object; see the README's
+            # pointing at a missing object (at worst an orphan object; see docs/operations.md's
             # lifecycle rule).
             self.s3.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType="application/json"

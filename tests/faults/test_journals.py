@@ -1,5 +1,5 @@
 """Workers started from one folder with no ``--offline-db``: each keeps a journal of its
-own, restarts mid-drain included (README "One journal per worker process")."""
+own, restarts mid-drain included (docs/operations.md, "One journal per worker process")."""
 
 from __future__ import annotations
 

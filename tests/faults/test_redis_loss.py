@@ -1,6 +1,6 @@
 """Redis loses writes: the tail of its AOF, or everything (then ``dtq recover``).
 
-What must hold (README, Guarantees): nothing accepted is lost; a task may run again, but
+What must hold (docs/guarantees.md): nothing accepted is lost; a task may run again, but
 every second run is explained in its history (``redis_restarted`` or ``recovered``);
 fences only grow, so no two holders ever share one, however far behind the record was.
 """

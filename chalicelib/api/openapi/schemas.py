@@ -1,7 +1,7 @@
 """The JSON Schemas of the OpenAPI document (request bodies and responses).
 
 Written as dense tables, one line per field, so that each reads like the field list in
-API.md; ``openapi.py`` assembles them into the document.
+docs/api.md; ``spec.py`` assembles them into the document.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- Shared helpers, prepended to every script by chalicelib/lua/__init__.py so that each
+-- Shared helpers, prepended to every script by chalicelib/queue/lua/__init__.py so that each
 -- state-change file stays short and the retry/lock/event rules exist exactly once.
 -- Helpers only touch keys derived from key-argument prefixes of the same hash tag.
 
@@ -6,7 +6,7 @@ local _t = redis.call('TIME')
 local NOW = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 local PRIO_SPAN = 281474976710656 -- 2^48: FIFO sequences below it, priority above
 
--- Every script receives the same 13 queue keys first (chalicelib/queue.py builds them),
+-- Every script receives the same 13 queue keys first (chalicelib/queue/scripts.py builds them),
 -- so this one table names them for all scripts.
 local K = {ready = KEYS[1], scheduled = KEYS[2], retrying = KEYS[3], running = KEYS[4],
            dead = KEYS[5], meta = KEYS[6], stats = KEYS[7], seq = KEYS[8], events = KEYS[9],
@@ -102,7 +102,7 @@ local function push_fast(id, v, ev, st, att, fence, w, sa, fa, run, err, res)
 end
 
 -- Fences and transition numbers (`v`, the history's seq) carry the epoch in their high
--- bits: number = epoch * 2^32 + count. The epoch (meta `ep`, chalicelib/epoch.py) is
+-- bits: number = epoch * 2^32 + count. The epoch (meta `ep`, chalicelib/service/epoch.py) is
 -- raised whenever Redis may have lost writes (a restart, a failover, `dtq recover`), so
 -- the numbers handed out after that are above every one handed out before, whatever
 -- Redis forgot. 2^32 * epoch stays an exact integer in Lua (doubles) below 2^21 epochs.
@@ -156,7 +156,7 @@ local function bump(field, by)
   STATS[field] = (STATS[field] or 0) + (by or 1)
 end
 
--- Histogram buckets (seconds) shared with chalicelib/metrics.py; counted per script
+-- Histogram buckets (seconds) shared with chalicelib/api/metrics.py; counted per script
 -- call and written by flush(), so a task costs a bucket search, not three hash fields.
 local BUCKETS = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
 local BUCKETS_MS = {}
@@ -212,7 +212,7 @@ local function unlist(id)
   end
 end
 
--- Backoff of API.md: base * factor^(attempt-1), capped at max, optionally full jitter.
+-- Backoff of docs/api.md: base * factor^(attempt-1), capped at max, optionally full jitter.
 local function backoff_ms(bo, attempt, rand)
   local base, factor, cap, jitter = 1.0, 2.0, 3600.0, 1
   if bo then
@@ -316,7 +316,7 @@ local function requeue_expired(limit, seed, ttl_ms)
   return #expired
 end
 
--- Codes returned first by every script; chalicelib/queue.py maps them to exceptions.
+-- Codes returned first by every script; chalicelib/queue/scripts.py maps them to exceptions.
 local OK, NOT_FOUND, LEASE_LOST, ALREADY_FINISHED, CANCELED, INVALID_STATE, EXISTS, CANCEL_PENDING,
   UNREGISTERED = 0, 1, 2, 3, 4, 5, 6, 7, 8
 

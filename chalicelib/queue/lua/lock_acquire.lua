@@ -8,7 +8,7 @@
 -- ARGV[1]  owner id (unique per holder)
 -- ARGV[2]  lease length ms
 -- ARGV[3]  idle ttl ms of the hash itself (bounds memory of abandoned lock names)
--- ARGV[4]  the current epoch (chalicelib/epoch.py; '' or absent: 0): a fence handed out
+-- ARGV[4]  the current epoch (chalicelib/service/epoch.py; '' or absent: 0): a fence handed out
 --          after Redis may have lost writes starts above every fence of earlier epochs
 --
 -- Returns {1, fence} when held by ARGV[1] now, or {0, ms until the current lease ends}

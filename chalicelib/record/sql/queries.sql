@@ -50,7 +50,7 @@ SELECT queue FROM dtq_tasks WHERE id = %(id)s
 -- stream entries' text and decodes nothing; json (not jsonb) because it is read once,
 -- which parses it lazily. Snapshots are guarded by version and deliveries keyed by
 -- (task, seq, channel). History rows are keyed by (task, seq); the line marked
--- "replay only" is left out of the first attempt (chalicelib/store.py), because
+-- "replay only" is left out of the first attempt (chalicelib/record/store.py), because
 -- speculative insertion costs ≈ 3 µs per row and a batch is recorded twice only after a
 -- failure between commit and XACK; such a replay fails on the key and runs again whole.
 WITH e AS (
@@ -81,7 +81,7 @@ WITH e AS (
     FROM (SELECT DISTINCT ON (id) * FROM e ORDER BY id, v DESC) s
     WHERE t.id = s.id AND t.version < s.v
 )
--- Notifications (API.md): a webhook for succeeded, retrying and dead when the task (or
+-- Notifications (docs/api.md): a webhook for succeeded, retrying and dead when the task (or
 -- its queue) has a URL; SNS for every dead task.
 INSERT INTO dtq_deliveries (task_id, seq, channel, event, target, task, at, next_at)
 SELECT s.id, s.v, c.channel, 'task.' || s.ev, c.target,
@@ -119,7 +119,7 @@ SELECT id, status FROM dtq_tasks WHERE id = ANY(%(ids)s)
 INSERT INTO dtq_epoch (epoch, reason) VALUES (0, 'created') ON CONFLICT DO NOTHING
 
 -- name: lock_epoch
--- The epoch row, locked until the end of the transaction (chalicelib/epoch.py).
+-- The epoch row, locked until the end of the transaction (chalicelib/service/epoch.py).
 SELECT epoch FROM dtq_epoch FOR UPDATE
 
 -- name: any_redis_run
@@ -162,7 +162,7 @@ WITH gone AS (
 , history AS (DELETE FROM dtq_task_events e USING gone WHERE e.task_id = gone.id)
 SELECT id, queue FROM gone
 
--- Notifications (chalicelib/deliveries.py): the outbox of webhooks and SNS messages.
+-- Notifications (chalicelib/record/deliveries.py): the outbox of webhooks and SNS messages.
 
 -- name: claim_deliveries
 -- Due deliveries for one notifier: the attempt is counted and the row hidden for the
@@ -209,7 +209,7 @@ DELETE FROM dtq_queue_webhooks WHERE queue = %(queue)s
 -- name: queue_webhooks
 SELECT queue, url FROM dtq_queue_webhooks WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s)
 
--- Schedules (chalicelib/schedules.py, chalicelib/firing.py).
+-- Schedules (chalicelib/service/schedules.py, chalicelib/service/firing.py).
 
 -- name: insert_schedule
 -- A taken name returns nothing (409), rather than an exception mid-transaction.
@@ -285,7 +285,7 @@ WITH gone AS (
     RETURNING 1)
 SELECT count(*) AS n FROM gone
 
--- The recorder's exceptions (chalicelib/recorder.py, chalicelib/store.py record).
+-- The recorder's exceptions (chalicelib/service/recorder.py, chalicelib/record/store.py record).
 
 -- name: history_conflicts
 -- Run only after a batch was replayed (record_events with its "replay only" line): the
@@ -316,10 +316,10 @@ SELECT id, stream, queue, entry_id, entry, error, parked_at FROM dtq_parked_even
 WHERE %(queue)s::text IS NULL OR queue = %(queue)s
 ORDER BY id DESC LIMIT %(limit)s
 
--- The dispatch backlog (chalicelib/dispatch.py): committed tasks whose Redis step failed.
+-- The dispatch backlog (chalicelib/service/dispatch.py): committed tasks whose Redis step failed.
 
 -- name: note_dispatch_backlog
--- Written on that failure path only (chalicelib/client.py). A task noted again (a
+-- Written on that failure path only (chalicelib/service/tasks.py). A task noted again (a
 -- repeated create with its idempotency key) keeps its row.
 INSERT INTO dtq_dispatch_backlog (task_id) SELECT unnest(%(ids)s::uuid[])
 ON CONFLICT (task_id) DO NOTHING

@@ -1,7 +1,7 @@
 -- Stream entries that PostgreSQL refused to record (a value it cannot store, a field
 -- missing), set aside by the recorder so that one bad entry does not hold up every
--- entry read with it (chalicelib/recorder.py). The entry is deleted from its stream
--- once its row here commits; an operator reads it here (README "Recording").
+-- entry read with it (chalicelib/service/recorder.py). The entry is deleted from its stream
+-- once its row here commits; an operator reads it here (docs/architecture.md).
 -- Independent of 0002 and 0003: it only adds this table.
 CREATE TABLE IF NOT EXISTS dtq_parked_events (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -5,7 +5,7 @@
 -- and transition numbers it hands out next could repeat ones already issued. So both
 -- carry an *epoch* in their high bits (number = epoch * 2^32 + count): the epoch lives
 -- here, is raised whenever Redis may have lost writes, and is copied into every queue's
--- meta hash before any script runs against that Redis (chalicelib/epoch.py).
+-- meta hash before any script runs against that Redis (chalicelib/service/epoch.py).
 CREATE TABLE dtq_epoch (
     -- One row: the current epoch.
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),

@@ -1,7 +1,7 @@
 -- Tasks committed whose Redis step failed (Redis unreachable, or it refused the call):
--- written by the creating process on that failure path only (chalicelib/client.py), and
+-- written by the creating process on that failure path only (chalicelib/service/tasks.py), and
 -- emptied within seconds of Redis answering again by the dispatcher every recorder loop
--- runs (chalicelib/dispatch.py), which puts each task into Redis from its record. The
+-- runs (chalicelib/service/dispatch.py), which puts each task into Redis from its record. The
 -- reconciler stays the safety net for a task whose row here never committed (a crash
 -- between the task's commit and this insert, or PostgreSQL failing in between).
 -- Independent of 0004 and 0005: it only adds this table.
