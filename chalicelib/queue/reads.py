@@ -4,6 +4,7 @@ worker's blocking wait, and the server's clock. Nothing here changes state: that
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -91,6 +92,20 @@ class QueueReads:
             if run is not None:
                 oldest[name] = min(oldest.get(name, int(run)), int(run))
         return oldest
+
+    def unrecorded_events(self, queue: str, task_id: str, limit: int) -> list[dict[str, Any]]:
+        """The task's transitions still in its queue's event stream (not yet recorded),
+        oldest first, from the newest ``limit`` entries. Entries are matched on the id's
+        text before any is decoded, so a long stream of other tasks costs little."""
+        needle = task_id.encode()
+        entries = self.redis.xrevrange(self.keys.queue(queue).events, count=limit)
+        found: list[dict[str, Any]] = []
+        for _, fields in reversed(entries):
+            data = fields.get(b"d", b"")
+            if needle in data:
+                events = json.loads(data)
+                found += [e for e in events if isinstance(e, dict) and e.get("id") == task_id]
+        return found
 
     def live(self, queue: str, task_id: str) -> dict[str, str] | None:
         """The task's hash as strings, or None when Redis no longer holds it."""

@@ -41,6 +41,9 @@ STREAM_CHUNK = 100
 #: callers waited for the commit before it: with PostgreSQL up, a connection is lent at
 #: once (or within milliseconds when all are busy), so this only bounds an outage's 503.
 MIN_SHARED_WAIT_S = 0.2
+#: Newest stream entries a read looks through for the task's unrecorded transitions
+#: (normally the stream holds one recorder round: tens of entries).
+UNRECORDED_SCAN = 500
 
 
 class TaskService:
@@ -219,11 +222,25 @@ class TaskService:
         live = self._live(row["queue"], task_id)
         task = self._resolved(task_json(row, live))
         if history:
+            events = [_event_json(e) for e in self.store.history(task_id)]
+            if live is not None and int(live.get("v", 0)) > int(row["version"]):
+                events += self._unrecorded(row, live)
             task["history"] = merge_history(
-                _creation_events(row) + [_event_json(e) for e in self.store.history(task_id)],
-                Deliveries(self.store).history(task_id),
+                _creation_events(row) + events, Deliveries(self.store).history(task_id)
             )
         return task
+
+    def _unrecorded(self, row: Row, live: dict[str, str]) -> list[dict[str, Any]]:
+        """Transitions Redis made that the record has not caught up with yet, so that one
+        answer's status and history agree (docs/api.md, "Consistency of reads"): the
+        task's entries still in its event stream."""
+        try:
+            pending = self.queue.unrecorded_events(row["queue"], str(row["id"]), UNRECORDED_SCAN)
+        except redis.RedisError:
+            return []
+        recorded = int(row["version"])
+        return [_stream_event_json(e) for e in sorted(pending, key=lambda e: int(e["v"]))
+                if int(e["v"]) > recorded]  # fmt: skip
 
     def list(self, *, status: str | None = None, queue: str | None = None,
              name: str | None = None, limit: int = 50, cursor: str | None = None
@@ -402,6 +419,22 @@ def _creation_events(row: Row) -> list[dict[str, Any]]:
         {"at": at, "event": "created", "attempt": 0, "worker_id": None, "error": None},
         {"at": at, "event": first, "attempt": 0, "worker_id": None, "error": None},
     ]
+
+
+def _stream_event_json(e: dict[str, Any]) -> dict[str, Any]:
+    """A transition as the Lua scripts wrote it to the stream, shaped as a history row
+    (the same fields queries.sql ``record_events`` keeps)."""
+    name = e.get("ev")
+    event: dict[str, Any] = {
+        "at": iso(from_ms(int(e["at"]))), "event": name, "attempt": int(e.get("att") or 0),
+        "worker_id": e.get("by") or e.get("w"),
+        "error": e.get("err") if name in ("failed", "lease_expired") else None,
+    }  # fmt: skip
+    if name == "retrying" and e.get("run") is not None:
+        event["run_at"] = iso(from_ms(int(e["run"])))
+    if e.get("reason") is not None:
+        event["reason"] = REASONS.get(Code(int(e["reason"])), "unknown")
+    return event
 
 
 def _event_json(e: Row) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from chalicelib.core.settings import Settings
 from chalicelib.core.validation import parse_task
 from chalicelib.service import deps
 from chalicelib.service.deps import Services
+from chalicelib.service.recorder import Recorder
 from chalicelib.service.recover import restore_missing
 from chalicelib.service.tasks import STREAM_CHUNK, _row_to_new_task
 
@@ -212,3 +213,34 @@ def test_a_batch_keeps_every_character_of_its_text_fields(services: Services) ->
     assert stored[1]["webhook_url"] == "http://example.com/a\\b?q=\\N"
     assert stored[1]["lock_key"] is None and stored[1]["payload"] == {"n": 1}
     assert [s["created_at"] for s in stored] == [s["run_at"] for s in stored]
+
+
+def test_a_read_shows_the_event_behind_its_status_recorded_or_not(services: Services) -> None:
+    # docs/api.md, "Consistency of reads": status (from Redis) and history (from the
+    # record, plus what is still in the event stream) agree in one answer.
+    task = services.client.enqueue("t", {}, max_attempts=2)
+    [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
+    services.queue.fail(
+        "default", lease.task_id, lease.lease_token, "boom", retry_delay_ms=0, worker_id="w"
+    )
+    [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases  # the retry is due
+    services.queue.complete("default", lease.task_id, lease.lease_token, '{"ok": 1}', "w")
+    before = services.client.get(task["id"])
+    assert before["status"] == "succeeded"
+    names = [e["event"] for e in before["history"]]
+    assert names == [
+        "created",
+        "queued",
+        "claimed",
+        "failed",
+        "retrying",
+        "queued",
+        "claimed",
+        "succeeded",
+    ], names
+    failed = next(e for e in before["history"] if e["event"] == "failed")
+    assert failed["error"] == "boom" and failed["worker_id"] == "w"
+    Recorder(services.queue, services.store, "t").drain()
+    after = services.client.get(task["id"])
+    assert [e["event"] for e in after["history"]] == names  # the record says the same
+    assert [e["at"] for e in after["history"]] == [e["at"] for e in before["history"]]
