@@ -37,7 +37,7 @@ import redis
 
 from chalicelib.core.errors import Unavailable
 from chalicelib.queue.scripts import Queue
-from chalicelib.record.sql import q
+from chalicelib.record.epochs import EpochRecord
 from chalicelib.record.store import Store
 
 log = logging.getLogger("dtq.epoch")
@@ -121,7 +121,7 @@ class Epochs:
 
     def __init__(self, queue: Queue, store: Store) -> None:
         self.queue = queue
-        self.store = store
+        self.record = EpochRecord(store)
 
     def install(self, watch: ServerWatch | None = None) -> None:
         """Run :meth:`on_new_server` on the first connection to each Redis server process
@@ -150,23 +150,20 @@ class Epochs:
             raise Unavailable("the record is not migrated") from None
 
     def _check(self, runs: list[str], held: int | None) -> int:
-        with self.store.connection() as conn, conn.transaction():
-            epoch = _locked_epoch(conn)
-            # The first server a deployment ever checks is its baseline: nothing was
-            # handed out before it that it could have lost.
-            seen_before = conn.execute(q("any_redis_run")).fetchone() is not None
-            new = [r for r in runs if _note_run(conn, r, epoch)]
-            reason = None
+        def decide(epoch: int, seen_before: bool, new: list[str]) -> str | None:
             if not seen_before:
-                pass
-            elif new:
-                reason = f"new Redis server process {', '.join(new)}"
-            elif held is None:
-                reason = "Redis holds no epoch (its data was lost or flushed)"
-            elif held < epoch:
-                reason = f"Redis holds epoch {held}, the record {epoch}"
-            if reason is not None:
-                epoch = _raise(conn, reason)
+                # The first server a deployment ever checks is its baseline: nothing was
+                # handed out before it that it could have lost.
+                return None
+            if new:
+                return f"new Redis server process {', '.join(new)}"
+            if held is None:
+                return "Redis holds no epoch (its data was lost or flushed)"
+            if held < epoch:
+                return f"Redis holds epoch {held}, the record {epoch}"
+            return None
+
+        epoch, reason = self.record.note_servers(runs, decide)
         if reason is not None:
             log.warning("epoch raised to %d: %s", epoch, reason)
         self.queue.publish_epoch(epoch, runs[0] if len(runs) == 1 else None)
@@ -174,30 +171,11 @@ class Epochs:
 
     def raise_epoch(self, reason: str) -> int:
         """Raise unconditionally (``dtq recover``, a lost task found) and publish."""
-        with self.store.connection() as conn, conn.transaction():
-            _locked_epoch(conn)
-            epoch = _raise(conn, reason)
+        epoch = self.record.raise_epoch(reason)
         log.warning("epoch raised to %d: %s", epoch, reason)
         self.queue.publish_epoch(epoch)
         return epoch
 
     def current(self) -> int:
         """The record's epoch."""
-        with self.store.connection() as conn:
-            return _locked_epoch(conn)
-
-
-def _locked_epoch(conn: Any) -> int:
-    conn.execute(q("ensure_epoch"))
-    row = conn.execute(q("lock_epoch")).fetchone()
-    return int(row["epoch"])
-
-
-def _note_run(conn: Any, run_id: str, epoch: int) -> bool:
-    return (
-        conn.execute(q("note_redis_run"), {"run_id": run_id, "epoch": epoch}).fetchone() is not None
-    )
-
-
-def _raise(conn: Any, reason: str) -> int:
-    return int(conn.execute(q("raise_epoch"), {"reason": reason}).fetchone()["epoch"])
+        return self.record.current()
