@@ -177,6 +177,26 @@ class Store:
             row = conn.execute(q("queue_of"), {"id": task_id}).fetchone()
             return None if row is None else str(row["queue"])
 
+    def recorded_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that have a task row."""
+        with self.connection() as conn:
+            rows = conn.execute(q("terminal_status"), {"ids": list(ids)}).fetchall()
+        return {str(r["id"]) for r in rows}
+
+    def purge_finished(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` terminal tasks finished before ``before`` (with their
+        history); returns how many."""
+        with self.connection() as conn:
+            return len(
+                conn.execute(q("purge_finished"), {"before": before, "limit": limit}).fetchall()
+            )
+
+    def purge_schedule_fires(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` schedule fire records older than ``before``."""
+        with self.connection() as conn:
+            row = conn.execute(q("purge_schedule_fires"), {"before": before, "limit": limit})
+            return int((row.fetchone() or {"n": 0})["n"])
+
     def live_tasks(self, after: str, limit: int) -> list[Row]:
         with self.connection() as conn:
             return conn.execute(q("live_tasks"), {"after": after, "limit": limit}).fetchall()

@@ -19,7 +19,6 @@ from typing import Any
 
 from chalicelib.core.clock import utcnow
 from chalicelib.core.validation import parse_datetime
-from chalicelib.record.sql import q
 from chalicelib.service.deps import Services
 from chalicelib.service.firing import FireReport, fire_due
 from chalicelib.service.recorder import Recorder
@@ -82,8 +81,7 @@ def reconcile(svc: Services, sample: int = RECONCILE_SAMPLE) -> Reconciliation:
     ids = _redis_sample(svc, sample)
     out.sampled = len(ids)
     if ids:
-        with svc.store.connection() as conn:
-            known = {str(r["id"]) for r in conn.execute(q("terminal_status"), {"ids": ids})}
+        known = svc.store.recorded_ids(ids)
         out.unrecorded = [i for i in ids if i not in known]
     if out.unrecorded:
         log.warning("%d task(s) in Redis have no record: %s", len(out.unrecorded),
@@ -120,18 +118,16 @@ def purge(svc: Services, now: datetime, *, batch: int = PURGE_BATCH,
     before = now - timedelta(days=svc.settings.retention_days)
     out = Retention()
     deadline = time.monotonic() + budget_s
-    with svc.store.connection() as conn:
-        while time.monotonic() < deadline:
-            gone = conn.execute(q("purge_finished"), {"before": before, "limit": batch}).fetchall()
-            out.tasks += len(gone)
-            if len(gone) < batch:
-                break
-        while time.monotonic() < deadline:
-            row = conn.execute(q("purge_schedule_fires"), {"before": before, "limit": batch})
-            n = int((row.fetchone() or {"n": 0})["n"])
-            out.fires += n
-            if n < batch:
-                break
+    while time.monotonic() < deadline:
+        gone = svc.store.purge_finished(before, batch)
+        out.tasks += gone
+        if gone < batch:
+            break
+    while time.monotonic() < deadline:
+        n = svc.store.purge_schedule_fires(before, batch)
+        out.fires += n
+        if n < batch:
+            break
     if out.tasks or out.fires:
         log.info("retention: purged %d task(s) and %d fire record(s) before %s",
                  out.tasks, out.fires, before.isoformat())  # fmt: skip

@@ -22,7 +22,7 @@ from chalicelib.core.clock import iso
 from chalicelib.core.errors import ApiError, Conflict, NotFound, ValidationError
 from chalicelib.core.forms import Form
 from chalicelib.core.validation import parse_datetime, parse_task
-from chalicelib.record.sql import q
+from chalicelib.record.schedules import ScheduleRecord
 from chalicelib.record.store import Row
 from chalicelib.service import firing
 from chalicelib.service.firing import cron_spec
@@ -121,7 +121,7 @@ class Schedules:
 
     def __init__(self, client: TaskService) -> None:
         self.client = client
-        self.store = client.store
+        self.record = ScheduleRecord(client.store)
 
     def _limit(self) -> int:
         return self.client.payload_limit
@@ -129,20 +129,17 @@ class Schedules:
     def create(self, body: Any, now: datetime, *, source: str | None = None) -> dict[str, Any]:
         spec = parse_schedule(body, max_payload_bytes=self._limit())
         params = {**_params(spec), "id": str(uuid.uuid4()), "source": source, "now": now}
-        with self.store.connection() as conn:
-            row = conn.execute(q("insert_schedule"), params).fetchone()
+        row = self.record.insert(params)
         if row is None:
             raise _name_taken(spec.name)
         return schedule_json(row, now)
 
     def rows(self) -> list[Row]:
-        with self.store.connection() as conn:
-            return conn.execute(q("list_schedules")).fetchall()
+        return self.record.rows()
 
     def row(self, raw_id: str) -> Row:
         sid = schedule_id(raw_id)
-        with self.store.connection() as conn:
-            row = conn.execute(q("get_schedule"), {"id": sid}).fetchone()
+        row = self.record.get(sid)
         if row is None:
             raise NotFound(f"schedule {sid} not found")
         return dict(row)
@@ -179,8 +176,7 @@ class Schedules:
             "source": row["source"] if source is False else source,
         }  # fmt: skip
         try:
-            with self.store.connection() as conn:
-                updated = conn.execute(q("update_schedule"), params).fetchone()
+            updated = self.record.update(params)
         except Conflict:
             raise _name_taken(spec.name) from None
         if updated is None:
@@ -189,9 +185,8 @@ class Schedules:
 
     def delete(self, raw_id: str) -> None:
         sid = schedule_id(raw_id)
-        with self.store.connection() as conn:
-            if conn.execute(q("delete_schedule"), {"id": sid}).fetchone() is None:
-                raise NotFound(f"schedule {sid} not found")
+        if not self.record.delete(sid):
+            raise NotFound(f"schedule {sid} not found")
 
     def run(self, raw_id: str, now: datetime) -> dict[str, Any]:
         """Enqueue the schedule's task now, outside its fire times (``POST …/run``)."""
