@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -24,6 +25,7 @@ for _var in [v for v in os.environ if v.startswith("DTQ_") and not v.startswith(
 from chalicelib.core.settings import Settings  # noqa: E402
 from chalicelib.record import migrate  # noqa: E402
 from chalicelib.service import deps  # noqa: E402
+from tests.workers.procs import Proxy  # noqa: E402
 
 REDIS_URL = os.environ.get("DTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DATABASE_URL = (
@@ -101,3 +103,13 @@ def services(settings: Settings) -> Iterator[deps.Services]:
     for key in svc.redis.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
         svc.redis.delete(key)
     svc.close()
+
+
+@pytest.fixture
+def proxy(settings: Settings) -> Iterator[Proxy]:
+    """A TCP proxy to the test Redis that a test can cut (Redis "down" for whoever
+    connects through it, without touching the server other tests share)."""
+    target = urlsplit(settings.redis_url)
+    p = Proxy(target.hostname or "127.0.0.1", target.port or 6379)
+    yield p
+    p.close()

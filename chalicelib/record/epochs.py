@@ -36,10 +36,6 @@ class EpochRecord:
             _locked_epoch(conn)
             return _raise(conn, reason)
 
-    def current(self) -> int:
-        with self.store.connection() as conn:
-            return _locked_epoch(conn)
-
 
 def _locked_epoch(conn: Any) -> int:
     conn.execute(q("ensure_epoch"))

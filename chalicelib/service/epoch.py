@@ -175,7 +175,3 @@ class Epochs:
         log.warning("epoch raised to %d: %s", epoch, reason)
         self.queue.publish_epoch(epoch)
         return epoch
-
-    def current(self) -> int:
-        """The record's epoch."""
-        return self.record.current()

@@ -44,7 +44,7 @@ from chalicelib.queue.keys import Keys
 from tests.faults import checker
 from tests.faults.checker import FINAL, Report, ReportBook, Run
 from tests.faults.fault_tasks import RUNLOG_VAR
-from tests.helpers import http_json
+from tests.helpers import alive, http_json
 from workers.devstack import embedded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,15 +93,6 @@ def _die_with_parent() -> None:
     # Runs in the child between fork and exec (after any setuid, which would clear it):
     # SIGKILL this process when the pytest process dies, however it dies.
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def pid_alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _thread_states(pid: int) -> list[str]:
@@ -593,7 +584,7 @@ class Cluster:
 
     def runs_settled(self) -> bool:
         """Every run in the log ended, or its process is gone (killed mid-run)."""
-        return all(r.end is not None or not pid_alive(r.pid) for r in self.runs())
+        return all(r.end is not None or not alive(r.pid) for r in self.runs())
 
     def settle(self, ids: Sequence[str], timeout_s: float = 60.0) -> None:
         """Wait until the scenario is over: every id final, every run that can still end

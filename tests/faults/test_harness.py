@@ -6,7 +6,8 @@ import os
 import socket
 from pathlib import Path
 
-from tests.faults.cluster import Proc, RedisServer, pid_alive, start_on_free_port
+from tests.faults.cluster import Proc, RedisServer, start_on_free_port
+from tests.helpers import alive
 from workers.devstack import embedded
 
 
@@ -42,11 +43,11 @@ def test_kill_pause_and_restart_of_a_server(tmp_path: Path) -> None:
         with redis.client() as r:
             r.set("k", "v")
         redis.proc.pause()
-        assert redis.proc.paused and pid_alive(redis.proc.pid)
+        assert redis.proc.paused and alive(redis.proc.pid)
         redis.proc.resume()
         pid = redis.proc.pid
         redis.kill()
-        assert not pid_alive(pid)
+        assert not alive(pid)
         redis.restart()  # same port, same AOF
         with redis.client() as r:
             assert r.get("k") == b"v"

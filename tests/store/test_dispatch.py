@@ -31,14 +31,6 @@ from tests.helpers import wait_until
 from tests.workers.procs import Proxy
 
 
-@pytest.fixture
-def proxy(settings: Settings) -> Iterator[Proxy]:
-    target = urlsplit(settings.redis_url)
-    p = Proxy(target.hostname or "127.0.0.1", target.port or 6379)
-    yield p
-    p.close()
-
-
 def through(settings: Settings, proxy: Proxy) -> Services:
     """Services of another process whose Redis is behind the proxy."""
     db = urlsplit(settings.redis_url).path

@@ -24,6 +24,7 @@ from chalicelib.service.recorder import Recorder
 from chalicelib.service.recover import recover
 from tests.helpers import wait_until
 from tests.workers.test_cluster import redis_server
+from workers.devstack import embedded
 
 
 class OwnRedis:
@@ -47,9 +48,7 @@ class OwnRedis:
              "--save", "", "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), what="own redis-server answers")
-        client.close()
+        wait_until(lambda: embedded.redis_answers(self.url), what="own redis-server answers")
 
     def stop(self) -> None:
         assert self.proc is not None
@@ -67,13 +66,6 @@ class OwnRedis:
         """Forget every write after the AOF had ``size`` bytes (a lost tail)."""
         with self.aof().open("r+b") as f:
             f.truncate(size)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 @pytest.fixture

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import pytest
 
 from chalicelib.core.settings import Settings
 from chalicelib.service.deps import Services
@@ -18,14 +15,6 @@ from chalicelib.service.recorder import Recorder
 from tests.helpers import wait_until
 from tests.workers.conftest import SpawnWorker
 from tests.workers.procs import Proxy
-
-
-@pytest.fixture
-def proxy(settings: Settings) -> Iterator[Proxy]:
-    url = urlsplit(settings.redis_url)
-    p = Proxy(url.hostname or "127.0.0.1", url.port or 6379)
-    yield p
-    p.close()
 
 
 def proxied(settings: Settings, proxy: Proxy) -> str:
