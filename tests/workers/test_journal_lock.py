@@ -34,7 +34,6 @@ from tests.workers.test_offline import (
     enqueue_marked,
     held_by_the_worker,
     proxied,
-    proxy,  # noqa: F401 (a fixture)
     states,
 )
 from tests.workers.test_transport_contract import transport  # noqa: F401 (a fixture)
@@ -346,7 +345,7 @@ def test_two_workers_from_one_folder_get_two_journals_and_drain_without_duplicat
 
 
 def test_a_worker_started_beside_an_offline_one_leaves_it_its_outcomes(
-    services: Services, settings: Settings, proxy: Proxy,  # noqa: F811 (the fixture)
+    services: Services, settings: Settings, proxy: Proxy,
     start_in: StartIn, tmp_path: Path,
 ) -> None:  # fmt: skip
     """The shared journal's duplicates, made certain: a worker cut off with outcomes in
@@ -394,7 +393,7 @@ def test_an_explicit_journal_held_by_a_live_worker_is_refused(
 
 
 def test_a_worker_killed_9_leaves_its_journal_to_the_next_one_started_there(
-    services: Services, settings: Settings, proxy: Proxy,  # noqa: F811 (the fixture)
+    services: Services, settings: Settings, proxy: Proxy,
     start_in: StartIn, tmp_path: Path,
 ) -> None:  # fmt: skip
     here = tmp_path / "here"
