@@ -23,7 +23,8 @@ from bench.stats import Figure, fmt, percentile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
-PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq")
+PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq", "bullmq", "procrastinate",
+         "pgqueuer")  # fmt: skip
 #: Scenarios the peers run too (through bench/peers/driver.py).
 PEER_SCENARIOS = ("enqueue", "bulk", "drain", "latency")
 LOAD_NOTE = "bench/load.py: a call 2 ms after the last, with the tasks due since then"
@@ -64,6 +65,8 @@ class Results:
     figures: list[Figure] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     noise: dict[str, Any] = field(default_factory=dict)
+    #: Peers left out because their runtime is missing here (one line each).
+    skipped: list[str] = field(default_factory=list)
 
     def add(
         self,
@@ -142,6 +145,8 @@ class Bench:
         self.redis_url = redis_url
         self.own_database = opts.database_url is None
         self.database_url = opts.database_url or _fresh_database(base.database_url)
+        #: PostgreSQL peers queue in their own database on the same server: bench_<peer>.
+        self.peer_database_server = base.database_url
         from bench.dtq_system import DTQ
 
         self.dtq = DTQ(
@@ -153,7 +158,11 @@ class Bench:
                 raise SystemExit("dtq bench: --peers needs the private Redis (no --redis-url)")
             from bench.peers import setup
 
-            self.peer_python = setup.ensure(opts.venv_root, list(opts.peers))
+            self.peer_python = setup.ensure(
+                opts.venv_root, list(opts.peers), skipped=self.res.skipped
+            )
+            ready = tuple(p for p in opts.peers if p in self.peer_python)
+            self.opts = dataclasses.replace(opts, peers=ready)
 
     # -- noise -----------------------------------------------------------------------------
 
@@ -172,7 +181,13 @@ class Bench:
     ) -> dict[str, Any] | None:
         assert self.server is not None
         db = 1 + PEERS.index(peer)
-        env = {**os.environ, "BENCH_REDIS_URL": self.server.url(db), "PYTHONPATH": REPO}
+        database = urlunsplit(urlsplit(self.peer_database_server)._replace(path=f"/bench_{peer}"))
+        env = {
+            **os.environ,
+            "BENCH_REDIS_URL": self.server.url(db),
+            "BENCH_DATABASE_URL": database,
+            "PYTHONPATH": REPO,
+        }
         cmd = [
             self.peer_python[peer],
             "-m",
@@ -189,6 +204,12 @@ class Bench:
             self.res.errors.append(f"{peer} {scenario}: timed out after {timeout_s} s")
             return None
         if cp.returncode == 3:
+            return None
+        if cp.returncode == 4:  # the peer's runtime is missing: one line, no error
+            line = json.loads(cp.stdout.decode().strip().splitlines()[-1])["skipped"]
+            if line not in self.res.skipped:
+                self.res.skipped.append(line)
+                _say(line)
             return None
         if cp.returncode != 0:
             tail = cp.stderr.decode(errors="replace").strip().splitlines()[-3:]
@@ -333,8 +354,22 @@ class Bench:
                             out["rss_bytes"] / 2**20,
                             higher=False,
                         )
+                        self._peer_drain_extra(peer, label, out)
 
                 self.for_peers("drain", one)
+
+    def _peer_drain_extra(self, peer: str, label: str, out: dict[str, Any]) -> None:
+        """A peer's drain at each concurrency it tried (its figure is the best), and its
+        CPU per task by process group."""
+        o, r = self.opts, self.res
+        for conc, one in out.get("by_concurrency", {}).items():
+            r.add("drain", peer, f"{label}, concurrency {conc}", "tasks/s", o.peer_n, one["rate"])
+        cpu = out.get("cpu_us", {})
+        for group in (*cpu, "total") if cpu else ():
+            us = sum(cpu.values()) if group == "total" else cpu[group]
+            r.add("drain", peer, f"CPU per task, {group}, {label}", "µs", o.peer_n, us,
+                  higher=False, note="/proc utime+stime between the first and the last "
+                  "task's start; the best concurrency's run")  # fmt: skip
 
     def _dtq_drain(self, processes: int, conc: int) -> float:
         o, r = self.opts, self.res
@@ -472,6 +507,10 @@ class Bench:
                               out[f"p{p}"], higher=False)  # fmt: skip
                     r.add("latency", peer, "idle worker: enqueue call p50", "ms", samples,
                           out["call_p50"], higher=False)  # fmt: skip
+                    if "pipe_us" in out:  # a Node peer's calls go through a pipe
+                        r.add("latency", peer, "pipe round trip to its producer p50", "µs",
+                              200, out["pipe_us"], higher=False,
+                              note="part of its enqueue call p50, not of its latency")  # fmt: skip
 
             self.for_peers("latency", one)
 
@@ -624,6 +663,9 @@ def table(res: Results) -> str:
                     else f"{'-':>16}"
                 )
             lines.append(f"{row['figure'][:40]:<40} {fmt(row['dtq']):>9} {cells}")
+    if res.skipped:
+        lines.append("")
+        lines.extend(f"skipped: {s}" for s in res.skipped)
     if res.errors:
         lines.append("")
         lines.extend(f"error: {e}" for e in res.errors)
@@ -646,6 +688,7 @@ COMPARE = (
     ("drain", "1 process, concurrency 1", "1 process"),
     ("drain", "2 processes, concurrency 16", "2 processes"),
     ("drain", "worker RSS, 1 process, concurrency 16", "worker RSS, 1 process"),
+    ("drain", "CPU per task, total, 1 process, concurrency 16", "CPU per task, total, 1 process"),
     ("latency", "idle worker p50", "idle worker p50"),
     ("latency", "idle worker p90", "idle worker p90"),
     ("latency", "idle worker p99", "idle worker p99"),
@@ -682,6 +725,7 @@ def to_json(res: Results, opts: Options, argv: list[str]) -> dict[str, Any]:
         "figures": [f.to_json() for f in res.figures],
         "ratios": ratio_rows(res),
         "errors": res.errors,
+        "skipped": res.skipped,
         "noise": res.noise,
     }
 

@@ -19,7 +19,8 @@ from chalicelib.core.errors import ConfigError
 #: The checkout holding ``bench/`` (this file is ``<repo>/workers/cli/bench.py``).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
-PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq")
+PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq", "bullmq", "procrastinate",
+         "pgqueuer")  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
