@@ -16,7 +16,7 @@ import psycopg
 
 from chalicelib.core.models import NewTask, Outcome
 from chalicelib.core.settings import Settings
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 from chalicelib.record import migrate
 from chalicelib.service import deps
 from chalicelib.service.recorder import Recorder

@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 
 from chalicelib.core.clock import iso_ms
 from chalicelib.core.errors import ConfigError, Unavailable
+from chalicelib.core.forms import is_http_url
 from chalicelib.core.models import Lease
-from chalicelib.core.validation import is_http_url
 from workers.offline import Report
 from workers.transport import Extended, Synced
 

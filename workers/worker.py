@@ -32,7 +32,7 @@ from typing import Any, Literal
 from chalicelib.core.clock import now_ms
 from chalicelib.core.errors import DTQError, LeaseLost, Unavailable
 from chalicelib.core.models import Lease
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 from workers.context import Job
 from workers.offline import Journal, Report
 from workers.registry import Registry

@@ -6,8 +6,7 @@ from typing import Any
 
 from chalicelib.api.web import Web
 from chalicelib.core.errors import NotFound, ValidationError
-from chalicelib.core.forms import Form
-from chalicelib.core.validation import NAME_RE, is_http_url
+from chalicelib.core.forms import NAME_RE, Form
 from chalicelib.service.queues import Queues
 
 
@@ -35,9 +34,7 @@ def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
         fields["concurrency"] = "" if concurrency is None else str(concurrency)
     if "rate_limit" in form.body:
         fields.update(_rate_limit(form))
-    webhook = form.text("webhook_url", required=False, max_len=2000, nullable=True)
-    if webhook is not None and not is_http_url(webhook):
-        form.add("webhook_url", "must be an http(s) URL")
+    webhook = form.url("webhook_url")
     form.done()
     service = _service(web)
     service.configure(name, fields, webhook=webhook, set_webhook="webhook_url" in form.body)

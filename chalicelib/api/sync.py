@@ -13,11 +13,11 @@ from typing import Any
 from chalicelib.api.web import Web
 from chalicelib.core import forms
 from chalicelib.core.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationError
-from chalicelib.core.forms import Form
+from chalicelib.core.forms import MAX_SECONDS, Form
 from chalicelib.core.jsonbody import problem
 from chalicelib.core.jsontext import compact
 from chalicelib.core.models import Outcome
-from chalicelib.core.validation import MAX_SECONDS, TaskSpec, parse_datetime, parse_task
+from chalicelib.core.taskspec import TaskSpec, parse_task
 from chalicelib.service.outcomes import report as report_outcomes
 
 MAX_ITEMS = 1000
@@ -72,20 +72,9 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> Outcome:
     token = form.text("lease_token", max_len=200)
     status = form.choice("status", ("succeeded", "failed"))
     error = form.text("error", required=False, max_len=MAX_ERROR_CHARS, nullable=True)
-    retry_delay = form.body.get("retry_delay_seconds")
-    if retry_delay is not None and (
-        isinstance(retry_delay, bool)
-        or not isinstance(retry_delay, int | float)
-        or not 0 <= retry_delay <= MAX_SECONDS
-    ):
-        form.add("retry_delay_seconds", f"must be a number between 0 and {MAX_SECONDS:g}")
-        retry_delay = None
+    retry_delay = form.number("retry_delay_seconds", 0.0, MAX_SECONDS, lo_open=False, nullable=True)
     for key in ("started_at", "finished_at"):
-        if form.body.get(key) is not None:
-            try:
-                parse_datetime(form.body[key])
-            except ValueError as exc:
-                form.add(key, str(exc))
+        form.moment(key)
     form.done()
     assert task_id is not None and token is not None
     task_id = forms.task_id(task_id)
@@ -148,7 +137,6 @@ def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> lis
 
 def _spec(web: Web, index: int, raw: Any) -> TaskSpec:
     prefix = f"created[{index}]."
-    raw = forms.task_body(raw, prefix)
     spec = parse_task(raw, max_payload_bytes=web.services.client.payload_limit, prefix=prefix)
     if spec.idempotency_key is None:
         message = "is required for a task created offline"

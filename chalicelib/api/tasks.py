@@ -13,7 +13,7 @@ from chalicelib.core import forms
 from chalicelib.core.errors import Forbidden, InvalidJson, NotFound, ValidationError
 from chalicelib.core.forms import Form
 from chalicelib.core.models import TaskStatus
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 
 MAX_BATCH = 1000
 LIST_PARAMS = ("status", "queue", "name", "limit", "cursor")
@@ -24,7 +24,7 @@ MAX_REPLAY = 10_000
 def create(web: Web, body: Any, idempotency_header: str | None) -> Reply:
     if not isinstance(body, dict):
         raise InvalidJson("the body must be a JSON object")
-    body = forms.task_body(body)
+    body = dict(body)
     if idempotency_header is not None:
         in_body = body.get("idempotency_key")
         if in_body is not None and in_body != idempotency_header:
@@ -45,7 +45,6 @@ def create_batch(web: Web, body: Any) -> Reply:
     if "tasks" in form.body and not items and not form.errors:
         form.add("tasks", f"must hold 1-{MAX_BATCH} tasks")
     form.done()
-    items = [forms.task_body(item, f"tasks[{i}].") for i, item in enumerate(items)]
     tasks = web.services.client.enqueue_many(items)
     return Reply({"tasks": tasks}, 201)
 

@@ -1,9 +1,9 @@
-"""Validation of the small request bodies and query strings (task bodies live in
-``validation.py``).
+"""The one validation kit: request bodies, query strings and path parts → typed values.
 
 A :class:`Form` collects every problem before raising, so one answer names all the
-fields a client got wrong; unknown fields are refused so a typo never silently falls
-back to a default.
+fields a client got wrong; unknown fields are refused so a typo (``prority``) never
+silently falls back to a default. Every entry point uses it, the task check
+(``taskspec.parse_task``) included, so a bound is written once.
 """
 
 from __future__ import annotations
@@ -12,14 +12,46 @@ import math
 import re
 import uuid
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalicelib.core.errors import InvalidJson, NotFound, ValidationError
 from chalicelib.core.jsonbody import problem
-from chalicelib.core.validation import NAME_RE
+
+#: What a name (task, queue, worker, schedule) may be made of.
+NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+#: Upper bound of every duration (ten years), so that arithmetic on one never overflows
+#: and every computed time stays representable (a datetime, a millisecond bigint).
+MAX_SECONDS = 10 * 365 * 86400.0
 
 _MISSING: Any = object()
 _INT_RE = re.compile(r"-?[0-9]{1,9}")
+
+
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host that the notifier can actually call."""
+    if any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:  # say "http://[" (an unclosed IPv6 literal)
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def parse_datetime(value: Any) -> datetime:
+    """An ISO 8601 time with an explicit offset (naive times are ambiguous: refused)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time") from None
+    if dt.tzinfo is None:
+        raise ValueError("must include a UTC offset")
+    return dt
 
 
 class Form:
@@ -93,9 +125,11 @@ class Form:
             return None
         return value
 
-    def number(self, key: str, lo: float, hi: float, *, required: bool = False) -> float | None:
+    def number(self, key: str, lo: float, hi: float, *, required: bool = False,
+               lo_open: bool = True, nullable: bool = False) -> float | None:  # fmt: skip
+        """A finite number in ``(lo, hi]``, or ``[lo, hi]`` with ``lo_open=False``."""
         value = self._get(key, required)
-        if value is _MISSING:
+        if value is _MISSING or (value is None and nullable):
             return None
         if (
             isinstance(value, bool)
@@ -104,10 +138,46 @@ class Form:
         ):
             self.add(key, "must be a number")
             return None
-        if not lo < value <= hi:
+        if lo_open and not lo < value <= hi:
             self.add(key, f"must be greater than {lo:g} and at most {hi:g}")
             return None
+        if not lo_open and not lo <= value <= hi:
+            self.add(key, f"must be between {lo:g} and {hi:g}")
+            return None
         return float(value)
+
+    def url(self, key: str, *, max_len: int = 2000) -> str | None:
+        """An optional http(s) URL (``null`` is no URL)."""
+        value = self.text(key, required=False, max_len=max_len, nullable=True)
+        if value is not None and not is_http_url(value):
+            self.add(key, "must be an http(s) URL")
+            return None
+        return value
+
+    def moment(self, key: str) -> datetime | None:
+        """An optional ISO 8601 time with its UTC offset (``null`` is none)."""
+        value = self._get(key, False)
+        if value is _MISSING or value is None:
+            return None
+        try:
+            return parse_datetime(value)
+        except ValueError as exc:
+            self.add(key, str(exc))
+            return None
+
+    def nested(self, key: str, allowed: Collection[str]) -> Form | None:
+        """The optional object at ``key`` as a form whose errors are this form's
+        (``null`` is absent); its fields are named ``key.field``."""
+        value = self._get(key, False)
+        if value is _MISSING or value is None:
+            return None
+        if not isinstance(value, dict):
+            self.add(key, "must be an object")
+            return None
+        sub = Form(value, allowed, f"{self.prefix}{key}.", deep=False)
+        self.errors.extend(e for e in sub.errors if e not in self.errors)
+        sub.errors = self.errors
+        return sub
 
     def boolean(self, key: str) -> bool | None:
         value = self._get(key, False)
@@ -196,37 +266,3 @@ def query_name(params: Mapping[str, str], key: str, max_len: int = 200) -> str |
         message = f"must be 1-{max_len} characters of [A-Za-z0-9_.:-]"
         raise ValidationError(f"{key} {message}", details=[{"field": key, "message": message}])
     return raw
-
-
-#: Task body fields that are integers (JSON Schema counts 3.0 as one, so do we).
-_TASK_INTS = ("priority", "max_attempts", "timeout_seconds")
-#: Bounds that keep every computed time representable (a datetime, a Lua number that
-#: cjson can encode): a delay or backoff of more than ten years is a mistake anyway.
-MAX_DELAY_S = 10 * 365 * 86400
-_BACKOFF_MAX = {"base_seconds": MAX_DELAY_S, "max_seconds": MAX_DELAY_S, "factor": 1000}
-
-
-def task_body(body: Any, prefix: str = "") -> Any:
-    """A task body made ready for ``validation.parse_task``: storable strings only,
-    integral floats as ints, and time spans bounded. Other checks are parse_task's."""
-    if not isinstance(body, dict):
-        return body
-    form = Form(body, body.keys(), prefix)
-    out = dict(body)
-    for key in _TASK_INTS:
-        value = out.get(key)
-        if isinstance(value, float) and value.is_integer():
-            out[key] = int(value)
-    _at_most(form, out, "delay_seconds", MAX_DELAY_S)
-    backoff = out.get("backoff")
-    if isinstance(backoff, dict):
-        for key, limit in _BACKOFF_MAX.items():
-            _at_most(form, backoff, key, limit, "backoff.")
-    form.done()
-    return out
-
-
-def _at_most(form: Form, data: dict[str, Any], key: str, limit: float, path: str = "") -> None:
-    value = data.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > limit:
-        form.add(path + key, f"must be at most {limit:g}")

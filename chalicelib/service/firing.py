@@ -25,11 +25,11 @@ from typing import Any
 import psycopg
 import redis
 
-from chalicelib.core import cron, forms
+from chalicelib.core import cron
 from chalicelib.core.clock import iso, to_ms
 from chalicelib.core.errors import Conflict, NotFound, Unavailable
 from chalicelib.core.models import TERMINAL
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 from chalicelib.record.sql import q
 from chalicelib.record.store import Row
 from chalicelib.service.tasks import TaskService, task_json
@@ -121,7 +121,7 @@ def _previous_running(client: TaskService, conn: psycopg.Connection[Any], schedu
 
 
 def _create(client: TaskService, row: Row, key: str | None) -> dict[str, Any]:
-    body = forms.task_body({**row["task"], **({"idempotency_key": key} if key else {})})
+    body = {**row["task"], **({"idempotency_key": key} if key else {})}
     spec = parse_task(body, max_payload_bytes=client.payload_limit)
     try:
         [(task, _)] = client.create([spec], schedule_id=str(row["id"]))

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.core.clock import utcnow
-from chalicelib.core.validation import parse_datetime
+from chalicelib.core.forms import parse_datetime
 from chalicelib.service.deps import Services
 from chalicelib.service.firing import FireReport, fire_due
 from chalicelib.service.recorder import Recorder

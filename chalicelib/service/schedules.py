@@ -20,8 +20,8 @@ from psycopg.types.json import Jsonb
 from chalicelib.core import cron, forms
 from chalicelib.core.clock import iso
 from chalicelib.core.errors import ApiError, Conflict, NotFound, ValidationError
-from chalicelib.core.forms import Form
-from chalicelib.core.validation import parse_datetime, parse_task
+from chalicelib.core.forms import Form, parse_datetime
+from chalicelib.core.taskspec import parse_task
 from chalicelib.record.schedules import ScheduleRecord
 from chalicelib.record.store import Row
 from chalicelib.service import firing
@@ -95,13 +95,12 @@ def _task(form: Form, max_payload_bytes: int, *, required: bool) -> dict[str, An
         if key in value:
             form.add(f"task.{key}", "is set by the scheduler for each fire")
     try:
-        task = forms.task_body(value, "task.")
-        parse_task(task, max_payload_bytes=max_payload_bytes, prefix="task.")
+        parse_task(value, max_payload_bytes=max_payload_bytes, prefix="task.")
     except ValidationError as exc:
         for detail in exc.details:
             form.add(detail["field"], detail["message"])
         return None
-    return dict(task)
+    return dict(value)
 
 
 def spec_of(row: Row) -> ScheduleSpec:

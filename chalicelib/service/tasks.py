@@ -26,7 +26,7 @@ from chalicelib.core.errors import Conflict, InvalidTransition, NotFound, Valida
 from chalicelib.core.ids import uuid7
 from chalicelib.core.jsontext import compact
 from chalicelib.core.models import TERMINAL, Backoff, NewTask, TaskStatus
-from chalicelib.core.validation import TaskSpec, parse_task
+from chalicelib.core.taskspec import TaskSpec, parse_task
 from chalicelib.queue.scripts import REASONS, Code, Queue
 from chalicelib.record.deliveries import Deliveries, merge_history
 from chalicelib.record.store import Row, Store

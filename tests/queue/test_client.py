@@ -11,7 +11,7 @@ import redis
 
 from chalicelib.core.errors import Conflict, PayloadTooLarge, Unavailable, ValidationError
 from chalicelib.core.settings import Settings
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 from chalicelib.service import deps
 from chalicelib.service.deps import Services
 from chalicelib.service.recorder import Recorder
@@ -244,3 +244,34 @@ def test_a_read_shows_the_event_behind_its_status_recorded_or_not(services: Serv
     after = services.client.get(task["id"])
     assert [e["event"] for e in after["history"]] == names  # the record says the same
     assert [e["at"] for e in after["history"]] == [e["at"] for e in before["history"]]
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"delay_seconds": 10 * 365 * 86400 + 1}, "delay_seconds"),
+        ({"backoff": {"base_seconds": 1e15}}, "backoff.base_seconds"),
+        ({"payload": {"note": "nul\x00"}}, "payload.note"),
+        ({"lock_key": "a\x00b"}, "lock_key"),
+        ({"prority": 3}, "prority"),
+    ],
+)
+def test_the_python_client_refuses_what_the_api_refuses(
+    services: Services, options: dict[str, Any], field: str
+) -> None:
+    """One task check for every entry point: the in-process client once skipped the
+    bounds and the storable-text checks that only the HTTP path made."""
+    payload = options.pop("payload", None)
+    with pytest.raises(ValidationError) as err:
+        services.client.enqueue("t", payload, **options)
+    assert field in [d["field"] for d in err.value.details]
+    with pytest.raises(ValidationError):
+        services.client.enqueue_many([{"name": "t", "payload": payload or {}, **options}])
+    assert services.redis.zcard(services.keys.queue("default").ready) == 0
+
+
+def test_integral_floats_are_accepted_by_every_entry_point(services: Services) -> None:
+    task = services.client.enqueue("t", {}, priority=7.0)
+    assert task["priority"] == 7
+    [batched] = services.client.enqueue_many([{"name": "t", "max_attempts": 3.0}])
+    assert batched["max_attempts"] == 3

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.core.errors import Conflict, Unavailable
 from chalicelib.core.models import NewTask
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 from chalicelib.service.deps import Services
 from chalicelib.service.groupcommit import GroupCommit
 from tests.helpers import wait_until

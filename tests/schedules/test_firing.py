@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.core import cron
-from chalicelib.core.validation import parse_task
+from chalicelib.core.taskspec import parse_task
 from chalicelib.service.deps import Services
 from chalicelib.service.firing import fire_due, idempotency_key
 from chalicelib.service.schedules import Schedules

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from chalicelib.core.errors import PayloadTooLarge, ValidationError
+from chalicelib.core.forms import MAX_SECONDS
 from chalicelib.core.models import Backoff
-from chalicelib.core.validation import MAX_SECONDS, parse_task, request_hash
+from chalicelib.core.taskspec import parse_task, request_hash
 
 
 def fields_of(body: Any) -> list[str]:
@@ -42,7 +43,13 @@ def test_defaults() -> None:
         ({"name": "t", "priority": 10}, "priority"),
         ({"name": "t", "priority": -1}, "priority"),
         ({"name": "t", "priority": True}, "priority"),
-        ({"name": "t", "priority": 5.0}, "priority"),
+        ({"name": "t", "priority": 5.5}, "priority"),
+        ({"name": "t", "priority": None}, "priority"),
+        ({"name": "t", "delay_seconds": 10 * 365 * 86400 + 1}, "delay_seconds"),
+        ({"name": "t", "backoff": {"max_seconds": 1e12}}, "backoff.max_seconds"),
+        ({"name": "t", "payload": {"s": "a\x00b"}}, "payload.s"),
+        ({"name": "t", "payload": {"s": "\ud800"}}, "payload.s"),
+        ({"name": "t", "lock_key": "a\x00"}, "lock_key"),
         ({"name": "t", "max_attempts": 0}, "max_attempts"),
         ({"name": "t", "max_attempts": 101}, "max_attempts"),
         ({"name": "t", "timeout_seconds": 86401}, "timeout_seconds"),
@@ -82,6 +89,21 @@ def test_every_error_is_reported_at_once_with_a_prefix() -> None:
 
 def test_not_an_object() -> None:
     assert fields_of([1, 2]) == [""]
+    with pytest.raises(ValidationError) as err:
+        parse_task("x", max_payload_bytes=100, prefix="tasks[2].")
+    assert err.value.details == [{"field": "tasks[2]", "message": "must be a JSON object"}]
+
+
+def test_integral_floats_are_integers_and_hash_as_such() -> None:
+    """JSON Schema counts 5.0 as an integer; a client that sends it (JavaScript does)
+    gets priority 5, and its retried request is the same request."""
+    spec = parse_task(
+        {"name": "t", "priority": 7.0, "max_attempts": 2.0, "idempotency_key": "k"},
+        max_payload_bytes=100,
+    )
+    assert (spec.priority, spec.max_attempts) == (7, 2)
+    assert type(spec.priority) is int
+    assert spec.request_hash == request_hash({"name": "t", "priority": 7, "max_attempts": 2})
 
 
 def test_payload_limit_counts_utf8_bytes() -> None:

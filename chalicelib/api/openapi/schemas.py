@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.core.forms import MAX_SECONDS
+
 Schema = dict[str, Any]
 
 NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_.:-]+$"}
@@ -51,7 +53,7 @@ JSON_VALUE: Schema = {"anyOf": [
     {"type": "object", "additionalProperties": ref("JsonValue")},
 ]}
 
-MAX_DELAY_S = 10 * 365 * 86400
+MAX_DELAY_S = int(MAX_SECONDS)
 BACKOFF_BODY = obj({
     "base_seconds": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_S},
     "factor": {"type": "number", "minimum": 1, "maximum": 1000},
