@@ -9,12 +9,8 @@ from typing import Any
 from chalicelib.api.web import Web
 from chalicelib.core import forms
 from chalicelib.core.clock import from_ms, iso
-from chalicelib.core.errors import Unavailable
 from chalicelib.core.forms import Form
-from chalicelib.core.models import Backoff, Lease
 from chalicelib.service.fleet import HEARTBEAT_INTERVAL_S
-from chalicelib.service.payloads import resolve
-from chalicelib.service.tasks import task_json
 
 MAX_LEASE_S = 86_400
 #: Longest ``POST /tasks/wait``: well inside API Gateway's 29 s and common proxy timeouts.
@@ -53,10 +49,8 @@ def claim(web: Web, body: Any) -> dict[str, Any]:
     lease_s = form.integer("lease_seconds", 1, MAX_LEASE_S) or web.settings.lease_seconds
     form.done()
     assert worker_id is not None
-    svc = web.services
-    result = svc.queue.claim(queues, worker_id, want, lease_s * 1000)
-    tasks = _lease_tasks(web, result.leases)
-    return {"tasks": tasks, "retry_after_ms": result.retry_after_ms}
+    tasks, retry_after_ms = web.services.client.claim(queues, worker_id, want, lease_s * 1000)
+    return {"tasks": tasks, "retry_after_ms": retry_after_ms}
 
 
 def wait(web: Web, body: Any) -> dict[str, Any]:
@@ -73,54 +67,6 @@ def wait(web: Web, body: Any) -> dict[str, Any]:
         if queue.wait_for_work(queues, min(left, WAIT_SLICE_S)):
             return {"work": True}
     return {"work": False}
-
-
-def _lease_tasks(web: Web, leases: list[Lease]) -> list[dict[str, Any]]:
-    """Each leased task in full. The record adds what Redis does not keep (creation
-    time, idempotency key…); if Postgres is down the leases are still handed out, with
-    those fields null, since the tasks are already leased and must not be lost."""
-    if not leases:
-        return []
-    svc = web.services
-    lives = svc.queue.live_many([(lease.queue, lease.task_id) for lease in leases])
-    try:
-        rows = {str(r["id"]): r for r in svc.store.get_tasks([le.task_id for le in leases])}
-    except Unavailable:
-        rows = {}
-    out = []
-    for lease, live in zip(leases, lives, strict=True):
-        row = rows.get(lease.task_id)
-        task = task_json(row, live) if row is not None else _from_lease(lease, live or {})
-        # A worker gets the payload in full, wherever it is stored.
-        task["payload"] = resolve(lease.payload, svc.client.payloads)
-        task.update({
-            "status": "running", "attempt": lease.attempt, "attempts": lease.attempt,
-            "lease_token": lease.lease_token, "fence": lease.fence,
-            "lease_expires_at": iso(from_ms(lease.lease_expires_ms)),
-        })  # fmt: skip
-        out.append(task)
-    return out
-
-
-def _from_lease(lease: Lease, live: dict[str, str]) -> dict[str, Any]:
-    bo = live.get("bo")
-    backoff = Backoff()
-    if bo:
-        base, factor, cap, jitter = bo.split(",")
-        backoff = Backoff(float(base), float(factor), float(cap), jitter == "1")
-    return {
-        "id": lease.task_id, "name": lease.name, "queue": lease.queue,
-        "priority": lease.priority, "payload": lease.payload, "status": "running",
-        "attempts": lease.attempt, "max_attempts": lease.max_attempts,
-        "timeout_seconds": lease.timeout_seconds, "backoff": backoff.to_json(),
-        "idempotency_key": None, "lock_key": lease.lock_key, "schedule_id": None,
-        "webhook_url": None, "worker_id": live.get("wid"), "cancel_requested": False,
-        "fence": lease.fence,
-        "run_at": iso(from_ms(int(live["run"]))) if "run" in live else None,
-        "created_at": None,
-        "started_at": iso(from_ms(int(live["sa"]))) if "sa" in live else None,
-        "finished_at": None, "result": None, "error": live.get("err"),
-    }  # fmt: skip
 
 
 def extend(web: Web, raw_id: str, body: Any) -> dict[str, Any]:

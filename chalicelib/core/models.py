@@ -39,6 +39,12 @@ class Backoff:
         """The compact form stored in the task hash and read by the Lua scripts."""
         return f"{self.base_seconds!r},{self.factor!r},{self.max_seconds!r},{int(self.jitter)}"
 
+    @classmethod
+    def decode(cls, encoded: str) -> Backoff:
+        """The inverse of :attr:`encoded`."""
+        base, factor, cap, jitter = encoded.split(",")
+        return cls(float(base), float(factor), float(cap), jitter == "1")
+
     @cached_property
     def json_text(self) -> str:
         return json.dumps(self.to_json())

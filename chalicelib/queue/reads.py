@@ -13,7 +13,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
+from chalicelib.queue import taskhash
 from chalicelib.queue.keys import Keys
+from chalicelib.queue.taskhash import LiveTask
 
 #: Score span of one priority band in a ready set (_lib.lua PRIO_SPAN).
 PRIO_SPAN = 2**48
@@ -85,7 +87,7 @@ class QueueReads:
         for i, name in enumerate(names):
             for head in heads[i * 10 : i * 10 + 10]:
                 if head:
-                    pipe.hget(self.keys.queue(name).task(head[0].decode()), "run")
+                    pipe.hget(self.keys.queue(name).task(head[0].decode()), taskhash.RUN_AT)
                     asked.append(name)
         oldest: dict[str, int] = {}
         for name, run in zip(asked, pipe.execute() if asked else [], strict=True):
@@ -107,15 +109,29 @@ class QueueReads:
                 found += [e for e in events if isinstance(e, dict) and e.get("id") == task_id]
         return found
 
-    def live(self, queue: str, task_id: str) -> dict[str, str] | None:
-        """The task's hash as strings, or None when Redis no longer holds it."""
-        return _strings(self.redis.hgetall(self.keys.queue(queue).task(task_id)))
+    def live(self, queue: str, task_id: str) -> LiveTask | None:
+        """The task as Redis holds it, or None when Redis no longer holds it."""
+        return taskhash.decode(self.redis.hgetall(self.keys.queue(queue).task(task_id)))
 
-    def live_many(self, items: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
+    def live_many(self, items: Sequence[tuple[str, str]]) -> list[LiveTask | None]:
         pipe = self.redis.pipeline(transaction=False)
         for queue, task_id in items:
             pipe.hgetall(self.keys.queue(queue).task(task_id))
-        return [_strings(raw) for raw in pipe.execute()]
+        return [taskhash.decode(raw) for raw in pipe.execute()]
+
+    def task_hash(self, queue: str, task_id: str) -> dict[str, str] | None:
+        """The task's hash field by field, as the scripts wrote it (for diagnostics and
+        tests of the scripts; code reads :meth:`live`)."""
+        raw = self.redis.hgetall(self.keys.queue(queue).task(task_id))
+        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+
+    def workers_of(self, queue: str, task_ids: Sequence[str]) -> list[str | None]:
+        """The worker each task was last leased to (None: never leased, or gone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        qk = self.keys.queue(queue)
+        for task_id in task_ids:
+            pipe.hget(qk.task(task_id), taskhash.WORKER)
+        return [None if w is None else w.decode() for w in pipe.execute()]
 
     def depths(self, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Per queue: sizes of every state set, meta settings and the oldest ready task."""
@@ -192,7 +208,3 @@ class QueueReads:
         heads = [int(h[0][1]) for h in pipe.execute() if h]
         return min(heads) if heads else None
 
-
-def _strings(raw: dict[bytes, bytes]) -> dict[str, str] | None:
-    """A task hash as strings; None when Redis no longer holds it (an empty reply)."""
-    return {k.decode(): v.decode() for k, v in raw.items()} if raw else None

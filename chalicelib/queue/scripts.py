@@ -26,7 +26,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.jsontext import compact, decode
 from chalicelib.core.models import Claim, Lease, NewTask, Outcome, TaskStatus
-from chalicelib.queue import lua
+from chalicelib.queue import lua, taskhash
 from chalicelib.queue.keys import Keys
 from chalicelib.queue.reads import QueueReads
 
@@ -178,17 +178,6 @@ class Queue(QueueReads):
 
     # -- enqueue -----------------------------------------------------------------
 
-    @staticmethod
-    def _fields(task: NewTask) -> list[str]:
-        fields = [
-            "name", task.name, "pri", str(task.priority), "payload", task.payload_json,
-            "max", str(task.max_attempts), "tmo", str(task.timeout_seconds),
-            "bo", task.backoff.encoded,
-        ]  # fmt: skip
-        if task.lock_key is not None:
-            fields += ["lk", task.lock_key]
-        return fields
-
     def enqueue_many(self, tasks: Sequence[NewTask]) -> list[bool]:
         """Add tasks (already recorded in Postgres) in one pipelined round trip: one
         script call per queue and chunk. Returns, per task, whether it was added (False:
@@ -203,7 +192,7 @@ class Queue(QueueReads):
 
         calls = [
             (queue, compact([[tasks[i].id, tasks[i].status.value, str(tasks[i].run_at_ms), "",
-                              self._fields(tasks[i])] for i in idx]))
+                              taskhash.static_fields(tasks[i])] for i in idx]))
             for queue, idx in chunks
         ]  # fmt: skip
         replies = self._enqueue(calls)
@@ -213,11 +202,12 @@ class Queue(QueueReads):
                 added[i] = code == Code.OK
         return added
 
-    def restore(self, queue: str, task_id: str, status: TaskStatus, run_at_ms: int,
-                fields: Sequence[Any], event: str) -> bool:  # fmt: skip
+    def restore(self, task: NewTask, status: TaskStatus, *, attempts: int, fence: int,
+                version: int, event: str) -> bool:  # fmt: skip
         """Re-create a task hash from the record (recovery, replay of an expired hash)."""
-        entry = [task_id, status.value, str(run_at_ms), event, [str(f) for f in fields]]
-        [reply] = self._enqueue([(queue, compact([entry]))])
+        fields = taskhash.restored_fields(task, attempts=attempts, fence=fence, version=version)
+        entry = [task.id, status.value, str(task.run_at_ms), event, [str(f) for f in fields]]
+        [reply] = self._enqueue([(task.queue, compact([entry]))])
         return bool(reply[0] == Code.OK)
 
     def _enqueue(self, calls: Sequence[tuple[str, str]]) -> list[Any]:

@@ -30,9 +30,11 @@ from chalicelib.core.clock import iso, to_ms
 from chalicelib.core.errors import Conflict, NotFound, Unavailable
 from chalicelib.core.models import TERMINAL
 from chalicelib.core.taskspec import parse_task
+from chalicelib.queue.taskhash import LiveTask
 from chalicelib.record.sql import q
 from chalicelib.record.store import Row
-from chalicelib.service.tasks import TaskService, task_json
+from chalicelib.service import taskview
+from chalicelib.service.tasks import TaskService
 
 log = logging.getLogger("dtq.schedules")
 
@@ -131,7 +133,7 @@ def _create(client: TaskService, row: Row, key: str | None) -> dict[str, Any]:
         existing = client.store.task_by_idempotency_key(key) if key else None
         if existing is None:
             raise
-        return task_json(existing)
+        return taskview.from_record(existing)
     return task
 
 
@@ -165,14 +167,14 @@ def last_runs(client: TaskService, schedule_id: str, limit: int) -> list[dict[st
         if f["skipped"]:
             status: str | None = "skipped"
         elif task_id in rows:
-            status = task_json(rows[task_id], live.get(task_id))["status"]
+            status = taskview.from_record(rows[task_id], live.get(task_id))["status"]
         else:
             status = None  # the task was purged by retention
         runs.append({"fire_at": iso(f["fire_at"]), "task_id": task_id, "status": status})
     return runs
 
 
-def _live(client: TaskService, rows: list[Row]) -> dict[str, dict[str, str]]:
+def _live(client: TaskService, rows: list[Row]) -> dict[str, LiveTask]:
     try:
         states = client.queue.live_many([(r["queue"], str(r["id"])) for r in rows])
     except redis.RedisError:

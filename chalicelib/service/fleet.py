@@ -89,10 +89,7 @@ class Fleet:
             ids = [m.decode() for m in queue.redis.zrange(qk.running, 0, -1)]
             if not ids:
                 continue
-            pipe = queue.redis.pipeline(transaction=False)
-            for task_id in ids:
-                pipe.hget(qk.task(task_id), "wid")
-            for task_id, wid in zip(ids, pipe.execute(), strict=True):
+            for task_id, wid in zip(ids, queue.workers_of(name, ids), strict=True):
                 if wid:
-                    found.setdefault(wid.decode(), []).append(task_id)
+                    found.setdefault(wid, []).append(task_id)
         return found

@@ -71,20 +71,13 @@ def decode_entry(fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else [data]
 
 
+def _is_array(text: bytes | None) -> bool:
+    return text is not None and text[:1] == b"[" and text[-1:] == b"]"
+
+
 def join_entries(entries: list[bytes]) -> str:
     """Stream entries (each a JSON array of events) → one JSON array, without decoding."""
     return "[" + ",".join(e.decode()[1:-1] for e in entries) + "]"
-
-
-def upgrade_entries(entries: list[bytes]) -> str:
-    """Like :func:`join_entries`, for entries written before 2026-11-29 by scripts that
-    marked absent fields ``false`` (Postgres refuses ``false`` as a number). Anything
-    that is not an event object is passed on for Postgres to refuse."""
-    events = [e for raw in entries for e in decode_entry({b"d": raw})]
-    return json.dumps([
-        {k: v for k, v in e.items() if v is not False or k == "cr"} if isinstance(e, dict)
-        else e for e in events
-    ])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -218,16 +211,14 @@ class Recorder:
     def _record_isolating(self, entries: list[_Entry], tally: _Tally) -> None:
         """Record what PostgreSQL takes of the entries and park what it refuses, halving
         a refused batch until each refused entry stands alone: about 2·log2(n) statements
-        per bad entry. Each part is tried with its entries upgraded (:func:`upgrade_entries`),
-        so a batch of entries written by older scripts still costs one more statement."""
+        per bad entry."""
         if len(entries) == 1:
             self._record_one(entries[0], tally)
             return
         texts = [e.text for e in entries]
-        if None not in texts:
+        if all(_is_array(t) for t in texts):
             try:
-                upgraded = upgrade_entries(cast(list[bytes], texts))
-                tally.conflicts += self.store.record(upgraded)
+                tally.conflicts += self.store.record(join_entries(cast(list[bytes], texts)))
                 return
             except REFUSED:
                 pass
@@ -239,26 +230,20 @@ class Recorder:
         self._record_isolating(entries[mid:], tally)
 
     def _record_one(self, entry: _Entry, tally: _Tally) -> None:
-        """One entry: as written, then upgraded, else parked with the first error."""
+        """One entry: recorded as written, else parked with the reason."""
         raw = entry.text
         if raw is None:
             self._park(entry, 'the entry has no "d" field', tally)
             return
-        error: Exception | None = None
         # A text that is not an array would be mangled by join_entries (and "x" would
-        # even pass as an empty one): only the upgrade, which decodes, may try it.
-        if raw[:1] == b"[" and raw[-1:] == b"]":
-            try:
-                tally.conflicts += self.store.record(join_entries([raw]))
-                return
-            except REFUSED as exc:
-                error = exc
-        try:
-            tally.conflicts += self.store.record(upgrade_entries([raw]))
+        # even pass as an empty one).
+        if not _is_array(raw):
+            self._park(entry, "the entry is not a JSON array of events", tally)
             return
+        try:
+            tally.conflicts += self.store.record(join_entries([raw]))
         except REFUSED as exc:
-            error = error or exc
-        self._park(entry, _storable(f"{type(error).__name__}: {error}"), tally)
+            self._park(entry, _storable(f"{type(exc).__name__}: {exc}"), tally)
 
     def _park(self, entry: _Entry, error: str, tally: _Tally) -> None:
         """Store a refused entry in ``dtq_parked_events``; it is then acknowledged and

@@ -10,6 +10,7 @@ commit and that note leaves a recorded task that only ``reconcile`` dispatches.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -21,17 +22,25 @@ from typing import Any
 
 import redis
 
-from chalicelib.core.clock import from_ms, iso, iso_ms
-from chalicelib.core.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from chalicelib.core.clock import from_ms, iso
+from chalicelib.core.errors import (
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    Unavailable,
+    ValidationError,
+)
 from chalicelib.core.ids import uuid7
 from chalicelib.core.jsontext import compact
-from chalicelib.core.models import TERMINAL, Backoff, NewTask, TaskStatus
+from chalicelib.core.models import TERMINAL, Backoff, Lease, NewTask, TaskStatus
 from chalicelib.core.taskspec import TaskSpec, parse_task
-from chalicelib.queue.scripts import REASONS, Code, Queue
+from chalicelib.queue.scripts import Code, Queue
+from chalicelib.queue.taskhash import LiveTask
 from chalicelib.record.deliveries import Deliveries, merge_history
 from chalicelib.record.store import Row, Store
+from chalicelib.service import taskview
 from chalicelib.service.groupcommit import GroupCommit
-from chalicelib.service.payloads import MAX_OFFLOADED_BYTES, Payloads
+from chalicelib.service.payloads import MAX_OFFLOADED_BYTES, Payloads, resolve
 
 log = logging.getLogger("dtq.client")
 
@@ -98,7 +107,7 @@ class TaskService:
                 part = bodies[start : start + STREAM_CHUNK]
                 made = [self._new_task(self._parse(b, i), now, None)
                         for i, b in enumerate(part, start)]  # fmt: skip
-                replies.extend(map(_new_task_json, made))  # built while PostgreSQL works
+                replies.extend(map(taskview.from_new, made))  # built while PostgreSQL works
                 stored.extend(map(self._offloaded, made))
                 yield stored[start:]
 
@@ -118,18 +127,18 @@ class TaskService:
             # the task may share its transaction and Redis round trip with others.
             self._arrived[stored[0].id] = time.monotonic()
             self._group.submit(stored)
-            return [(_new_task_json(new[0]), True)]
+            return [(taskview.from_new(new[0]), True)]
         existing = self.store.insert_tasks(stored)
         results: list[tuple[dict[str, Any], bool]] = []
         dispatch: list[NewTask] = []
         for task, kept, row in zip(new, stored, existing, strict=True):
             if row is None:
                 dispatch.append(kept)
-                results.append((_new_task_json(task), True))
+                results.append((taskview.from_new(task), True))
                 continue
             if row["version"] == 0 and row["status"] in ("queued", "scheduled"):
                 dispatch.append(_row_to_new_task(row))  # the first request may not have
-            results.append((self._resolved(task_json(row)), False))
+            results.append((self._resolved(taskview.from_record(row)), False))
         self._dispatch(dispatch)
         return results
 
@@ -220,17 +229,17 @@ class TaskService:
         if row is None:
             raise NotFound(f"task {task_id} not found")
         live = self._live(row["queue"], task_id)
-        task = self._resolved(task_json(row, live))
+        task = self._resolved(taskview.from_record(row, live))
         if history:
-            events = [_event_json(e) for e in self.store.history(task_id)]
-            if live is not None and int(live.get("v", 0)) > int(row["version"]):
-                events += self._unrecorded(row, live)
+            events = [taskview.recorded_event(e) for e in self.store.history(task_id)]
+            if live is not None and live.version > int(row["version"]):
+                events += self._unrecorded(row)
             task["history"] = merge_history(
-                _creation_events(row) + events, Deliveries(self.store).history(task_id)
+                taskview.creation_events(row) + events, Deliveries(self.store).history(task_id)
             )
         return task
 
-    def _unrecorded(self, row: Row, live: dict[str, str]) -> list[dict[str, Any]]:
+    def _unrecorded(self, row: Row) -> list[dict[str, Any]]:
         """Transitions Redis made that the record has not caught up with yet, so that one
         answer's status and history agree (docs/api.md, "Consistency of reads"): the
         task's entries still in its event stream."""
@@ -239,7 +248,7 @@ class TaskService:
         except redis.RedisError:
             return []
         recorded = int(row["version"])
-        return [_stream_event_json(e) for e in sorted(pending, key=lambda e: int(e["v"]))
+        return [taskview.stream_event(e) for e in sorted(pending, key=lambda e: int(e["v"]))
                 if int(e["v"]) > recorded]  # fmt: skip
 
     def list(self, *, status: str | None = None, queue: str | None = None,
@@ -252,9 +261,50 @@ class TaskService:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1]) if more and rows else None
-        return [task_json(r) for r in rows], next_cursor
+        return [taskview.from_record(r) for r in rows], next_cursor
 
-    def _live(self, queue: str, task_id: str) -> dict[str, str] | None:
+    def holds(self, task_id: str, lease_token: str) -> bool:
+        """Whether ``lease_token`` is the lease of the task's current run."""
+        live = self.queue.live(self.queue_of(task_id), task_id)
+        token = live.lease_token if live is not None else None
+        return token is not None and hmac.compare_digest(token.encode(), lease_token.encode())
+
+    # -- claims over HTTP ----------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], worker_id: str, want: int, lease_ms: int
+              ) -> tuple[Sequence[dict[str, Any]], int]:  # fmt: skip
+        """Lease up to ``want`` tasks; each in full, and when to ask again if a rate
+        limit held tasks back (ms)."""
+        result = self.queue.claim(queues, worker_id, want, lease_ms)
+        return self._leased(result.leases), result.retry_after_ms
+
+    def _leased(self, leases: Sequence[Lease]) -> Sequence[dict[str, Any]]:
+        """Each leased task in full. The record adds what Redis does not keep (creation
+        time, idempotency key…); if PostgreSQL is down the leases are still handed out,
+        with those fields null, since the tasks are already leased and must not be lost."""
+        if not leases:
+            return []
+        lives = self.queue.live_many([(lease.queue, lease.task_id) for lease in leases])
+        try:
+            rows = {str(r["id"]): r for r in self.store.get_tasks([le.task_id for le in leases])}
+        except Unavailable:
+            rows = {}
+        out = []
+        for lease, live in zip(leases, lives, strict=True):
+            row = rows.get(lease.task_id)
+            task = (taskview.from_record(row, live) if row is not None
+                    else taskview.from_lease(lease, live))  # fmt: skip
+            # A worker gets the payload in full, wherever it is stored.
+            task["payload"] = resolve(lease.payload, self.payloads)
+            task.update({
+                "status": "running", "attempt": lease.attempt, "attempts": lease.attempt,
+                "lease_token": lease.lease_token, "fence": lease.fence,
+                "lease_expires_at": iso(from_ms(lease.lease_expires_ms)),
+            })  # fmt: skip
+            out.append(task)
+        return out
+
+    def _live(self, queue: str, task_id: str) -> LiveTask | None:
         try:
             return self.queue.live(queue, task_id)
         except redis.RedisError:
@@ -303,7 +353,7 @@ class TaskService:
             queue = self.queue_of(task_id)
             live = self.queue.live(queue, task_id)
             if live is not None:
-                if live.get("st") != TaskStatus.DEAD:
+                if live.status != TaskStatus.DEAD:
                     return False
                 if self.queue.replay(queue, task_id) == Code.OK:
                     return True
@@ -331,71 +381,18 @@ class TaskService:
         # A task that was running when Redis lost it has no lease any more: run it again.
         if st == TaskStatus.RUNNING:
             st = TaskStatus.QUEUED
-        run_at = int(row["run_at"].timestamp() * 1000)
-        fields: list[Any] = [
-            "name", row["name"], "pri", row["priority"],
-            "payload", compact(row["payload"]),
-            "max", row["max_attempts"], "tmo", row["timeout_seconds"],
-            "bo", Backoff.from_json(row["backoff"]).encoded,
-            "att", row["attempts"] if attempts is None else attempts,
-            "fence", row["fence"], "v", row["version"],
-        ]  # fmt: skip
-        if row["lock_key"] is not None:
-            fields += ["lk", row["lock_key"]]
-        return self.queue.restore(row["queue"], str(row["id"]), st, run_at, fields, event)
+        return self.queue.restore(
+            _row_to_new_task(row),
+            st,
+            event=event,
+            fence=row["fence"],
+            attempts=row["attempts"] if attempts is None else attempts,
+            version=row["version"],
+        )
 
     def queue_stats(self) -> dict[str, dict[str, Any]]:
         queues = self.queue.known_queues()
         return self.queue.depths(queues)
-
-
-# -- JSON views -------------------------------------------------------------------
-
-
-def task_json(row: Row, live: dict[str, str] | None = None) -> dict[str, Any]:
-    """A task as the API returns it."""
-    task: dict[str, Any] = {
-        "id": str(row["id"]), "name": row["name"], "queue": row["queue"],
-        "priority": row["priority"], "payload": row["payload"], "status": row["status"],
-        "attempts": row["attempts"], "max_attempts": row["max_attempts"],
-        "timeout_seconds": row["timeout_seconds"], "backoff": row["backoff"],
-        "idempotency_key": row["idempotency_key"], "lock_key": row["lock_key"],
-        "schedule_id": str(row["schedule_id"]) if row["schedule_id"] else None,
-        "webhook_url": row["webhook_url"], "worker_id": row["worker_id"],
-        "cancel_requested": row["cancel_requested"], "fence": row["fence"],
-        "run_at": iso(row["run_at"]), "created_at": iso(row["created_at"]),
-        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
-        "result": row["result"], "error": row["error"],
-    }  # fmt: skip
-    if live and int(live.get("v", 0)) > row["version"]:
-        _overlay(task, live)
-    return task
-
-
-def _overlay(task: dict[str, Any], live: dict[str, str]) -> None:
-    task["status"] = live["st"]
-    task["attempts"] = int(live.get("att", 0))
-    task["fence"] = int(live.get("fence", 0))
-    task["cancel_requested"] = live.get("cr") == "1"
-    if "wid" in live:
-        task["worker_id"] = live["wid"]
-    for field, key in (("run_at", "run"), ("started_at", "sa"), ("finished_at", "fa")):
-        task[field] = iso(from_ms(int(live[key]))) if key in live else None
-    task["error"] = live.get("err")
-    task["result"] = json.loads(live["res"]) if "res" in live else None
-
-
-def _new_task_json(t: NewTask) -> dict[str, Any]:
-    return {
-        "id": t.id, "name": t.name, "queue": t.queue, "priority": t.priority,
-        "payload": t.payload, "status": t.status.value, "attempts": 0,
-        "max_attempts": t.max_attempts, "timeout_seconds": t.timeout_seconds,
-        "backoff": t.backoff.to_json(), "idempotency_key": t.idempotency_key,
-        "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
-        "worker_id": None, "cancel_requested": False, "fence": 0,
-        "run_at": iso_ms(t.run_at_ms), "created_at": iso_ms(t.created_at_ms),
-        "started_at": None, "finished_at": None, "result": None, "error": None,
-    }  # fmt: skip
 
 
 def _row_to_new_task(row: Row) -> NewTask:
@@ -409,45 +406,6 @@ def _row_to_new_task(row: Row) -> NewTask:
         created_at_ms=int(row["created_at"].timestamp() * 1000),
         scheduled=row["status"] == "scheduled", lock_key=row["lock_key"],
     )  # fmt: skip
-
-
-def _creation_events(row: Row) -> list[dict[str, Any]]:
-    # Implied by the row itself, so creating a task writes one row, not three.
-    at = iso(row["created_at"])
-    first = "scheduled" if row["created_scheduled"] else "queued"
-    return [
-        {"at": at, "event": "created", "attempt": 0, "worker_id": None, "error": None},
-        {"at": at, "event": first, "attempt": 0, "worker_id": None, "error": None},
-    ]
-
-
-def _stream_event_json(e: dict[str, Any]) -> dict[str, Any]:
-    """A transition as the Lua scripts wrote it to the stream, shaped as a history row
-    (the same fields queries.sql ``record_events`` keeps)."""
-    name = e.get("ev")
-    event: dict[str, Any] = {
-        "at": iso(from_ms(int(e["at"]))), "event": name, "attempt": int(e.get("att") or 0),
-        "worker_id": e.get("by") or e.get("w"),
-        "error": e.get("err") if name in ("failed", "lease_expired") else None,
-    }  # fmt: skip
-    if name == "retrying" and e.get("run") is not None:
-        event["run_at"] = iso(from_ms(int(e["run"])))
-    if e.get("reason") is not None:
-        event["reason"] = REASONS.get(Code(int(e["reason"])), "unknown")
-    return event
-
-
-def _event_json(e: Row) -> dict[str, Any]:
-    event = {
-        "at": iso(e["at"]), "event": e["event"], "attempt": e["attempt"],
-        "worker_id": e["worker_id"], "error": e["error"],
-    }  # fmt: skip
-    data = e.get("data") or {}
-    if e["event"] == "retrying" and data.get("run"):
-        event["run_at"] = iso(from_ms(int(data["run"])))
-    if data.get("reason") is not None:
-        event["reason"] = REASONS.get(Code(int(data["reason"])), "unknown")
-    return event
 
 
 def _encode_cursor(row: Row) -> str:

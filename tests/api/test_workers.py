@@ -96,10 +96,10 @@ def test_extend_lease_and_lost_leases(admin: Http, worker: Http, services: Servi
     r = worker.post(path, {"lease_token": lease["lease_token"], "extend_seconds": 120})
     assert r.status_code == 200 and r.json_body["cancel_requested"] is False
     assert r.json_body["lease_expires_at"] > lease["lease_expires_at"]
-    before = services.queue.live("default", task["id"])
+    before = services.queue.task_hash("default", task["id"])
     # Another worker's (or a made-up) token: 409, and the task is exactly as it was.
     assert_error(worker.post(path, {"lease_token": "someone-else:1"}), 409, "conflict")
-    assert services.queue.live("default", task["id"]) == before
+    assert services.queue.task_hash("default", task["id"]) == before
     sync(worker, result(lease))
     assert_error(worker.post(path, {"lease_token": lease["lease_token"]}), 409, "conflict")
     assert_error(worker.post(f"/tasks/{uuid.uuid4()}/lease", {"lease_token": "x"}), 404,
@@ -229,7 +229,7 @@ def test_release_gives_the_task_back_and_refuses_foreign_tokens(
     )
     r = worker.post(path, {"lease_token": lease["lease_token"]})
     assert r.status_code == 200 and r.json_body == {"released": True}
-    live = services.queue.live("default", task["id"]) or {}
+    live = services.queue.task_hash("default", task["id"]) or {}
     assert (live["st"], live["att"]) == ("queued", "0")
     assert_error(worker.post(path, {"lease_token": lease["lease_token"]}), 409, "conflict")
 

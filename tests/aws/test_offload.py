@@ -34,7 +34,7 @@ def test_a_1_mib_payload_and_a_large_result_round_trip_through_s3(offloading: Se
     row = svc.store.get_task(task_id)
     assert row is not None and is_ref(row["payload"])
     assert row["payload"]["$dtq_offloaded"] == f"s3://{BUCKET}/payloads/{task_id}.json"
-    live = svc.queue.live("default", task_id)
+    live = svc.queue.task_hash("default", task_id)
     assert live is not None and len(live["payload"]) < 300
     assert json.loads(live["payload"]) == row["payload"]
     assert json.loads(_s3_object(f"payloads/{task_id}.json")) == payload

@@ -32,7 +32,7 @@ def test_enqueue_claim_complete_round_trip(services: Services) -> None:
     assert (lease.attempt, lease.fence, lease.priority) == (1, 1, 7)
     assert lease.lease_expires_ms > services.queue.clock.now_ms()
     services.queue.complete("default", lease.task_id, lease.lease_token, '{"rows": 3}')
-    live = services.queue.live("default", lease.task_id)
+    live = services.queue.task_hash("default", lease.task_id)
     assert live is not None and live["st"] == "succeeded" and "payload" not in live
     assert claim(services) == []
 
@@ -71,7 +71,7 @@ def test_delayed_task_is_not_claimable_before_run_at(services: Services) -> None
     assert task["status"] == "scheduled"
     assert claim(services) == []
     [lease] = wait_until(lambda: claim(services), what="the delayed task")
-    live = services.queue.live("default", lease.task_id)
+    live = services.queue.task_hash("default", lease.task_id)
     assert live is not None
     run_at, started = int(live["run"]), int(live["sa"])
     assert started >= run_at
@@ -104,14 +104,14 @@ def test_ten_thousand_tasks_claimed_by_eight_threads_exactly_once(services: Serv
 def test_stale_or_foreign_token_is_refused_and_changes_nothing(services: Services) -> None:
     services.client.enqueue("t")
     [lease] = claim(services)
-    before = services.queue.live("default", lease.task_id)
+    before = services.queue.task_hash("default", lease.task_id)
     with pytest.raises(LeaseLost):
         services.queue.extend("default", lease.task_id, "forged:1", 1000)
     with pytest.raises(LeaseLost):
         services.queue.complete("default", lease.task_id, "forged:1", "null")
     with pytest.raises(LeaseLost):
         services.queue.fail("default", lease.task_id, "forged:1", "boom")
-    assert services.queue.live("default", lease.task_id) == before
+    assert services.queue.task_hash("default", lease.task_id) == before
     with pytest.raises(NotFound):
         services.queue.complete("default", "00000000-0000-0000-0000-000000000000", "x", "null")
 
@@ -136,7 +136,7 @@ def test_outcome_after_finish_is_refused_as_duplicate(services: Services) -> Non
         services.queue.fail("default", lease.task_id, lease.lease_token, "late")
     stats = services.queue.stats(["default"])["default"]
     assert stats["succeeded"] == 1 and stats["duplicates"] == 2
-    live = services.queue.live("default", lease.task_id)
+    live = services.queue.task_hash("default", lease.task_id)
     assert live is not None and live["res"] == "1"
 
 
@@ -149,7 +149,7 @@ def _expire(services: Services, lease: Lease) -> None:
 
 
 def _status(services: Services, lease: Lease) -> str | None:
-    live = services.queue.live(lease.queue, lease.task_id)
+    live = services.queue.task_hash(lease.queue, lease.task_id)
     return None if live is None else live["st"]
 
 
@@ -177,7 +177,7 @@ def test_late_result_is_accepted_when_nobody_finished_first(services: Services) 
         services.queue.complete("default", second.task_id, second.lease_token, '"second"', "w2")
     with pytest.raises(AlreadyFinished):
         services.queue.extend("default", second.task_id, second.lease_token, 1000)
-    live = services.queue.live("default", first.task_id)
+    live = services.queue.task_hash("default", first.task_id)
     assert live is not None and live["st"] == "succeeded" and live["res"] == '"late"'
     assert services.redis.zcard(services.keys.queue("default").running) == 0
 
@@ -192,7 +192,7 @@ def test_late_result_is_refused_when_another_worker_finished_first(services: Ser
     services.queue.complete("default", second.task_id, second.lease_token, '"second"', "w2")
     with pytest.raises(AlreadyFinished):
         services.queue.complete("default", first.task_id, first.lease_token, '"late"', "w1")
-    live = services.queue.live("default", first.task_id)
+    live = services.queue.task_hash("default", first.task_id)
     assert live is not None and live["res"] == '"second"'
     assert services.queue.stats(["default"])["default"]["duplicates"] == 1
 

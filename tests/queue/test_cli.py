@@ -72,5 +72,5 @@ def test_dlq_replay_skips_what_is_not_dead_like_the_http_endpoint(services: Serv
     replayed = dtq(services, "dlq", "replay", dead["id"], canceled["id"])
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.strip() == "replayed 1 task(s); 1 skipped: not dead"
-    assert services.queue.live("default", canceled["id"])["st"] == "canceled"  # type: ignore[index]
-    assert services.queue.live("default", dead["id"])["st"] == "queued"  # type: ignore[index]
+    assert services.queue.task_hash("default", canceled["id"])["st"] == "canceled"  # type: ignore[index]
+    assert services.queue.task_hash("default", dead["id"])["st"] == "queued"  # type: ignore[index]

@@ -187,7 +187,7 @@ def test_a_batch_over_several_queues_and_chunks_lands_each_task_once(services: S
     qa, qb = services.keys.queue("qa"), services.keys.queue("qb")
     assert services.redis.zcard(qa.ready) == 1_250 and services.redis.zcard(qb.ready) == 1_250
     for body, task in zip(bodies, created, strict=True):
-        live = services.queue.live(body["queue"], task["id"])
+        live = services.queue.task_hash(body["queue"], task["id"])
         assert live is not None and live["st"] == "queued" and live["pri"] == str(body["priority"])
         assert json.loads(live["payload"]) == body["payload"]
         assert live.get("lk") == body.get("lock_key")

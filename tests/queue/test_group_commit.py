@@ -43,7 +43,7 @@ def test_callers_arriving_during_a_commit_share_the_next_one(services: Services)
     assert batches == [1, 7]  # the lone first caller, then everyone who came meanwhile
     for t in tasks:
         assert services.store.get_task(t.id) is not None
-        assert services.queue.live("default", t.id) is not None
+        assert services.queue.task_hash("default", t.id) is not None
 
 
 def test_a_failed_commit_fails_its_callers_only(services: Services) -> None:

@@ -50,7 +50,7 @@ def test_a_failure_that_will_be_retried_signals(services: Services) -> None:
     [lease] = claim(services, 1)
     clear(services)
     services.queue.fail("default", lease.task_id, lease.lease_token, "boom")
-    assert services.queue.live("default", lease.task_id)["st"] == "retrying"  # type: ignore[index]
+    assert services.queue.task_hash("default", lease.task_id)["st"] == "retrying"  # type: ignore[index]
     assert signals(services) == 1
 
 

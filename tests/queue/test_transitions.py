@@ -44,7 +44,7 @@ def test_failed_attempt_waits_for_exponential_backoff(services: Services) -> Non
     after = services.queue.clock.now_ms()
     # attempt 1 → 10 s, on the Redis clock (a few ms of estimate error allowed)
     assert before + 10_000 - 50 <= retry_score(services, lease.task_id) <= after + 10_000 + 50
-    live = services.queue.live("default", lease.task_id)
+    live = services.queue.task_hash("default", lease.task_id)
     assert live is not None and live["st"] == "retrying" and live["err"] == "boom"
     assert claim(services) == []  # not before its backoff
 

@@ -57,7 +57,7 @@ def test_reaper_expires_the_leases_of_an_idle_queue(services: Services) -> None:
     # Nobody claims from "idle" again: only the reaper can notice the lapsed lease.
     wait_until(lambda: maintenance.reap(services).get("idle", (0, 0))[1] == 1, 5, "the reaper")
     live = q.live("idle", task["id"])
-    assert live is not None and live["st"] in ("retrying", "queued")
+    assert live is not None and live.status in ("retrying", "queued")
 
 
 def test_reconciler_restores_recorded_tasks_and_reports_unrecorded_ones(

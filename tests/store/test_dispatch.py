@@ -143,7 +143,7 @@ def test_rows_of_finished_or_dispatched_tasks_are_dropped_and_the_rest_restored(
 
     assert done == Batch(taken=3, restored=1, dropped=2)
     assert backlog(services) == []
-    assert services.queue.live("default", finished["id"]) is None  # never started again
+    assert services.queue.task_hash("default", finished["id"]) is None  # never started again
     assert services.redis.hget(qk.task(reached["id"]), "st") == b"running"
     assert ready_ids(services) == [never["id"]]
 

@@ -227,5 +227,5 @@ def test_nothing_runs_against_a_server_the_record_could_not_check(
     # One attempt to reach PostgreSQL; the calls right after it fail at once instead of
     # each waiting for PostgreSQL's timeout again.
     assert checks == [1]
-    live = svc.queue.live("default", task["id"])
+    live = svc.queue.task_hash("default", task["id"])
     assert live is not None and live["st"] == "queued"

@@ -117,7 +117,7 @@ def test_enqueue_work_record_and_cancel_across_slots(
                           env={"DTQ_REDIS_CLUSTER": "true"})  # fmt: skip
     assert worker.wait(60) == 0
     for task in created:
-        assert (cluster.queue.live(task["queue"], task["id"]) or {}).get("st") == "succeeded"
+        assert (cluster.queue.task_hash(task["queue"], task["id"]) or {}).get("st") == "succeeded"
     Recorder(cluster.queue, cluster.store, "test").drain()
     statuses = {t["status"] for t in cluster.client.list(limit=200)[0] if t["id"] != doomed["id"]}
     assert statuses == {"succeeded"}

@@ -29,7 +29,7 @@ def run_burst(services: Services, tmp_path: Path, handlers: registry.Registry,
 
 
 def live(services: Services, task_id: str) -> dict[str, str]:
-    return services.queue.live("default", task_id) or {}
+    return services.queue.task_hash("default", task_id) or {}
 
 
 def test_handlers_results_retries_unknown_names_children_and_locks(

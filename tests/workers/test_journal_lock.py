@@ -207,7 +207,7 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
     recorded_events(services)
     [dup] = [e for e in history(services, old.task_id) if e["event"] == "duplicate_result"]
     assert dup["worker_id"] == "w-old"  # not w-new, which never ran it
-    assert (services.queue.live("default", new.task_id) or {})["st"] == "succeeded"
+    assert (services.queue.task_hash("default", new.task_id) or {})["st"] == "succeeded"
 
 
 # -- an earlier lease's outcome still journaled when the task comes back -------------------
@@ -255,7 +255,7 @@ def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
                                    error="attempt 1 failed")], "w")  # fmt: skip
         assert services.queue.fail("default", task["id"], first.lease_token,
                                    "attempt 1 failed", retry_delay_ms=0, worker_id="w")  # fmt: skip
-        wait_until(lambda: (services.queue.live("default", task["id"]) or {}).get("st")
+        wait_until(lambda: (services.queue.task_hash("default", task["id"]) or {}).get("st")
                    == "succeeded", timeout_s=15, what="the retry")  # fmt: skip
         assert worker.journal.count() == 0
     # Attempt 2 ran; attempt 1's failure did not answer it (an attempt that never ran).
@@ -294,7 +294,7 @@ def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
         wait_until(lambda: services.queue.clock.now_ms() > first.lease_expires_ms,
                    timeout_s=5, what="the lease to expire")  # fmt: skip
         go.set()
-        wait_until(lambda: (services.queue.live("default", task["id"]) or {}).get("st")
+        wait_until(lambda: (services.queue.task_hash("default", task["id"]) or {}).get("st")
                    == "succeeded", timeout_s=15, what="the late success")  # fmt: skip
         assert worker.journal.count() == 0
     assert ran == []
@@ -326,7 +326,7 @@ def test_two_workers_from_one_folder_get_two_journals_and_drain_without_duplicat
         return dict(services.queue.stats(["bulk"])["bulk"])
 
     wait_until(lambda: stats().get("succeeded", 0) == 2000, timeout_s=60, what="the drain")
-    ran_by = Counter(h["wid"] for h in services.queue.live_many([("bulk", i) for i in ids]) if h)
+    ran_by = Counter(services.queue.workers_of("bulk", ids))
     assert set(ran_by) == {"first", "second"}, ran_by  # both drained
     for proc in (first, second):
         proc.send_signal(signal.SIGTERM)
@@ -411,7 +411,7 @@ def test_a_worker_killed_9_leaves_its_journal_to_the_next_one_started_there(
     # One task is finished by someone else meanwhile: doomed's outcome of it is then a
     # duplicate, which shows whose outcome the next worker reports.
     stolen = ids[0]
-    token = (services.queue.live("default", stolen) or {})["tok"]
+    token = (services.queue.task_hash("default", stolen) or {})["tok"]
     services.queue.complete("default", stolen, token, '"stolen"', worker_id="thief")
     heir = start_in(here, "heir", "--concurrency", "4", *MARKED)
     wait_until(lambda: states(services, ids[1:]) == ["succeeded"] * 3, timeout_s=20)

@@ -48,7 +48,7 @@ def held_by_the_worker(tmp_path: Path, n: int = 4) -> bool:
 
 
 def states(services: Services, ids: list[str]) -> list[str | None]:
-    return [(services.queue.live("default", t) or {}).get("st") for t in ids]
+    return [(services.queue.task_hash("default", t) or {}).get("st") for t in ids]
 
 
 def assert_each_ran_once(services: Services, ids: list[str]) -> None:

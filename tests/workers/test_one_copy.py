@@ -56,13 +56,15 @@ def test_a_task_leased_again_to_the_worker_running_it_waits_and_runs_once(
         wait_until(lambda: len(runs) == 1, what="the first copy runs")
         _forget_lease(services, task["id"])
         wait_until(lambda: task["id"] in worker._behind, what="the task is leased again")
-        live = services.queue.live("default", task["id"])
+        live = services.queue.task_hash("default", task["id"])
         assert live is not None and live["st"] == "running" and live["wid"] == "w-once"
         assert len(runs) == 1  # the new lease waits behind the running copy
 
         release.set()
         wait_until(
-            lambda: (services.queue.live("default", task["id"]) or {}).get("st") == "succeeded",
+            lambda: (
+                (services.queue.task_hash("default", task["id"]) or {}).get("st") == "succeeded"
+            ),
             what="the task succeeds",
         )
         assert runs == [1]  # the handler ran once; its outcome answered the new lease

@@ -18,7 +18,7 @@ POOL = ("--pool", "process", "--tasks", "tests.workers.proc_tasks")
 
 
 def live(services: Services, task_id: str) -> dict[str, str]:
-    return services.queue.live("default", task_id) or {}
+    return services.queue.task_hash("default", task_id) or {}
 
 
 def status(services: Services, task_id: str) -> str | None:

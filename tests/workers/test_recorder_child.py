@@ -124,7 +124,7 @@ def test_a_killed_recorder_child_is_replaced_and_its_batch_in_hand_recorded(
     ids = [t["id"] for t in services.client.enqueue_many([{"name": "dtq.echo"}] * 300)]
 
     def done_in_redis() -> bool:
-        return all((services.queue.live("default", i) or {}).get("st") == "succeeded"
+        return all((services.queue.task_hash("default", i) or {}).get("st") == "succeeded"
                    for i in ids)  # fmt: skip
 
     wait_until(done_in_redis, timeout_s=30, what="the tasks to run")
@@ -159,7 +159,7 @@ def test_no_record_runs_no_recorder(services: Services, spawn_worker: SpawnWorke
     worker = spawn_worker("--no-record")
 
     def done_in_redis() -> bool:
-        return all((services.queue.live("default", i) or {}).get("st") == "succeeded"
+        return all((services.queue.task_hash("default", i) or {}).get("st") == "succeeded"
                    for i in ids)  # fmt: skip
 
     wait_until(done_in_redis, timeout_s=15, what="the tasks to run")

@@ -105,7 +105,7 @@ def test_sync_accepts_once_and_a_resend_changes_nothing(
         assert int(stats.get(b"duplicates", 0)) == 0
     else:
         assert again.accepted == [] and again.rejected == [(task["id"], "already_finished")]
-    live = services.queue.live("default", task["id"]) or {}
+    live = services.queue.task_hash("default", task["id"]) or {}
     assert (live["st"], json.loads(live["res"]), live["att"]) == ("succeeded", {"n": 1}, "1")
     other = report._replace(result_json='{"n": 2}')  # another outcome of that lease: refused
     assert transport.sync("w1", [other], []).rejected == [(task["id"], "already_finished")]
@@ -118,7 +118,7 @@ def test_a_failed_outcome_follows_the_retry_policy(
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
     bad = Report(lease.task_id, lease.queue, lease.lease_token, False, error="boom")
     assert transport.sync("w1", [bad], []).accepted == [task["id"]]
-    assert (services.queue.live("default", task["id"]) or {})["st"] == "retrying"
+    assert (services.queue.task_hash("default", task["id"]) or {})["st"] == "retrying"
 
 
 def test_created_tasks_are_pushed_once_by_idempotency_key(
@@ -137,7 +137,7 @@ def test_release_gives_the_task_back_without_counting_the_attempt(
     task = services.client.enqueue("t")
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
     transport.release([lease])
-    live = services.queue.live("default", task["id"]) or {}
+    live = services.queue.task_hash("default", task["id"]) or {}
     assert (live["st"], live["att"]) == ("queued", "0")
 
 

@@ -37,7 +37,7 @@ def running(services: Services, tmp_path: Path, handlers: registry.Registry,
 
 
 def status(services: Services, task_id: str) -> str:
-    return (services.queue.live("default", task_id) or {}).get("st", "")
+    return (services.queue.task_hash("default", task_id) or {}).get("st", "")
 
 
 def test_a_dry_worker_claims_only_when_woken(services: Services, tmp_path: Path) -> None:

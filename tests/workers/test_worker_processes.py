@@ -20,7 +20,7 @@ FAST_BACKOFF = {"base_seconds": 0.01, "factor": 1.0, "max_seconds": 0.01, "jitte
 
 
 def live(services: Services, task_id: str) -> dict[str, str]:
-    return services.queue.live("default", task_id) or {}
+    return services.queue.task_hash("default", task_id) or {}
 
 
 def status(services: Services, task_id: str) -> str | None:
