@@ -207,4 +207,3 @@ class QueueReads:
                 pipe.zrange(zset, 0, 0, withscores=True)
         heads = [int(h[0][1]) for h in pipe.execute() if h]
         return min(heads) if heads else None
-
