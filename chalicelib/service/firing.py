@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +31,7 @@ from chalicelib.core.errors import Conflict, NotFound, Unavailable
 from chalicelib.core.models import TERMINAL
 from chalicelib.core.taskspec import parse_task
 from chalicelib.queue.taskhash import LiveTask
-from chalicelib.record.sql import q
+from chalicelib.record.schedules import Firing, ScheduleRecord
 from chalicelib.record.store import Row
 from chalicelib.service import taskview
 from chalicelib.service.tasks import TaskService
@@ -65,9 +65,7 @@ def fire_due(client: TaskService, now: datetime) -> FireReport:
     logged and reported, and the others fire regardless; an unavailable Redis or
     PostgreSQL stops the tick (the next one resumes where this one stopped)."""
     report = FireReport()
-    with client.store.connection() as conn:
-        rows = conn.execute(q("enabled_schedules")).fetchall()
-    for row in rows:
+    for row in ScheduleRecord(client.store).enabled():
         try:
             spec = cron_spec(row["cron"], row["timezone"])
             # Most ticks find nothing due: decide that without taking the row lock.
@@ -88,15 +86,14 @@ def _due(spec: cron.CronSpec, row: Row, now: datetime) -> list[datetime]:
 def _fire_schedule(
     client: TaskService, schedule_id: str, now: datetime, report: FireReport
 ) -> None:
-    with client.store.connection() as conn, conn.transaction():
-        row = conn.execute(q("lock_schedule"), {"id": schedule_id}).fetchone()
-        if row is None:
+    with ScheduleRecord(client.store).locked(schedule_id) as firing:
+        if firing is None:
             return  # another instance holds it, or it was disabled or deleted meanwhile
+        row = firing.row
         fires = _due(cron_spec(row["cron"], row["timezone"]), row, now)
         for fire_at in fires:
-            skip = row["overlap"] == "skip" and _previous_running(client, conn, schedule_id)
-            params = {"schedule_id": schedule_id, "fire_at": fire_at, "skipped": skip, "now": now}
-            if conn.execute(q("insert_fire"), params).fetchone() is None:
+            skip = row["overlap"] == "skip" and _previous_running(client, firing)
+            if not firing.insert(fire_at, skipped=skip, now=now):
                 continue  # fired already
             if skip:
                 log.info("schedule %s: fire %s skipped (previous run still going)",
@@ -104,19 +101,19 @@ def _fire_schedule(
                 report.skipped += 1
                 continue
             task = _create(client, row, idempotency_key(schedule_id, fire_at))
-            conn.execute(q("set_fire_task"), {**params, "task_id": task["id"]})
+            firing.set_task(fire_at, task["id"])
             report.fired += 1
         if fires:
-            conn.execute(q("advance_schedule"), {"id": schedule_id, "at": fires[-1]})
+            firing.advance(fires[-1])
 
 
-def _previous_running(client: TaskService, conn: psycopg.Connection[Any], schedule_id: str) -> bool:
-    prev = conn.execute(q("previous_fire_task"), {"schedule_id": schedule_id}).fetchone()
-    if prev is None:
+def _previous_running(client: TaskService, firing: Firing) -> bool:
+    task_id = firing.previous_task_id()
+    if task_id is None:
         return False
     try:
         # The live state (Redis) is newer than the record, which the recorder updates.
-        status = client.get(str(prev["task_id"]), history=False)["status"]
+        status = client.get(task_id, history=False)["status"]
     except NotFound:
         return False  # purged by retention: long finished
     return status not in TERMINAL
@@ -140,24 +137,16 @@ def _create(client: TaskService, row: Row, key: str | None) -> dict[str, Any]:
 def run_now(client: TaskService, row: Row, now: datetime) -> dict[str, Any]:
     """Enqueue the schedule's task now (``POST /schedules/{id}/run``), recorded as a fire
     at ``now`` so that it shows in ``last_runs`` and counts for overlap "skip"."""
-    schedule_id = str(row["id"])
-    with client.store.connection() as conn, conn.transaction():
-        fire_at = now
-        params = {"schedule_id": schedule_id, "skipped": False, "now": now}
-        # Cron fire times are whole minutes; a manual run colliding with one moves on.
-        while conn.execute(q("insert_fire"), {**params, "fire_at": fire_at}).fetchone() is None:
-            fire_at += timedelta(microseconds=1)
+    with ScheduleRecord(client.store).manual(row) as firing:
+        fire_at = firing.insert_free(now)
         task = _create(client, row, None)
-        conn.execute(q("set_fire_task"), {**params, "fire_at": fire_at, "task_id": task["id"]})
+        firing.set_task(fire_at, task["id"])
     return task
 
 
 def last_runs(client: TaskService, schedule_id: str, limit: int) -> list[dict[str, Any]]:
     """The newest fires, each with the task it produced and that task's status now."""
-    with client.store.connection() as conn:
-        fires = conn.execute(
-            q("last_fires"), {"schedule_id": schedule_id, "limit": limit}
-        ).fetchall()
+    fires = ScheduleRecord(client.store).last_fires(schedule_id, limit)
     ids = [str(f["task_id"]) for f in fires if f["task_id"] is not None]
     rows = {str(r["id"]): r for r in client.store.get_tasks(ids)} if ids else {}
     live = _live(client, list(rows.values()))
