@@ -220,11 +220,20 @@ def register(subparsers: Any) -> None:
         "scheduler", help="run the app's scheduled functions on time (EventBridge locally)"
     )
     p.add_argument("--app", default="app", help="module holding the Chalice app (default: app)")
-    p.add_argument("--every", action="append", default=[], metavar="NAME=SECONDS",
-                   help="run a function at this period instead of its expression "
-                   "(default: cron_tick=1)")  # fmt: skip
-    p.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
-                   help="tick as if the clock were this far ahead (demos and tests)")  # fmt: skip
+    p.add_argument(
+        "--every",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="run a function at this period instead of its expression (default: cron_tick=1)",
+    )
+    p.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="tick as if the clock were this far ahead (demos and tests)",
+    )
     p.add_argument("--list", action="store_true", help="print the functions and exit")
     p.set_defaults(func=cmd_scheduler)
     from schedules import sync

@@ -75,8 +75,10 @@ def load(folder: Path) -> dict[str, Declared]:
             if "name" in table:
                 raise DTQError(f"{path}: [{name}]: the table's name is the schedule's name")
             if name in found:
-                raise DTQError(f"{path}: schedule {name!r} is declared in "
-                               f"{found[name].source.removeprefix(SOURCE_PREFIX)} too")  # fmt: skip
+                raise DTQError(
+                    f"{path}: schedule {name!r} is declared in "
+                    f"{found[name].source.removeprefix(SOURCE_PREFIX)} too"
+                )
             # Omitted fields mean their defaults: the file is the whole truth.
             body = {**DEFAULTS, **table, "name": name}
             found[name] = Declared(name, body, SOURCE_PREFIX + path.name)
@@ -99,14 +101,17 @@ def plan(declared: dict[str, Declared], rows: list[Row], max_payload_bytes: int)
             changes.append(Change("create", name, d.source, body))
             continue
         if row["source"] is None:
-            raise DTQError(f"schedule {name!r} exists and was created through the API; "
-                           "rename the declaration or delete that schedule first")  # fmt: skip
+            raise DTQError(
+                f"schedule {name!r} exists and was created through the API; "
+                "rename the declaration or delete that schedule first"
+            )
         try:
             current: dict[str, Any] = {k: getattr(spec_of(row), k) for k in FIELDS}
         except TypeError:
             current = {}
-        diff = [f"{k} {current.get(k)!r} -> {body[k]!r}" for k in FIELDS
-                if current.get(k) != body[k]]  # fmt: skip
+        diff = [
+            f"{k} {current.get(k)!r} -> {body[k]!r}" for k in FIELDS if current.get(k) != body[k]
+        ]
         if row["source"] != d.source:
             diff.append(f"source {row['source']!r} -> {d.source!r}")
         if diff:

@@ -30,8 +30,9 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str 
         time.sleep(0.005)
 
 
-def http_json(method: str, url: str, body: Any = None, token: str | None = None,
-              timeout_s: float = 10.0) -> tuple[int, Any]:  # fmt: skip
+def http_json(
+    method: str, url: str, body: Any = None, token: str | None = None, timeout_s: float = 10.0
+) -> tuple[int, Any]:
     """One JSON request as a client would send it: (status, decoded body); (0, None) when
     nothing answers."""
     data = None if body is None else json.dumps(body).encode()

@@ -151,8 +151,9 @@ class Supervisor:
         )
         child.started_at = time.monotonic()
         child.stopping = False
-        child.pump = threading.Thread(target=self._pump, args=(child, child.proc),
-                                      name=f"log-{child.name}", daemon=True)  # fmt: skip
+        child.pump = threading.Thread(
+            target=self._pump, args=(child, child.proc), name=f"log-{child.name}", daemon=True
+        )
         child.pump.start()
         if child not in self.children:
             self.children.append(child)
@@ -172,8 +173,11 @@ class Supervisor:
 
     def dead(self) -> list[Child]:
         """Children that exited without being asked to."""
-        return [c for c in self.children if c.proc is not None and not c.stopping
-                and c.proc.poll() is not None]  # fmt: skip
+        return [
+            c
+            for c in self.children
+            if c.proc is not None and not c.stopping and c.proc.poll() is not None
+        ]
 
     def stop(self, children: list[Child]) -> None:
         """Ask each to stop, wait up to its grace, then SIGKILL its process group."""

@@ -21,8 +21,9 @@ class Host(Protocol):
 
     def make_lock(self, job: Job, name: str, ttl_seconds: float) -> Any: ...
 
-    def enqueue_from(self, job: Job, name: str, payload: dict[str, Any],
-                     options: dict[str, Any]) -> str: ...  # fmt: skip
+    def enqueue_from(
+        self, job: Job, name: str, payload: dict[str, Any], options: dict[str, Any]
+    ) -> str: ...
 
 
 @dataclass(eq=False, slots=True)

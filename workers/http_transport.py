@@ -37,8 +37,9 @@ def _ms(value: str) -> int:
 class HttpTransport:
     mode = "http"
 
-    def __init__(self, base_url: str, username: str, password: str | None, *,
-                 timeout_s: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self, base_url: str, username: str, password: str | None, *, timeout_s: float = 10.0
+    ) -> None:
         if not is_http_url(base_url):
             raise ConfigError(f"--api: expected http(s)://host[:port], got {base_url!r}")
         parts = urlsplit(base_url)
@@ -106,9 +107,11 @@ class HttpTransport:
             if self._token and time.monotonic() < self._token_renew_at:
                 return self._token
             status, body = self._send(
-                "POST", "/auth/login", {"username": self._username, "password": self._password},
+                "POST",
+                "/auth/login",
+                {"username": self._username, "password": self._password},
                 None,
-            )  # fmt: skip
+            )
             if status != 200:
                 raise ConfigError(f"--api: login as {self._username!r} refused ({status})")
             self._token = str(body["access_token"])
@@ -126,10 +129,16 @@ class HttpTransport:
 
     # -- the Transport protocol --------------------------------------------------------
 
-    def register(self, worker_id: str, queues: Sequence[str], hostname: str,
-                 concurrency: int, *, first: bool) -> float:  # fmt: skip
-        body = {"worker_id": worker_id, "queues": list(queues), "hostname": hostname,
-                "concurrency": concurrency, "mode": self.mode}  # fmt: skip
+    def register(
+        self, worker_id: str, queues: Sequence[str], hostname: str, concurrency: int, *, first: bool
+    ) -> float:
+        body = {
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "hostname": hostname,
+            "concurrency": concurrency,
+            "mode": self.mode,
+        }
         status, reply = self._call("POST", "/workers/register", body)
         if status != 200:
             raise Unavailable(f"worker registration refused ({status}): {reply}")
@@ -138,11 +147,16 @@ class HttpTransport:
     def deregister(self, worker_id: str) -> None:
         pass  # docs/api.md has no endpoint: the worker simply stops being seen
 
-    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
-              lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
+    def claim(
+        self, worker_id: str, queues: Sequence[str], max_tasks: int, lease_ms: int
+    ) -> tuple[list[Lease], int]:
         lease_s = max(1, -(-lease_ms // 1000))  # whole seconds, rounded up
-        body = {"worker_id": worker_id, "queues": list(queues),
-                "max": max(1, min(max_tasks, 100)), "lease_seconds": lease_s}  # fmt: skip
+        body = {
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "max": max(1, min(max_tasks, 100)),
+            "lease_seconds": lease_s,
+        }
         status, reply = self._call("POST", "/tasks/claim", body)
         if status != 200:
             raise Unavailable(f"claim refused ({status}): {reply}")
@@ -162,17 +176,22 @@ class HttpTransport:
                 out.append(Extended(lease.task_id, lost="lease_lost"))
         return out
 
-    def sync(self, worker_id: str, reports: Sequence[Report],
-             created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
+    def sync(
+        self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
+    ) -> Synced:
         # /tasks/sync takes one worker id per request: outcomes journaled by another
         # worker (a previous owner of the journal) go in a request of their own.
         by_worker: dict[str, list[dict[str, Any]]] = {worker_id: []}
         for r in reports:
-            item = {"id": r.task_id, "lease_token": r.token,
-                    "status": "succeeded" if r.succeeded else "failed",
-                    "result": json.loads(r.result_json), "error": r.error or None,
-                    "started_at": iso_ms(r.started_ms),
-                    "finished_at": iso_ms(r.finished_ms)}  # fmt: skip
+            item = {
+                "id": r.task_id,
+                "lease_token": r.token,
+                "status": "succeeded" if r.succeeded else "failed",
+                "result": json.loads(r.result_json),
+                "error": r.error or None,
+                "started_at": iso_ms(r.started_ms),
+                "finished_at": iso_ms(r.finished_ms),
+            }
             if r.retry_delay_ms is not None:
                 item["retry_delay_seconds"] = r.retry_delay_ms / 1000
             by_worker.setdefault(r.worker_id or worker_id, []).append(item)
@@ -186,8 +205,9 @@ class HttpTransport:
             if status != 200:
                 raise Unavailable(f"sync refused ({status}): {reply}")
             out.accepted.extend(str(i) for i in reply.get("accepted", []))
-            out.rejected.extend((str(x["id"]), str(x.get("reason", "")))
-                                for x in reply.get("rejected", []))  # fmt: skip
+            out.rejected.extend(
+                (str(x["id"]), str(x.get("reason", ""))) for x in reply.get("rejected", [])
+            )
             if mine:
                 # A 200 settles every created body: each one is now a task, or refused for
                 # good.
@@ -197,8 +217,9 @@ class HttpTransport:
     def release(self, leases: Sequence[Lease]) -> None:
         # DTQ's addition to docs/api.md's minimum contract: shutdown is not a failed attempt.
         for lease in leases:
-            self._call("POST", f"/tasks/{quote(lease.task_id)}/release",
-                       {"lease_token": lease.lease_token})  # fmt: skip
+            self._call(
+                "POST", f"/tasks/{quote(lease.task_id)}/release", {"lease_token": lease.lease_token}
+            )
 
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
         # A long poll on this thread's own connection: the server answers as soon as an
@@ -219,9 +240,16 @@ class HttpTransport:
 
 def _lease(t: dict[str, Any]) -> Lease:
     return Lease(
-        task_id=str(t["id"]), queue=t["queue"], name=t["name"], payload=t.get("payload") or {},
-        priority=int(t["priority"]), attempt=int(t["attempt"]),
-        max_attempts=int(t["max_attempts"]), timeout_seconds=int(t["timeout_seconds"]),
-        fence=int(t["fence"]), lease_token=str(t["lease_token"]),
-        lease_expires_ms=_ms(t["lease_expires_at"]), lock_key=t.get("lock_key"),
-    )  # fmt: skip
+        task_id=str(t["id"]),
+        queue=t["queue"],
+        name=t["name"],
+        payload=t.get("payload") or {},
+        priority=int(t["priority"]),
+        attempt=int(t["attempt"]),
+        max_attempts=int(t["max_attempts"]),
+        timeout_seconds=int(t["timeout_seconds"]),
+        fence=int(t["fence"]),
+        lease_token=str(t["lease_token"]),
+        lease_expires_ms=_ms(t["lease_expires_at"]),
+        lock_key=t.get("lock_key"),
+    )

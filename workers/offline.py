@@ -69,13 +69,24 @@ class Report(NamedTuple):
     worker_id: str = ""
 
     def row(self, worker_id: str) -> tuple[Any, ...]:
-        return (self.task_id, self.queue, self.token, int(self.succeeded), self.result_json,
-                self.error, self.retry_delay_ms, self.started_ms, self.finished_ms,
-                self.worker_id or worker_id)  # fmt: skip
+        return (
+            self.task_id,
+            self.queue,
+            self.token,
+            int(self.succeeded),
+            self.result_json,
+            self.error,
+            self.retry_delay_ms,
+            self.started_ms,
+            self.finished_ms,
+            self.worker_id or worker_id,
+        )
 
 
-_COLUMNS = ("task_id, queue, token, succeeded, result, error, retry_delay_ms, started_ms, "
-            "finished_ms, worker_id")  # fmt: skip
+_COLUMNS = (
+    "task_id, queue, token, succeeded, result, error, retry_delay_ms, started_ms, "
+    "finished_ms, worker_id"
+)
 
 
 class JournalBusy(DTQError):
@@ -133,8 +144,9 @@ class Journal:
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(outcomes)")}
             if "worker_id" not in columns:  # a journal written before rows kept their worker
-                self._db.execute("ALTER TABLE outcomes ADD COLUMN worker_id TEXT NOT NULL "
-                                 "DEFAULT ''")  # fmt: skip
+                self._db.execute(
+                    "ALTER TABLE outcomes ADD COLUMN worker_id TEXT NOT NULL DEFAULT ''"
+                )
         except BaseException:
             self._release()
             raise
@@ -157,11 +169,16 @@ class Journal:
             except JournalBusy as exc:
                 held.append(f"{name} (pid {exc.holder or '?'})")
                 continue
-            log.info("journal %s%s", journal.path,
-                     f" (held by other workers: {', '.join(held)})" if held else "")  # fmt: skip
+            log.info(
+                "journal %s%s",
+                journal.path,
+                f" (held by other workers: {', '.join(held)})" if held else "",
+            )
             return journal
-        raise ConfigError(f"{directory}: all {MAX_DEFAULT_JOURNALS} journals of "
-                          f"journal-{hostname}*.db are held by live workers")  # fmt: skip
+        raise ConfigError(
+            f"{directory}: all {MAX_DEFAULT_JOURNALS} journals of "
+            f"journal-{hostname}*.db are held by live workers"
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -86,8 +86,12 @@ class ProcessPool:
     def _start_child(self, index: int) -> _Slot:
         parent_end, child_end = _MP.Pipe()
         cancel = _MP.Event()
-        proc = _MP.Process(target=_child_main, args=(child_end, cancel, self._modules),
-                           name=f"dtq-proc-{index}", daemon=True)  # fmt: skip
+        proc = _MP.Process(
+            target=_child_main,
+            args=(child_end, cancel, self._modules),
+            name=f"dtq-proc-{index}",
+            daemon=True,
+        )
         proc.start()
         child_end.close()  # so that the child's death reads as EOF here
         return _Slot(index, proc, parent_end, cancel)
@@ -124,8 +128,15 @@ class ProcessPool:
         slot: _Slot = self._local.slot
         lease = job.lease
         slot.cancel.clear()
-        spec = (lease.task_id, lease.name, lease.queue, lease.attempt, lease.max_attempts,
-                lease.fence, lease.payload)  # fmt: skip
+        spec = (
+            lease.task_id,
+            lease.name,
+            lease.queue,
+            lease.attempt,
+            lease.max_attempts,
+            lease.fence,
+            lease.payload,
+        )
         try:
             slot.conn.send(("job", spec))
         except (OSError, ValueError, pickle.PicklingError) as exc:
@@ -146,8 +157,10 @@ class ProcessPool:
                 slot.proc.join(1.0)
                 code = slot.proc.exitcode
                 self._replace(slot)
-                return _failed(job, f"ChildProcessError: the process running the handler "
-                                    f"died (exit code {code})")  # fmt: skip
+                return _failed(
+                    job,
+                    f"ChildProcessError: the process running the handler died (exit code {code})",
+                )
             if msg[0] == "call":
                 self._answer(slot, host, job, msg[1], msg[2])
                 continue
@@ -185,8 +198,9 @@ class ProcessPool:
         self._local.slot = fresh
         log.warning("replaced the child process of slot %d", slot.index)
 
-    def _answer(self, slot: _Slot, host: Host, job: Job, method: str,
-                args: tuple[Any, ...]) -> None:  # fmt: skip
+    def _answer(
+        self, slot: _Slot, host: Host, job: Job, method: str, args: tuple[Any, ...]
+    ) -> None:
         try:
             if method == "enqueue":
                 value: Any = host.enqueue_from(job, *args)
@@ -208,8 +222,15 @@ def _report(job: Job, msg: tuple[Any, ...]) -> Report | None:
     kind = msg[0]
     if kind == "ok":
         lease = job.lease
-        return Report(lease.task_id, lease.queue, lease.lease_token, True, msg[1],
-                      started_ms=job.started_ms, finished_ms=now_ms())  # fmt: skip
+        return Report(
+            lease.task_id,
+            lease.queue,
+            lease.lease_token,
+            True,
+            msg[1],
+            started_ms=job.started_ms,
+            finished_ms=now_ms(),
+        )
     if kind == "retry":
         return _failed(job, f"Retry: {msg[1]}", msg[2])
     if kind == "cancelled":
@@ -226,14 +247,22 @@ class ProcessContext:
     """What a handler gets in a process slot: :class:`workers.context.TaskContext` minus
     ``lock`` (see the module docstring)."""
 
-    __slots__ = ("_cancel", "_conn", "attempt", "fence", "log", "max_attempts", "name", "queue",
-                 "task_id")  # fmt: skip
+    __slots__ = (
+        "_cancel",
+        "_conn",
+        "attempt",
+        "fence",
+        "log",
+        "max_attempts",
+        "name",
+        "queue",
+        "task_id",
+    )
 
     def __init__(self, conn: Connection, cancel: Event, spec: tuple[Any, ...]) -> None:
         self._conn = conn
         self._cancel = cancel
-        (self.task_id, self.name, self.queue, self.attempt, self.max_attempts,
-         self.fence, _) = spec  # fmt: skip
+        (self.task_id, self.name, self.queue, self.attempt, self.max_attempts, self.fence, _) = spec
         self.log = logging.LoggerAdapter(logging.getLogger("dtq.task"), {"task_id": self.task_id})
 
     @property
@@ -258,8 +287,10 @@ class ProcessContext:
         return str(self._call("enqueue", name, payload or {}, options))
 
     def lock(self, name: str, ttl_seconds: float = 30.0) -> Any:
-        raise DTQError("ctx.lock is not available with --pool process (use --pool thread, "
-                       "or chalicelib.queue.locks with your own Redis connection)")  # fmt: skip
+        raise DTQError(
+            "ctx.lock is not available with --pool process (use --pool thread, "
+            "or chalicelib.queue.locks with your own Redis connection)"
+        )
 
     def _call(self, method: str, *args: Any) -> Any:
         self._conn.send(("call", method, args))
@@ -297,8 +328,9 @@ def _exit_with(parent: BaseProcess) -> None:
     os._exit(1)
 
 
-def _child_run(handlers: Registry, conn: Connection, cancel: Event,
-               spec: tuple[Any, ...]) -> tuple[Any, ...]:  # fmt: skip
+def _child_run(
+    handlers: Registry, conn: Connection, cancel: Event, spec: tuple[Any, ...]
+) -> tuple[Any, ...]:
     name, payload = spec[1], spec[6]
     handler = handlers.get(name)
     try:

@@ -62,12 +62,21 @@ class RecorderChild:
         # A fixed consumer name across restarts: a new child first re-reads the entries
         # its killed predecessor had read but not acknowledged, instead of waiting for
         # another recorder to claim them as abandoned (CLAIM_IDLE_MS).
-        self.argv = [sys.executable, "-m", "workers.cli", "record",
-                     "--parent-pid", str(os.getpid()), "--consumer", consumer]  # fmt: skip
+        self.argv = [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "record",
+            "--parent-pid",
+            str(os.getpid()),
+            "--consumer",
+            consumer,
+        ]
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="dtq-recorder-child",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._supervise, name="dtq-recorder-child", daemon=True
+        )
 
     def start(self) -> None:
         """Start the child; return once it is ready to record, has died, or
@@ -84,9 +93,12 @@ class RecorderChild:
         try:
             # Its own session: a Ctrl-C on the terminal reaches the worker alone, and the
             # child keeps recording through the worker's grace period until stopped.
-            proc = subprocess.Popen([*self.argv, "--ready-fd", str(ready_w)],
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    pass_fds=(ready_w,))  # fmt: skip
+            proc = subprocess.Popen(
+                [*self.argv, "--ready-fd", str(ready_w)],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(ready_w,),
+            )
         except OSError as exc:
             log.warning("recorder process could not be started: %s", exc)
             os.close(ready_r)
@@ -116,8 +128,12 @@ class RecorderChild:
             if time.monotonic() - started > STABLE_S:
                 delay = BACKOFF_S[0]
             if proc is not None:
-                log.warning("recorder process %d exited unexpectedly (%s); restarting it in "
-                            "%.1f s", proc.pid, describe_exit(proc.returncode), delay)  # fmt: skip
+                log.warning(
+                    "recorder process %d exited unexpectedly (%s); restarting it in %.1f s",
+                    proc.pid,
+                    describe_exit(proc.returncode),
+                    delay,
+                )
             proc = None
             self._stop.wait(delay)
             delay = min(delay * 2, BACKOFF_S[1])
@@ -131,8 +147,11 @@ class RecorderChild:
             try:
                 proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                log.warning("recorder process %d did not stop within %.0f s: killing it",
-                            proc.pid, STOP_TIMEOUT_S)  # fmt: skip
+                log.warning(
+                    "recorder process %d did not stop within %.0f s: killing it",
+                    proc.pid,
+                    STOP_TIMEOUT_S,
+                )
                 proc.kill()
                 proc.wait()
         log.info("recorder process %d stopped (%s)", proc.pid, describe_exit(proc.returncode))

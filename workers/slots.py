@@ -40,8 +40,15 @@ def run_job(registry: Registry, host: Host, job: Job) -> Report | None:
             raise LookupError(f"no handler registered for task {lease.name!r}")
         result = handler(lease.payload, TaskContext(host, job))
         result_json = "null" if result is None else json.dumps(result, separators=(",", ":"))
-        return Report(lease.task_id, lease.queue, lease.lease_token, True, result_json,
-                      started_ms=job.started_ms, finished_ms=now_ms())  # fmt: skip
+        return Report(
+            lease.task_id,
+            lease.queue,
+            lease.lease_token,
+            True,
+            result_json,
+            started_ms=job.started_ms,
+            finished_ms=now_ms(),
+        )
     except Retry as exc:
         delay = None if exc.delay_seconds is None else int(exc.delay_seconds * 1000)
         return _failed(job, f"Retry: {exc}", delay)
@@ -56,8 +63,17 @@ def run_job(registry: Registry, host: Host, job: Job) -> Report | None:
 
 def _failed(job: Job, error: str, retry_delay_ms: int | None = None) -> Report:
     lease = job.lease
-    return Report(lease.task_id, lease.queue, lease.lease_token, False, "null", error,
-                  retry_delay_ms, job.started_ms, now_ms())  # fmt: skip
+    return Report(
+        lease.task_id,
+        lease.queue,
+        lease.lease_token,
+        False,
+        "null",
+        error,
+        retry_delay_ms,
+        job.started_ms,
+        now_ms(),
+    )
 
 
 def timed_out(job: Job) -> Report:
@@ -98,8 +114,7 @@ class SlotPool:
     def _spawn(self) -> None:
         with self._lock:
             self._alive += 1
-        t = threading.Thread(target=self._loop, name=f"dtq-slot-{len(self._threads)}",
-                             daemon=True)  # fmt: skip
+        t = threading.Thread(target=self._loop, name=f"dtq-slot-{len(self._threads)}", daemon=True)
         self._threads.append(t)
         t.start()
 

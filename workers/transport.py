@@ -54,15 +54,17 @@ class Synced:
 class Transport(Protocol):
     mode: str
 
-    def register(self, worker_id: str, queues: Sequence[str], hostname: str,
-                 concurrency: int, *, first: bool) -> float:  # fmt: skip
+    def register(
+        self, worker_id: str, queues: Sequence[str], hostname: str, concurrency: int, *, first: bool
+    ) -> float:
         """Announce (or heartbeat) the worker; returns the heartbeat interval in seconds."""
         ...
 
     def deregister(self, worker_id: str) -> None: ...
 
-    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
-              lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
+    def claim(
+        self, worker_id: str, queues: Sequence[str], max_tasks: int, lease_ms: int
+    ) -> tuple[list[Lease], int]:
         """Leases (highest priority first) and a retry-after in ms (rate limit), or 0."""
         ...
 
@@ -70,8 +72,9 @@ class Transport(Protocol):
         """Extend each ``(lease, extend_ms)``; one answer per item, in order."""
         ...
 
-    def sync(self, worker_id: str, reports: Sequence[Report],
-             created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
+    def sync(
+        self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
+    ) -> Synced:
         """Push created tasks and report outcomes. Re-sending is harmless. Each outcome
         goes under its own lease token and its ``worker_id`` (``worker_id`` when it has
         none): a journal's previous owner's outcomes stay its own."""
@@ -111,21 +114,29 @@ class RedisTransport:
         self.fleet = fleet
         self.client = client
 
-    def register(self, worker_id: str, queues: Sequence[str], hostname: str,
-                 concurrency: int, *, first: bool) -> float:  # fmt: skip
+    def register(
+        self, worker_id: str, queues: Sequence[str], hostname: str, concurrency: int, *, first: bool
+    ) -> float:
         from chalicelib.service.fleet import HEARTBEAT_INTERVAL_S
 
         with redis_errors():
-            self.fleet.heartbeat(worker_id, queues=queues, hostname=hostname,
-                                 concurrency=concurrency, mode=self.mode, record=first)  # fmt: skip
+            self.fleet.heartbeat(
+                worker_id,
+                queues=queues,
+                hostname=hostname,
+                concurrency=concurrency,
+                mode=self.mode,
+                record=first,
+            )
         return float(HEARTBEAT_INTERVAL_S)
 
     def deregister(self, worker_id: str) -> None:
         with redis_errors():
             self.fleet.forget(worker_id)
 
-    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int,
-              lease_ms: int) -> tuple[list[Lease], int]:  # fmt: skip
+    def claim(
+        self, worker_id: str, queues: Sequence[str], max_tasks: int, lease_ms: int
+    ) -> tuple[list[Lease], int]:
         with redis_errors():
             got = self.queue.claim(queues, worker_id, max_tasks, lease_ms)
         payloads = self.client.payloads
@@ -150,18 +161,28 @@ class RedisTransport:
                 out.append(Extended(lease.task_id, lost=REASONS.get(Code(code), "lease_lost")))
         return out
 
-    def sync(self, worker_id: str, reports: Sequence[Report],
-             created: Sequence[dict[str, Any]]) -> Synced:  # fmt: skip
+    def sync(
+        self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
+    ) -> Synced:
         pushed = self._push_created(created)
         payloads = self.client.payloads
         outcomes = [
-            Outcome(queue=r.queue, task_id=r.task_id, token=r.token, succeeded=r.succeeded,
-                    result_json=(payloads.offload_result(r.task_id, r.result_json)
-                                 if payloads is not None and r.succeeded else r.result_json),
-                    error=r.error, retry_delay_ms=r.retry_delay_ms,
-                    worker_id=r.worker_id or worker_id)
+            Outcome(
+                queue=r.queue,
+                task_id=r.task_id,
+                token=r.token,
+                succeeded=r.succeeded,
+                result_json=(
+                    payloads.offload_result(r.task_id, r.result_json)
+                    if payloads is not None and r.succeeded
+                    else r.result_json
+                ),
+                error=r.error,
+                retry_delay_ms=r.retry_delay_ms,
+                worker_id=r.worker_id or worker_id,
+            )
             for r in reports
-        ]  # fmt: skip
+        ]
         with redis_errors():
             verdicts = report_outcomes(self.queue, outcomes, recognise_resends=False)
         result = Synced(created=pushed)

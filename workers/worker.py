@@ -81,9 +81,16 @@ class WorkerConfig:
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, transport: Transport, registry: Registry,
-                 journal: Journal, *, locks: Any = None,
-                 pool: PoolFactory = SlotPool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: WorkerConfig,
+        transport: Transport,
+        registry: Registry,
+        journal: Journal,
+        *,
+        locks: Any = None,
+        pool: PoolFactory = SlotPool,
+    ) -> None:
         self.config = config
         self.worker_id = config.worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.transport = transport
@@ -123,8 +130,15 @@ class Worker:
         self._retry_at = 0.0
         self._claim_after = 0.0
         self._created_dirty = journal.count_created() > 0
-        self.counts = {"succeeded": 0, "failed": 0, "rejected": 0, "released": 0,
-                       "timed_out": 0, "canceled": 0, "dropped": 0}  # fmt: skip
+        self.counts = {
+            "succeeded": 0,
+            "failed": 0,
+            "rejected": 0,
+            "released": 0,
+            "timed_out": 0,
+            "canceled": 0,
+            "dropped": 0,
+        }
         self._pool = pool(config.concurrency, self._execute)
         self._threads = [
             threading.Thread(target=self._monitor, name="dtq-monitor", daemon=True),
@@ -206,8 +220,9 @@ class Worker:
         woken = self._woken
         self.claims += 1
         try:
-            leases, retry_after_ms = self.transport.claim(self.worker_id, cfg.queues, free,
-                                                          cfg.lease_ms)  # fmt: skip
+            leases, retry_after_ms = self.transport.claim(
+                self.worker_id, cfg.queues, free, cfg.lease_ms
+            )
         except Unavailable as exc:
             self._went_offline(exc)
             return 0
@@ -259,8 +274,9 @@ class Worker:
             return False
         if ans.lost is None:
             return False
-        log.info("task %s: its journaled outcome ended it; not running its new lease",
-                 lease.task_id)  # fmt: skip
+        log.info(
+            "task %s: its journaled outcome ended it; not running its new lease", lease.task_id
+        )
         return True
 
     def _execute(self, job: Job) -> None:
@@ -288,16 +304,25 @@ class Worker:
             self._went_offline(exc)
             return True  # offline: it runs, as everything held does (its outcome decides)
         if ans.lost or ans.canceled:
-            log.info("lease of task %s %s before it started; not running it", job.lease.task_id,
-                     "lost" if ans.lost else "canceled")  # fmt: skip
+            log.info(
+                "lease of task %s %s before it started; not running it",
+                job.lease.task_id,
+                "lost" if ans.lost else "canceled",
+            )
             job.lost = bool(ans.lost)
             self._finish(job, None, unreported="dropped" if ans.lost else "canceled")
             return False
         job.extend_at = time.monotonic() + self._extend_every_s
         return True
 
-    def _finish(self, job: Job, report: Report | None, *, timeout: bool = False,
-                unreported: Literal["canceled", "dropped"] = "canceled") -> bool:  # fmt: skip
+    def _finish(
+        self,
+        job: Job,
+        report: Report | None,
+        *,
+        timeout: bool = False,
+        unreported: Literal["canceled", "dropped"] = "canceled",
+    ) -> bool:
         task_id, start = job.lease.task_id, None
         with self._lock:
             if job.done:
@@ -405,8 +430,13 @@ class Worker:
     def _reconnect(self) -> None:
         cfg = self.config
         try:
-            self.transport.register(self.worker_id, cfg.queues, cfg.hostname, cfg.concurrency,
-                                    first=not self._registered)  # fmt: skip
+            self.transport.register(
+                self.worker_id,
+                cfg.queues,
+                cfg.hostname,
+                cfg.concurrency,
+                first=not self._registered,
+            )
             self._registered = True
             was_offline, self._online = not self._online, True
             with self._flush_lock:
@@ -477,8 +507,9 @@ class Worker:
                 job.lost = True
                 if not job.started_ms:
                     # Not started yet: another worker has it by now, so do not run it too.
-                    log.info("lease of task %s lost before it started; not running it",
-                             job.lease.task_id)  # fmt: skip
+                    log.info(
+                        "lease of task %s lost before it started; not running it", job.lease.task_id
+                    )
                     self._finish(job, None, unreported="dropped")
 
     def _waker(self) -> None:
@@ -573,8 +604,9 @@ class Worker:
         owner = f"{self.worker_id}:{job.lease.task_id}:{job.lease.fence}:{uuid.uuid4().hex[:8]}"
         return DistributedLock(scripts, keys, name, ttl_s=ttl_seconds, owner=owner)
 
-    def enqueue_from(self, job: Job, name: str, payload: dict[str, Any],
-                     options: dict[str, Any]) -> str:  # fmt: skip
+    def enqueue_from(
+        self, job: Job, name: str, payload: dict[str, Any], options: dict[str, Any]
+    ) -> str:
         job.created_count += 1
         key = options.pop("idempotency_key", None) or f"{job.lease.task_id}:{job.created_count}"
         body = {"name": name, "payload": payload, "idempotency_key": key, **options}

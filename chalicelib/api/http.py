@@ -59,8 +59,9 @@ class Reply:
 class Call:
     """One request as a view sees it."""
 
-    def __init__(self, request: Request, web: Web, principal: Principal | None,
-                 params: dict[str, str]) -> None:  # fmt: skip
+    def __init__(
+        self, request: Request, web: Web, principal: Principal | None, params: dict[str, str]
+    ) -> None:
         self.request = request
         self.web = web
         self.principal = principal

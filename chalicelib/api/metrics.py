@@ -35,9 +35,12 @@ _COUNTERS = (
     ("task_duplicates_total", "duplicates", "Outcomes refused (late, duplicate or foreign)."),
     # Counted by the recorders (service/recorder.py), not the scripts; both should stay 0.
     ("task_parked_events_total", "parked", "Stream entries PostgreSQL refused (parked)."),
-    ("task_history_conflicts_total", "history_conflicts",
-     "Replayed transitions whose recorded history row differs."),
-)  # fmt: skip
+    (
+        "task_history_conflicts_total",
+        "history_conflicts",
+        "Replayed transitions whose recorded history row differs.",
+    ),
+)
 
 Labels = dict[str, str]
 

@@ -23,9 +23,15 @@ from chalicelib.service.outcomes import report as report_outcomes
 MAX_ITEMS = 1000
 MAX_ERROR_CHARS = 10_000
 _RESULT_FIELDS = {
-    "id", "lease_token", "status", "result", "error", "started_at", "finished_at",
+    "id",
+    "lease_token",
+    "status",
+    "result",
+    "error",
+    "started_at",
+    "finished_at",
     "retry_delay_seconds",
-}  # fmt: skip
+}
 
 
 def sync(web: Web, body: Any) -> dict[str, Any]:
@@ -45,8 +51,9 @@ def sync(web: Web, body: Any) -> dict[str, Any]:
 # -- outcomes -------------------------------------------------------------------------
 
 
-def _report(web: Web, worker_id: str, results: list[Any], rejected: list[dict[str, Any]]
-            ) -> list[str]:  # fmt: skip
+def _report(
+    web: Web, worker_id: str, results: list[Any], rejected: list[dict[str, Any]]
+) -> list[str]:
     outcomes: list[Outcome] = []
     for i, raw in enumerate(results):
         try:
@@ -87,11 +94,15 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> Outcome:
         raise PayloadTooLarge(f"result is larger than {web.settings.max_payload_bytes} bytes")
     queue = web.services.client.queue_of(task_id)
     return Outcome(
-        queue=queue, task_id=task_id, token=token, succeeded=succeeded,
+        queue=queue,
+        task_id=task_id,
+        token=token,
+        succeeded=succeeded,
         result_json=result_json if succeeded else "null",
-        error="" if succeeded else (error or "failed"), worker_id=worker_id,
+        error="" if succeeded else (error or "failed"),
+        worker_id=worker_id,
         retry_delay_ms=None if retry_delay is None else int(retry_delay * 1000),
-    )  # fmt: skip
+    )
 
 
 def _raw_id(raw: Any) -> Any:
@@ -110,10 +121,15 @@ def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> lis
         except ApiError as exc:
             key = raw.get("idempotency_key") if isinstance(raw, dict) else None
             reason = "payload_too_large" if isinstance(exc, PayloadTooLarge) else "invalid"
-            rejected.append({
-                "id": None, "idempotency_key": key if isinstance(key, str) else None,
-                "index": i, "reason": reason, "message": exc.message,
-            })  # fmt: skip
+            rejected.append(
+                {
+                    "id": None,
+                    "idempotency_key": key if isinstance(key, str) else None,
+                    "index": i,
+                    "reason": reason,
+                    "message": exc.message,
+                }
+            )
     if not specs:
         return []
     client = web.services.client
@@ -128,10 +144,14 @@ def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> lis
         try:
             tasks.append(client.create([spec])[0][0])
         except Conflict as exc:
-            rejected.append({
-                "id": None, "idempotency_key": spec.idempotency_key, "reason": "conflict",
-                "message": exc.message,
-            })  # fmt: skip
+            rejected.append(
+                {
+                    "id": None,
+                    "idempotency_key": spec.idempotency_key,
+                    "reason": "conflict",
+                    "message": exc.message,
+                }
+            )
     return tasks
 
 

@@ -85,8 +85,9 @@ def _decode_cursor(cursor: str | None) -> str | None:
         ) from None
 
 
-def get(web: Web, raw_id: str, principal: Principal | None, lease_token: str | None
-        ) -> dict[str, Any]:  # fmt: skip
+def get(
+    web: Web, raw_id: str, principal: Principal | None, lease_token: str | None
+) -> dict[str, Any]:
     task_id = forms.task_id(raw_id)
     client = web.services.client
     if principal is not None and principal.role != Role.ADMIN:

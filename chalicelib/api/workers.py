@@ -32,8 +32,9 @@ def register(web: Web, body: Any) -> dict[str, Any]:
     worker_id = worker_id or uuid.uuid4().hex
     # The Postgres row is written on registration only, so that a heartbeat keeps
     # working (on Redis alone) while Postgres is down.
-    web.fleet.heartbeat(worker_id, queues=queues, hostname=hostname, concurrency=concurrency,
-                        mode=mode, record=new)  # fmt: skip
+    web.fleet.heartbeat(
+        worker_id, queues=queues, hostname=hostname, concurrency=concurrency, mode=mode, record=new
+    )
     return {"worker_id": worker_id, "heartbeat_interval_seconds": HEARTBEAT_INTERVAL_S}
 
 
@@ -77,8 +78,9 @@ def extend(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
     form.done()
     assert token is not None
     client = web.services.client
-    expires_ms, canceled = client.queue.extend(client.queue_of(task_id), task_id, token,
-                                               extend_s * 1000)  # fmt: skip
+    expires_ms, canceled = client.queue.extend(
+        client.queue_of(task_id), task_id, token, extend_s * 1000
+    )
     return {"lease_expires_at": iso(from_ms(expires_ms)), "cancel_requested": canceled}
 
 

@@ -57,8 +57,9 @@ def parse_datetime(value: Any) -> datetime:
 class Form:
     """One JSON object being validated; call :meth:`done` after reading every field."""
 
-    def __init__(self, body: Any, allowed: Collection[str], prefix: str = "", *,
-                 deep: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, body: Any, allowed: Collection[str], prefix: str = "", *, deep: bool = True
+    ) -> None:
         if not isinstance(body, dict):
             if prefix:
                 raise ValidationError(
@@ -91,8 +92,15 @@ class Form:
             self.add(key, "is required")
         return value
 
-    def text(self, key: str, *, required: bool = True, max_len: int = 200,
-             name: bool = False, nullable: bool = False) -> str | None:  # fmt: skip
+    def text(
+        self,
+        key: str,
+        *,
+        required: bool = True,
+        max_len: int = 200,
+        name: bool = False,
+        nullable: bool = False,
+    ) -> str | None:
         """A string of 1..max_len characters; with ``name`` also of ``[A-Za-z0-9_.:-]``."""
         value = self._get(key, required)
         if value is _MISSING or (value is None and nullable):
@@ -109,8 +117,9 @@ class Form:
             return None
         return value
 
-    def integer(self, key: str, lo: int, hi: int, *, required: bool = False,
-                nullable: bool = False) -> int | None:  # fmt: skip
+    def integer(
+        self, key: str, lo: int, hi: int, *, required: bool = False, nullable: bool = False
+    ) -> int | None:
         value = self._get(key, required)
         if value is _MISSING or (value is None and nullable):
             return None
@@ -125,8 +134,16 @@ class Form:
             return None
         return value
 
-    def number(self, key: str, lo: float, hi: float, *, required: bool = False,
-               lo_open: bool = True, nullable: bool = False) -> float | None:  # fmt: skip
+    def number(
+        self,
+        key: str,
+        lo: float,
+        hi: float,
+        *,
+        required: bool = False,
+        lo_open: bool = True,
+        nullable: bool = False,
+    ) -> float | None:
         """A finite number in ``(lo, hi]``, or ``[lo, hi]`` with ``lo_open=False``."""
         value = self._get(key, required)
         if value is _MISSING or (value is None and nullable):

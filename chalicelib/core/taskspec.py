@@ -25,10 +25,20 @@ from chalicelib.core.models import DEFAULT_BACKOFF, Backoff
 MAX_RUN_AT_DISTANCE = timedelta(seconds=MAX_SECONDS)
 TASK_FIELDS = frozenset(
     {
-        "name", "payload", "queue", "priority", "run_at", "delay_seconds", "max_attempts",
-        "timeout_seconds", "backoff", "idempotency_key", "lock_key", "webhook_url",
+        "name",
+        "payload",
+        "queue",
+        "priority",
+        "run_at",
+        "delay_seconds",
+        "max_attempts",
+        "timeout_seconds",
+        "backoff",
+        "idempotency_key",
+        "lock_key",
+        "webhook_url",
     }
-)  # fmt: skip
+)
 BACKOFF_FIELDS = frozenset({"base_seconds", "factor", "max_seconds", "jitter"})
 #: Integer fields; JSON Schema counts ``3.0`` as an integer, and so do we.
 _INT_FIELDS = ("priority", "max_attempts", "timeout_seconds")
@@ -67,8 +77,9 @@ def request_hash(body: dict[str, Any]) -> str:
     ).hexdigest()
 
 
-def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "",
-               now: datetime | None = None) -> TaskSpec:  # fmt: skip
+def parse_task(
+    body: Any, *, max_payload_bytes: int, prefix: str = "", now: datetime | None = None
+) -> TaskSpec:
     """Validate one task body; every problem is named at once. ``prefix`` names the
     body's place (``tasks[3].``); ``now`` (default: the wall clock) is what ``run_at``
     is bounded around."""
@@ -113,13 +124,21 @@ def parse_task(body: Any, *, max_payload_bytes: int, prefix: str = "",
             details=[{"field": prefix + "payload", "message": "too large"}],
         )
     return TaskSpec(
-        name=name, payload=payload, payload_json=payload_json, queue=queue,
-        priority=5 if priority is None else priority, run_at=run_at, delay_seconds=delay,
-        max_attempts=max_attempts or 5, timeout_seconds=timeout_seconds or 300,
-        backoff=backoff, idempotency_key=idempotency_key, lock_key=lock_key,
+        name=name,
+        payload=payload,
+        payload_json=payload_json,
+        queue=queue,
+        priority=5 if priority is None else priority,
+        run_at=run_at,
+        delay_seconds=delay,
+        max_attempts=max_attempts or 5,
+        timeout_seconds=timeout_seconds or 300,
+        backoff=backoff,
+        idempotency_key=idempotency_key,
+        lock_key=lock_key,
         webhook_url=webhook,
         request_hash=request_hash(body) if idempotency_key is not None else None,
-    )  # fmt: skip
+    )
 
 
 def _backoff(form: Form) -> Backoff:

@@ -91,8 +91,15 @@ class DistributedLock:
     ...     storage.write(data, fence=fence)
     """
 
-    def __init__(self, scripts: LockScripts, keys: Keys, name: str, *, ttl_s: float = 30.0,
-                 owner: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scripts: LockScripts,
+        keys: Keys,
+        name: str,
+        *,
+        ttl_s: float = 30.0,
+        owner: str | None = None,
+    ) -> None:
         self._scripts = scripts
         self.key = keys.user_lock(name)
         self._epoch_key = keys.epoch
@@ -153,6 +160,10 @@ class DistributedLock:
     def __enter__(self) -> int:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()

@@ -150,10 +150,14 @@ class QueueReads:
         for i, queue in enumerate(queues):
             sch, rdy, run, rty, dead, meta, backlog = replies[i * 7 : i * 7 + 7]
             out[queue] = {
-                "scheduled": sch, "queued": rdy, "running": run, "retrying": rty, "dead": dead,
+                "scheduled": sch,
+                "queued": rdy,
+                "running": run,
+                "retrying": rty,
+                "dead": dead,
                 "meta": {k.decode(): v.decode() for k, v in meta.items()},
                 "unrecorded_events": backlog,
-            }  # fmt: skip
+            }
         return out
 
     def stats(self, queues: Sequence[str]) -> dict[str, dict[str, float]]:

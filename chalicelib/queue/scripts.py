@@ -102,9 +102,20 @@ class Queue(QueueReads):
     def _k(self, queue: str) -> list[str]:
         qk = self.keys.queue(queue)
         return [
-            qk.ready, qk.scheduled, qk.retrying, qk.running, qk.dead, qk.meta, qk.stats,
-            qk.seq, qk.events, qk.signal, qk.task_prefix, qk.lock_prefix, qk.lockwait_prefix,
-        ]  # fmt: skip
+            qk.ready,
+            qk.scheduled,
+            qk.retrying,
+            qk.running,
+            qk.dead,
+            qk.meta,
+            qk.stats,
+            qk.seq,
+            qk.events,
+            qk.signal,
+            qk.task_prefix,
+            qk.lock_prefix,
+            qk.lockwait_prefix,
+        ]
 
     def _run(self, name: str, queue: str, args: Sequence[Any], client: Any = None) -> Any:
         script, keys = self._scripts[name], self._k(queue)
@@ -187,14 +198,30 @@ class Queue(QueueReads):
         by_queue: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
             by_queue.setdefault(t.queue, []).append(i)
-        chunks = [(q, idx[j : j + ENQUEUE_CHUNK]) for q, idx in by_queue.items()
-                  for j in range(0, len(idx), ENQUEUE_CHUNK)]  # fmt: skip
+        chunks = [
+            (q, idx[j : j + ENQUEUE_CHUNK])
+            for q, idx in by_queue.items()
+            for j in range(0, len(idx), ENQUEUE_CHUNK)
+        ]
 
         calls = [
-            (queue, compact([[tasks[i].id, tasks[i].status.value, str(tasks[i].run_at_ms), "",
-                              taskhash.static_fields(tasks[i])] for i in idx]))
+            (
+                queue,
+                compact(
+                    [
+                        [
+                            tasks[i].id,
+                            tasks[i].status.value,
+                            str(tasks[i].run_at_ms),
+                            "",
+                            taskhash.static_fields(tasks[i]),
+                        ]
+                        for i in idx
+                    ]
+                ),
+            )
             for queue, idx in chunks
-        ]  # fmt: skip
+        ]
         replies = self._enqueue(calls)
         added = [False] * len(tasks)
         for (_, idx), codes in zip(chunks, replies, strict=True):
@@ -202,8 +229,16 @@ class Queue(QueueReads):
                 added[i] = code == Code.OK
         return added
 
-    def restore(self, task: NewTask, status: TaskStatus, *, attempts: int, fence: int,
-                version: int, event: str) -> bool:  # fmt: skip
+    def restore(
+        self,
+        task: NewTask,
+        status: TaskStatus,
+        *,
+        attempts: int,
+        fence: int,
+        version: int,
+        event: str,
+    ) -> bool:
         """Re-create a task hash from the record (recovery, replay of an expired hash)."""
         fields = taskhash.restored_fields(task, attempts=attempts, fence=fence, version=version)
         entry = [task.id, status.value, str(task.run_at_ms), event, [str(f) for f in fields]]
@@ -285,8 +320,7 @@ class Queue(QueueReads):
 
     # -- claim and leases --------------------------------------------------------
 
-    def claim(self, queues: Sequence[str], worker_id: str, max_tasks: int,
-              lease_ms: int) -> Claim:  # fmt: skip
+    def claim(self, queues: Sequence[str], worker_id: str, max_tasks: int, lease_ms: int) -> Claim:
         """Lease up to ``max_tasks`` tasks, highest priority first across ``queues``."""
         want = max(1, min(max_tasks, MAX_CLAIM))
         order = self._order_by_head(queues) if len(queues) > 1 else list(queues)
@@ -298,9 +332,16 @@ class Queue(QueueReads):
             reply = self._run(
                 "claim",
                 queue,
-                [worker_id, want - len(leases), lease_ms, secrets.token_hex(12), SWEEP_BOUND,
-                 random.randrange(1, 2**31), self.finished_ttl_ms],
-            )  # fmt: skip
+                [
+                    worker_id,
+                    want - len(leases),
+                    lease_ms,
+                    secrets.token_hex(12),
+                    SWEEP_BOUND,
+                    random.randrange(1, 2**31),
+                    self.finished_ttl_ms,
+                ],
+            )
             if reply[1]:
                 retry_after = max(retry_after, int(reply[1]))
             leases.extend(_lease(queue, item) for item in reply[2:])
@@ -325,24 +366,40 @@ class Queue(QueueReads):
         raise_for(reply[0], task_id)
         return int(reply[1]), bool(reply[2])
 
-    def complete(self, queue: str, task_id: str, token: str, result_json: str,
-                 worker_id: str = "") -> None:  # fmt: skip
+    def complete(
+        self, queue: str, task_id: str, token: str, result_json: str, worker_id: str = ""
+    ) -> None:
         """Record a success; raises if the outcome is refused (see ``report.lua``)."""
         outcome = Outcome(queue, task_id, token, True, result_json, worker_id=worker_id)
         code, _ = self._report(queue, worker_id, [outcome])[0]
         raise_for(code, task_id)
 
-    def fail(self, queue: str, task_id: str, token: str, error: str,
-             retry_delay_ms: int | None = None, worker_id: str = "") -> TaskStatus:  # fmt: skip
+    def fail(
+        self,
+        queue: str,
+        task_id: str,
+        token: str,
+        error: str,
+        retry_delay_ms: int | None = None,
+        worker_id: str = "",
+    ) -> TaskStatus:
         """Record a failed attempt; returns the task's new status (retrying/dead/canceled)."""
-        outcome = Outcome(queue, task_id, token, False, error=error,
-                          retry_delay_ms=retry_delay_ms, worker_id=worker_id)  # fmt: skip
+        outcome = Outcome(
+            queue,
+            task_id,
+            token,
+            False,
+            error=error,
+            retry_delay_ms=retry_delay_ms,
+            worker_id=worker_id,
+        )
         code, status = self._report(queue, worker_id, [outcome])[0]
         raise_for(code, task_id)
         return TaskStatus(status)
 
-    def _report(self, queue: str, worker_id: str, outcomes: Sequence[Outcome],
-                client: Any = None) -> Any:  # fmt: skip
+    def _report(
+        self, queue: str, worker_id: str, outcomes: Sequence[Outcome], client: Any = None
+    ) -> Any:
         args: list[Any] = [self.finished_ttl_ms, worker_id, random.randrange(1, 2**31)]
         for o in outcomes:
             delay = -1 if o.retry_delay_ms is None else max(0, o.retry_delay_ms)
@@ -479,7 +536,16 @@ def _pairs(reply: list[Any]) -> list[tuple[int, str]]:
 def _lease(queue: str, item: list[Any]) -> Lease:
     task_id, name, pri, payload, max_att, tmo, att, fence, token, expiry, lock_key = item
     return Lease(
-        task_id.decode(), queue, name.decode(), decode(payload.decode()), int(pri),
-        int(att), int(max_att), int(tmo), int(fence), token.decode(), int(expiry),
+        task_id.decode(),
+        queue,
+        name.decode(),
+        decode(payload.decode()),
+        int(pri),
+        int(att),
+        int(max_att),
+        int(tmo),
+        int(fence),
+        token.decode(),
+        int(expiry),
         lock_key.decode() if lock_key else None,
-    )  # fmt: skip
+    )

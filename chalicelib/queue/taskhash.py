@@ -24,11 +24,29 @@ ERROR, RESULT, CANCEL_REQUESTED = "err", "res", "cr"
 
 FIELDS = frozenset(
     {
-        NAME, PRIORITY, PAYLOAD, MAX_ATTEMPTS, TIMEOUT, BACKOFF, LOCK_KEY, STATUS, ATTEMPTS,
-        FENCE, VERSION, RUN_AT, STARTED, FINISHED, WORKER, TOKEN, PAST_TOKENS, LEASE_EXPIRY,
-        ERROR, RESULT, CANCEL_REQUESTED,
+        NAME,
+        PRIORITY,
+        PAYLOAD,
+        MAX_ATTEMPTS,
+        TIMEOUT,
+        BACKOFF,
+        LOCK_KEY,
+        STATUS,
+        ATTEMPTS,
+        FENCE,
+        VERSION,
+        RUN_AT,
+        STARTED,
+        FINISHED,
+        WORKER,
+        TOKEN,
+        PAST_TOKENS,
+        LEASE_EXPIRY,
+        ERROR,
+        RESULT,
+        CANCEL_REQUESTED,
     }
-)  # fmt: skip
+)
 
 _B = {name: name.encode() for name in FIELDS}
 
@@ -86,10 +104,19 @@ def decode(raw: Mapping[bytes, bytes]) -> LiveTask | None:
 def static_fields(task: NewTask) -> list[str]:
     """The fields a new task is born with (enqueue.lua adds status and run time)."""
     fields = [
-        NAME, task.name, PRIORITY, str(task.priority), PAYLOAD, task.payload_json,
-        MAX_ATTEMPTS, str(task.max_attempts), TIMEOUT, str(task.timeout_seconds),
-        BACKOFF, task.backoff.encoded,
-    ]  # fmt: skip
+        NAME,
+        task.name,
+        PRIORITY,
+        str(task.priority),
+        PAYLOAD,
+        task.payload_json,
+        MAX_ATTEMPTS,
+        str(task.max_attempts),
+        TIMEOUT,
+        str(task.timeout_seconds),
+        BACKOFF,
+        task.backoff.encoded,
+    ]
     if task.lock_key is not None:
         fields += [LOCK_KEY, task.lock_key]
     return fields

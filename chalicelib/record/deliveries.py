@@ -66,9 +66,14 @@ class Deliveries:
             if attempt is not None:
                 conn.execute(
                     q("insert_delivery_attempt"),
-                    {"id": d.id, "attempt": d.attempt, "ok": attempt.ok,
-                     "status_code": attempt.status_code, "error": attempt.error},
-                )  # fmt: skip
+                    {
+                        "id": d.id,
+                        "attempt": d.attempt,
+                        "ok": attempt.ok,
+                        "status_code": attempt.status_code,
+                        "error": attempt.error,
+                    },
+                )
             conn.execute(
                 q("finish_delivery"),
                 {"id": d.id, "attempt": d.attempt, "state": state, "delay_s": delay_s},
@@ -106,9 +111,15 @@ class Deliveries:
 
 def _delivery(r: Row) -> Delivery:
     return Delivery(
-        id=r["id"], task_id=str(r["task_id"]), channel=r["channel"], event=r["event"],
-        target=r["target"], task=r["task"], at=r["at"], attempt=r["attempts"],
-    )  # fmt: skip
+        id=r["id"],
+        task_id=str(r["task_id"]),
+        channel=r["channel"],
+        event=r["event"],
+        target=r["target"],
+        task=r["task"],
+        at=r["at"],
+        attempt=r["attempts"],
+    )
 
 
 _NAMES = {
@@ -124,15 +135,18 @@ def _history_event(r: Row) -> dict[str, Any]:
     if error is None and r["status_code"] is not None and not r["ok"]:
         error = f"HTTP {r['status_code']}"
     return {
-        "at": iso(r["at"]), "event": _NAMES[(r["channel"], r["ok"])],
-        "attempt": int(r["task"].get("attempts") or 0), "worker_id": None, "error": error,
-        "delivery": {"event": r["event"], "attempt": r["attempt"],
-                     "status_code": r["status_code"]},
-    }  # fmt: skip
+        "at": iso(r["at"]),
+        "event": _NAMES[(r["channel"], r["ok"])],
+        "attempt": int(r["task"].get("attempts") or 0),
+        "worker_id": None,
+        "error": error,
+        "delivery": {"event": r["event"], "attempt": r["attempt"], "status_code": r["status_code"]},
+    }
 
 
-def merge_history(events: list[dict[str, Any]], deliveries: list[dict[str, Any]]
-                  ) -> list[dict[str, Any]]:  # fmt: skip
+def merge_history(
+    events: list[dict[str, Any]], deliveries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Task events (in transition order) and delivery attempts, merged by time; the
     transition order is kept as it is even if the clock disagrees."""
     if not deliveries:

@@ -84,8 +84,12 @@ class Firing:
 
     def insert(self, fire_at: datetime, *, skipped: bool, now: datetime) -> bool:
         """Claim the fire time; False when it fired already (the unique row decides)."""
-        params = {"schedule_id": self.schedule_id, "fire_at": fire_at, "skipped": skipped,
-                  "now": now}  # fmt: skip
+        params = {
+            "schedule_id": self.schedule_id,
+            "fire_at": fire_at,
+            "skipped": skipped,
+            "now": now,
+        }
         return self.conn.execute(q("insert_fire"), params).fetchone() is not None
 
     def insert_free(self, now: datetime) -> datetime:

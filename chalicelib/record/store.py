@@ -103,8 +103,9 @@ class Store:
 
     # -- tasks -------------------------------------------------------------------
 
-    def insert_tasks(self, tasks: Sequence[NewTask], *, wait_s: float | None = None
-                     ) -> list[Row | None]:  # fmt: skip
+    def insert_tasks(
+        self, tasks: Sequence[NewTask], *, wait_s: float | None = None
+    ) -> list[Row | None]:
         """Create task rows in one transaction, all-or-nothing. Per task: None when it
         was created, or the existing row when its idempotency key was used before with
         the same body. A key reused with another body raises Conflict and nothing of the
@@ -163,12 +164,23 @@ class Store:
         with self.connection() as conn:
             return conn.execute(q("task_history"), {"id": task_id}).fetchall()
 
-    def list_tasks(self, *, status: str | None, queue: str | None, name: str | None,
-                   limit: int, after: tuple[datetime, str] | None) -> list[Row]:  # fmt: skip
+    def list_tasks(
+        self,
+        *,
+        status: str | None,
+        queue: str | None,
+        name: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Row]:
         params = {
-            "status": status, "queue": queue, "name": name, "limit": limit,
-            "after_created": after[0] if after else None, "after_id": after[1] if after else None,
-        }  # fmt: skip
+            "status": status,
+            "queue": queue,
+            "name": name,
+            "limit": limit,
+            "after_created": after[0] if after else None,
+            "after_id": after[1] if after else None,
+        }
         with self.connection() as conn:
             return conn.execute(q("list_tasks"), params).fetchall()
 
@@ -246,8 +258,13 @@ class Store:
     def park(self, *, stream: str, queue: str, entry_id: str, entry: str, error: str) -> bool:
         """Set aside a stream entry PostgreSQL refused (``dtq_parked_events``). False
         when it was parked before (an entry parked again after a crash before XDEL)."""
-        params = {"stream": stream, "queue": queue, "entry_id": entry_id,
-                  "entry": entry, "error": error}  # fmt: skip
+        params = {
+            "stream": stream,
+            "queue": queue,
+            "entry_id": entry_id,
+            "entry": entry,
+            "error": error,
+        }
         with self.connection() as conn:
             return conn.execute(q("park_event"), params).fetchone() is not None
 
@@ -268,28 +285,42 @@ class Store:
         with self.connection() as conn:
             return conn.execute(q("get_user"), {"username": username}).fetchone()
 
-    def upsert_worker(self, worker_id: str, hostname: str, queues: Sequence[str], mode: str,
-                      concurrency: int) -> None:  # fmt: skip
+    def upsert_worker(
+        self, worker_id: str, hostname: str, queues: Sequence[str], mode: str, concurrency: int
+    ) -> None:
         params = {
-            "worker_id": worker_id, "hostname": hostname, "queues": list(queues),
-            "mode": mode, "concurrency": concurrency,
-        }  # fmt: skip
+            "worker_id": worker_id,
+            "hostname": hostname,
+            "queues": list(queues),
+            "mode": mode,
+            "concurrency": concurrency,
+        }
         with self.connection() as conn:
             conn.execute(q("upsert_worker"), params)
 
 
 def _insert_params(t: NewTask) -> dict[str, Any]:
     return {
-        "id": t.id, "name": t.name, "queue": t.queue, "priority": t.priority,
+        "id": t.id,
+        "name": t.name,
+        "queue": t.queue,
+        "priority": t.priority,
         # JSON as text (PostgreSQL parses it into the jsonb column): the payload was
         # encoded once already, by validation.
-        "payload": t.payload_json, "status": t.status.value, "max_attempts": t.max_attempts,
-        "timeout_seconds": t.timeout_seconds, "backoff": t.backoff.json_text,
-        "idempotency_key": t.idempotency_key, "request_hash": t.request_hash,
-        "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
-        "run_at": from_ms(t.run_at_ms), "created_at": from_ms(t.created_at_ms),
+        "payload": t.payload_json,
+        "status": t.status.value,
+        "max_attempts": t.max_attempts,
+        "timeout_seconds": t.timeout_seconds,
+        "backoff": t.backoff.json_text,
+        "idempotency_key": t.idempotency_key,
+        "request_hash": t.request_hash,
+        "lock_key": t.lock_key,
+        "schedule_id": t.schedule_id,
+        "webhook_url": t.webhook_url,
+        "run_at": from_ms(t.run_at_ms),
+        "created_at": from_ms(t.created_at_ms),
         "created_scheduled": t.scheduled,
-    }  # fmt: skip
+    }
 
 
 def _copy(conn: psycopg.Connection[Any], chunks: Iterable[Sequence[NewTask]]) -> None:
@@ -301,14 +332,29 @@ def _copy(conn: psycopg.Connection[Any], chunks: Iterable[Sequence[NewTask]]) ->
 def _copy_line(t: NewTask) -> str:
     """One row of COPY's text format. Written here rather than by ``Copy.write_row``,
     which cost 8 µs per task of client CPU against 1.6 (a bulk enqueue's largest cost)."""
-    return "\t".join((
-        t.id, t.name, t.queue, str(t.priority),
-        # Compact JSON has no raw control characters; its backslashes are COPY's escape.
-        t.payload_json.replace("\\", "\\\\"), t.status.value, str(t.max_attempts),
-        str(t.timeout_seconds), t.backoff.json_text,  # numbers only
-        _copy_text(t.lock_key), _copy_text(t.schedule_id), _copy_text(t.webhook_url),
-        iso_ms(t.run_at_ms), iso_ms(t.created_at_ms), "t" if t.scheduled else "f",
-    )) + "\n"  # fmt: skip
+    return (
+        "\t".join(
+            (
+                t.id,
+                t.name,
+                t.queue,
+                str(t.priority),
+                # Compact JSON has no raw control characters; its backslashes are COPY's escape.
+                t.payload_json.replace("\\", "\\\\"),
+                t.status.value,
+                str(t.max_attempts),
+                str(t.timeout_seconds),
+                t.backoff.json_text,  # numbers only
+                _copy_text(t.lock_key),
+                _copy_text(t.schedule_id),
+                _copy_text(t.webhook_url),
+                iso_ms(t.run_at_ms),
+                iso_ms(t.created_at_ms),
+                "t" if t.scheduled else "f",
+            )
+        )
+        + "\n"
+    )
 
 
 def _copy_text(value: str | None) -> str:

@@ -62,8 +62,14 @@ class Batch:
 
 
 class Dispatcher:
-    def __init__(self, client: TaskService, *, poll_s: float = POLL_S, batch: int = BATCH,
-                 lease_s: float = LEASE_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: TaskService,
+        *,
+        poll_s: float = POLL_S,
+        batch: int = BATCH,
+        lease_s: float = LEASE_S,
+    ) -> None:
         self.client = client
         self.poll_s = poll_s
         self.batch = batch
@@ -105,8 +111,11 @@ class Dispatcher:
         done: list[str] = []
         try:
             for row in rows:
-                if (row["status"] not in TERMINAL and row["version"] == 0
-                        and self.client.restore(row)):  # fmt: skip
+                if (
+                    row["status"] not in TERMINAL
+                    and row["version"] == 0
+                    and self.client.restore(row)
+                ):
                     out.restored += 1
                 else:
                     out.dropped += 1
@@ -114,6 +123,9 @@ class Dispatcher:
         finally:
             undone = [str(r["id"]) for r in rows[len(done) :]]
             self.client.store.settle_undispatched(done, undone)
-        log.info("dispatch backlog: %d task(s) put into Redis, %d row(s) dropped",
-                 out.restored, out.dropped)  # fmt: skip
+        log.info(
+            "dispatch backlog: %d task(s) put into Redis, %d row(s) dropped",
+            out.restored,
+            out.dropped,
+        )
         return out

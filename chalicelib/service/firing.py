@@ -96,8 +96,11 @@ def _fire_schedule(
             if not firing.insert(fire_at, skipped=skip, now=now):
                 continue  # fired already
             if skip:
-                log.info("schedule %s: fire %s skipped (previous run still going)",
-                         row["name"], iso(fire_at))  # fmt: skip
+                log.info(
+                    "schedule %s: fire %s skipped (previous run still going)",
+                    row["name"],
+                    iso(fire_at),
+                )
                 report.skipped += 1
                 continue
             task = _create(client, row, idempotency_key(schedule_id, fire_at))

@@ -27,14 +27,26 @@ class Fleet:
         self.queue = queue
         self.store = store
 
-    def heartbeat(self, worker_id: str, *, queues: Sequence[str], hostname: str,
-                  concurrency: int, mode: str, record: bool = False) -> None:  # fmt: skip
+    def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        queues: Sequence[str],
+        hostname: str,
+        concurrency: int,
+        mode: str,
+        record: bool = False,
+    ) -> None:
         """Mark the worker alive; with ``record`` also upsert its row in Postgres
         (on registration, not on every beat: the beat must stay cheap)."""
         r, keys = self.queue.redis, self.queue.keys
         now = self.queue.clock.now_ms()
-        info = {"queues": json.dumps(list(queues)), "hostname": hostname,
-                "concurrency": concurrency, "mode": mode}  # fmt: skip
+        info = {
+            "queues": json.dumps(list(queues)),
+            "hostname": hostname,
+            "concurrency": concurrency,
+            "mode": mode,
+        }
         pipe = r.pipeline(transaction=False)
         pipe.zadd(keys.workers, {worker_id: now})
         pipe.hset(keys.worker(worker_id), mapping=info)
@@ -69,16 +81,18 @@ class Fleet:
         for (wid_b, seen), info in zip(members, infos, strict=True):
             wid = wid_b.decode()
             d = {k.decode(): v.decode() for k, v in info.items()}
-            out.append({
-                "worker_id": wid,
-                "last_seen_at": iso(from_ms(int(seen))),
-                "alive": now - seen <= HEARTBEAT_INTERVAL_S * _ALIVE_INTERVALS * 1000,
-                "queues": json.loads(d.get("queues", "[]")),
-                "running": running.get(wid, []),
-                "mode": d.get("mode", "redis"),
-                "hostname": d.get("hostname", ""),
-                "concurrency": int(d.get("concurrency", 0)),
-            })  # fmt: skip
+            out.append(
+                {
+                    "worker_id": wid,
+                    "last_seen_at": iso(from_ms(int(seen))),
+                    "alive": now - seen <= HEARTBEAT_INTERVAL_S * _ALIVE_INTERVALS * 1000,
+                    "queues": json.loads(d.get("queues", "[]")),
+                    "running": running.get(wid, []),
+                    "mode": d.get("mode", "redis"),
+                    "hostname": d.get("hostname", ""),
+                    "concurrency": int(d.get("concurrency", 0)),
+                }
+            )
         return out
 
     def _running_by_worker(self) -> dict[str, list[str]]:

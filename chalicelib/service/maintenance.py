@@ -84,8 +84,11 @@ def reconcile(svc: Services, sample: int = RECONCILE_SAMPLE) -> Reconciliation:
         known = svc.store.recorded_ids(ids)
         out.unrecorded = [i for i in ids if i not in known]
     if out.unrecorded:
-        log.warning("%d task(s) in Redis have no record: %s", len(out.unrecorded),
-                    ", ".join(out.unrecorded[:20]))  # fmt: skip
+        log.warning(
+            "%d task(s) in Redis have no record: %s",
+            len(out.unrecorded),
+            ", ".join(out.unrecorded[:20]),
+        )
     return out
 
 
@@ -111,8 +114,9 @@ class Retention:
     fires: int = 0
 
 
-def purge(svc: Services, now: datetime, *, batch: int = PURGE_BATCH,
-          budget_s: float = FLUSH_BUDGET_S) -> Retention:  # fmt: skip
+def purge(
+    svc: Services, now: datetime, *, batch: int = PURGE_BATCH, budget_s: float = FLUSH_BUDGET_S
+) -> Retention:
     """Delete terminal tasks (with their history) and schedule fire records older than
     DTQ_RETENTION_DAYS, in batches, until none is left or the time budget is spent."""
     before = now - timedelta(days=svc.settings.retention_days)
@@ -129,8 +133,12 @@ def purge(svc: Services, now: datetime, *, batch: int = PURGE_BATCH,
         if n < batch:
             break
     if out.tasks or out.fires:
-        log.info("retention: purged %d task(s) and %d fire record(s) before %s",
-                 out.tasks, out.fires, before.isoformat())  # fmt: skip
+        log.info(
+            "retention: purged %d task(s) and %d fire record(s) before %s",
+            out.tasks,
+            out.fires,
+            before.isoformat(),
+        )
     return out
 
 

@@ -32,14 +32,17 @@ def digest(outcome: Outcome) -> str:
     return hashlib.sha256(what.encode()).hexdigest()[:32]
 
 
-def report(queue: Queue, outcomes: Sequence[Outcome], *,
-           recognise_resends: bool = True) -> list[str | None]:  # fmt: skip
+def report(
+    queue: Queue, outcomes: Sequence[Outcome], *, recognise_resends: bool = True
+) -> list[str | None]:
     """Record the outcomes; per outcome, None when accepted, else the refusal reason."""
     if not outcomes:
         return []
     if not recognise_resends:
-        return [None if code == Code.OK else REASONS.get(Code(code), "invalid_state")
-                for code in queue.report_many(outcomes)]  # fmt: skip
+        return [
+            None if code == Code.OK else REASONS.get(Code(code), "invalid_state")
+            for code in queue.report_many(outcomes)
+        ]
     digests = [digest(o) for o in outcomes]
     known = queue.accepted_digests([(o.queue, o.task_id, o.token) for o in outcomes])
     fresh: dict[tuple[str, str, str], int] = {}  # ident → index among those sent
@@ -51,9 +54,12 @@ def report(queue: Queue, outcomes: Sequence[Outcome], *,
             sent.append(i)
     codes = queue.report_many([outcomes[i] for i in sent])
     queue.remember_accepted(
-        [(outcomes[i].queue, outcomes[i].task_id, outcomes[i].token, digests[i])
-         for i, code in zip(sent, codes, strict=True) if code == Code.OK]
-    )  # fmt: skip
+        [
+            (outcomes[i].queue, outcomes[i].task_id, outcomes[i].token, digests[i])
+            for i, code in zip(sent, codes, strict=True)
+            if code == Code.OK
+        ]
+    )
     verdicts: list[str | None] = []
     for o, d, was in zip(outcomes, digests, known, strict=True):
         code = Code.OK if was == d else Code(codes[fresh[(o.task_id, o.token, d)]])

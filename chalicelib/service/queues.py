@@ -30,8 +30,14 @@ class Queues:
             raise NotFound(f"queue {name[:100]!r} not found")
         return self.describe([name])[0]
 
-    def configure(self, name: str, fields: dict[str, str], *, webhook: str | None = None,
-                  set_webhook: bool = False) -> None:  # fmt: skip
+    def configure(
+        self,
+        name: str,
+        fields: dict[str, str],
+        *,
+        webhook: str | None = None,
+        set_webhook: bool = False,
+    ) -> None:
         """Set meta fields (paused, concurrency, rl_rate, rl_burst; '' removes one) and,
         with ``set_webhook``, the queue's default webhook (None removes it)."""
         if fields:
@@ -46,8 +52,9 @@ class Queues:
             return {}  # depths come from Redis; the rest of the answer is still right
 
 
-def _describe(queue: Queue, names: Sequence[str], webhooks: dict[str, str] | None = None
-             ) -> list[dict[str, Any]]:  # fmt: skip
+def _describe(
+    queue: Queue, names: Sequence[str], webhooks: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Each queue as ``GET /queues`` shows it."""
     depths = queue.depths(names)
     oldest = queue.oldest_queued_ms(names)
@@ -58,16 +65,21 @@ def _describe(queue: Queue, names: Sequence[str], webhooks: dict[str, str] | Non
         meta = d["meta"]
         rate = meta.get("rl_rate")
         age = None if oldest.get(name) is None else max(0.0, (now - oldest[name]) / 1000)
-        out.append({
-            "name": name,
-            "depth": {state: int(d[state]) for state in _STATES},
-            "paused": meta.get("paused") == "1",
-            "oldest_queued_age_seconds": age,
-            "rate_limit": None if rate is None else {
-                "per_second": float(rate), "burst": int(meta.get("rl_burst", "1")),
-            },
-            "concurrency": int(meta["concurrency"]) if "concurrency" in meta else None,
-            "unrecorded_events": int(d["unrecorded_events"]),
-            "webhook_url": (webhooks or {}).get(name),
-        })  # fmt: skip
+        out.append(
+            {
+                "name": name,
+                "depth": {state: int(d[state]) for state in _STATES},
+                "paused": meta.get("paused") == "1",
+                "oldest_queued_age_seconds": age,
+                "rate_limit": None
+                if rate is None
+                else {
+                    "per_second": float(rate),
+                    "burst": int(meta.get("rl_burst", "1")),
+                },
+                "concurrency": int(meta["concurrency"]) if "concurrency" in meta else None,
+                "unrecorded_events": int(d["unrecorded_events"]),
+                "webhook_url": (webhooks or {}).get(name),
+            }
+        )
     return out

@@ -97,8 +97,12 @@ class _Entry:
         """The entry as text PostgreSQL can store: invalid UTF-8 and NUL as \\xNN."""
         raw = self.text
         if raw is None:  # not written by our scripts: show every field
-            return repr({k.decode(errors="backslashreplace"): v.decode(errors="backslashreplace")
-                         for k, v in self.fields.items()})  # fmt: skip
+            return repr(
+                {
+                    k.decode(errors="backslashreplace"): v.decode(errors="backslashreplace")
+                    for k, v in self.fields.items()
+                }
+            )
         return _storable(raw.decode(errors="backslashreplace"))
 
 
@@ -193,8 +197,11 @@ class Recorder:
                 refused = True
         if refused:
             # Rare, so the slow path may cost what it likes: decoding, more statements.
-            entries = [_Entry(s, self._queue_of.get(s, ""), eid, fields)
-                       for s, batch in batches for eid, fields in batch]  # fmt: skip
+            entries = [
+                _Entry(s, self._queue_of.get(s, ""), eid, fields)
+                for s, batch in batches
+                for eid, fields in batch
+            ]
             self._record_isolating(entries, tally)
         pipe = self.queue.redis.pipeline(transaction=False)
         for s, batch in batches:
@@ -251,16 +258,22 @@ class Recorder:
         that fails, e.g. PostgreSQL went away."""
         shown = entry.shown()
         entry_id = entry.id.decode()
-        new = self.store.park(stream=entry.stream, queue=entry.queue, entry_id=entry_id,
-                              entry=shown, error=error)  # fmt: skip
+        new = self.store.park(
+            stream=entry.stream, queue=entry.queue, entry_id=entry_id, entry=shown, error=error
+        )
         if not new:  # parked before a crash that came before its XDEL: counted then
             return
         tally.parked[entry.queue] += 1
         if len(shown) > LOGGED_ENTRY_CHARS:
             shown = shown[:LOGGED_ENTRY_CHARS] + f"… ({len(shown)} characters)"
         # %r: one line, whatever the entry and the error hold.
-        log.warning("parked stream entry %s of %s, which could not be recorded: %r; entry: %r",
-                    entry_id, entry.stream, error, shown)  # fmt: skip
+        log.warning(
+            "parked stream entry %s of %s, which could not be recorded: %r; entry: %r",
+            entry_id,
+            entry.stream,
+            error,
+            shown,
+        )
 
     def _count(self, pipe: redis.client.Pipeline, tally: _Tally) -> None:
         """Log the round's history conflicts; count them and the parked entries into
@@ -268,12 +281,19 @@ class Recorder:
         for row in tally.conflicts[:LOGGED_CONFLICTS]:
             log.warning(
                 "history conflict: task %s seq %s is recorded as %s at %s, a replayed batch "
-                "says %s at %s; the recorded one is kept", row["task_id"], row["seq"],
-                row["recorded_event"], row["recorded_at"], row["event"], row["at"],
-            )  # fmt: skip
+                "says %s at %s; the recorded one is kept",
+                row["task_id"],
+                row["seq"],
+                row["recorded_event"],
+                row["recorded_at"],
+                row["event"],
+                row["at"],
+            )
         if len(tally.conflicts) > LOGGED_CONFLICTS:
-            log.warning("history conflicts: %d more in the same round",
-                        len(tally.conflicts) - LOGGED_CONFLICTS)  # fmt: skip
+            log.warning(
+                "history conflicts: %d more in the same round",
+                len(tally.conflicts) - LOGGED_CONFLICTS,
+            )
         # A conflict's queue is its task's; a task purged meanwhile has none, and is
         # only logged.
         conflicts = Counter(row["queue"] for row in tally.conflicts if row["queue"])

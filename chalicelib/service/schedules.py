@@ -35,8 +35,11 @@ OVERLAP_MODES = ("allow", "skip")
 #: Set by the scheduler for each fire, so a schedule's task body may not carry them.
 SCHEDULER_TASK_FIELDS = ("idempotency_key", "run_at")
 DEFAULTS: dict[str, Any] = {
-    "timezone": "UTC", "enabled": True, "catchup": "latest", "overlap": "allow",
-}  # fmt: skip
+    "timezone": "UTC",
+    "enabled": True,
+    "catchup": "latest",
+    "overlap": "allow",
+}
 #: How many upcoming fire times and past runs ``GET /schedules/{id}`` shows.
 NEXT_COUNT = 5
 LAST_RUNS = 10
@@ -55,8 +58,9 @@ class ScheduleSpec:
     overlap: str = "allow"
 
 
-def parse_schedule(body: Any, *, max_payload_bytes: int, base: ScheduleSpec | None = None
-                   ) -> ScheduleSpec:  # fmt: skip
+def parse_schedule(
+    body: Any, *, max_payload_bytes: int, base: ScheduleSpec | None = None
+) -> ScheduleSpec:
     """A ``POST /schedules`` body, or with ``base`` a ``PATCH`` body merged over it.
     Every problem is reported at once, each naming its field."""
     form = Form(body, FIELDS)
@@ -157,8 +161,9 @@ class Schedules:
         out["last_runs"] = firing.last_runs(self.client, str(row["id"]), LAST_RUNS)
         return out
 
-    def update(self, raw_id: str, body: Any, now: datetime, *,
-               source: str | bool | None = False) -> dict[str, Any]:  # fmt: skip
+    def update(
+        self, raw_id: str, body: Any, now: datetime, *, source: str | bool | None = False
+    ) -> dict[str, Any]:
         """PATCH; ``source`` False keeps the row's source (the API never changes it)."""
         row = self.row(raw_id)
         try:
@@ -171,9 +176,12 @@ class Schedules:
         if (spec.enabled and not row["enabled"]) or times_changed:
             window = max(now, window) if window else now
         params = {
-            **_params(spec), "id": str(row["id"]), "now": now, "last_fire_at": window,
+            **_params(spec),
+            "id": str(row["id"]),
+            "now": now,
+            "last_fire_at": window,
             "source": row["source"] if source is False else source,
-        }  # fmt: skip
+        }
         try:
             updated = self.record.update(params)
         except Conflict:
@@ -228,12 +236,19 @@ def schedule_json(row: Row, now: datetime) -> dict[str, Any]:
         except ApiError as exc:
             log.warning("schedule %s has an invalid expression: %s", row["id"], exc)
     return {
-        "id": str(row["id"]), "name": row["name"], "cron": row["cron"],
-        "timezone": row["timezone"], "task": row["task"], "enabled": row["enabled"],
-        "catchup": row["catchup"], "overlap": row["overlap"], "source": row["source"],
-        "next_run_at": iso(next_run), "created_at": iso(row["created_at"]),
+        "id": str(row["id"]),
+        "name": row["name"],
+        "cron": row["cron"],
+        "timezone": row["timezone"],
+        "task": row["task"],
+        "enabled": row["enabled"],
+        "catchup": row["catchup"],
+        "overlap": row["overlap"],
+        "source": row["source"],
+        "next_run_at": iso(next_run),
+        "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
-    }  # fmt: skip
+    }
 
 
 def _params(spec: ScheduleSpec) -> dict[str, Any]:

@@ -58,8 +58,14 @@ UNRECORDED_SCAN = 500
 class TaskService:
     """Tasks over both stores (``Services.client`` in the composition root)."""
 
-    def __init__(self, queue: Queue, store: Store, *, max_payload_bytes: int = 262_144,
-                 payloads: Payloads | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        queue: Queue,
+        store: Store,
+        *,
+        max_payload_bytes: int = 262_144,
+        payloads: Payloads | None = None,
+    ) -> None:
         self.queue = queue
         self.store = store
         self.max_payload_bytes = max_payload_bytes
@@ -105,8 +111,9 @@ class TaskService:
         def chunks() -> Iterator[list[NewTask]]:
             for start in range(0, len(bodies), STREAM_CHUNK):
                 part = bodies[start : start + STREAM_CHUNK]
-                made = [self._new_task(self._parse(b, i), now, None)
-                        for i, b in enumerate(part, start)]  # fmt: skip
+                made = [
+                    self._new_task(self._parse(b, i), now, None) for i, b in enumerate(part, start)
+                ]
                 replies.extend(map(taskview.from_new, made))  # built while PostgreSQL works
                 stored.extend(map(self._offloaded, made))
                 yield stored[start:]
@@ -115,8 +122,9 @@ class TaskService:
         self._dispatch(stored)
         return replies
 
-    def create(self, specs: Sequence[TaskSpec], schedule_id: str | None = None
-               ) -> list[tuple[dict[str, Any], bool]]:  # fmt: skip
+    def create(
+        self, specs: Sequence[TaskSpec], schedule_id: str | None = None
+    ) -> list[tuple[dict[str, Any], bool]]:
         """Record then dispatch tasks, all-or-nothing in Postgres. Per spec: the task and
         whether it was created (False: an earlier request with its idempotency key)."""
         now = self.queue.clock.now_ms()
@@ -191,12 +199,19 @@ class TaskService:
             # Whatever keeps them out of the backlog (PostgreSQL gone too, a schema not
             # migrated yet), the tasks are committed: the create succeeded, and the
             # reconciler finds them.
-            log.warning("redis unavailable (%s) and the dispatch backlog not written (%r); "
-                        "%d recorded task(s) wait for the reconciler", exc, note_exc,
-                        len(tasks))  # fmt: skip
+            log.warning(
+                "redis unavailable (%s) and the dispatch backlog not written (%r); "
+                "%d recorded task(s) wait for the reconciler",
+                exc,
+                note_exc,
+                len(tasks),
+            )
             return
-        log.warning("redis unavailable (%s); %d recorded task(s) noted for dispatch when "
-                    "it answers again", exc, len(tasks))  # fmt: skip
+        log.warning(
+            "redis unavailable (%s); %d recorded task(s) noted for dispatch when it answers again",
+            exc,
+            len(tasks),
+        )
 
     @staticmethod
     def _new_task(spec: TaskSpec, now_ms: int, schedule_id: str | None) -> NewTask:
@@ -205,14 +220,24 @@ class TaskService:
         else:
             run_at = now_ms + int((spec.delay_seconds or 0) * 1000)
         return NewTask(
-            id=uuid7(now_ms), name=spec.name, queue=spec.queue, priority=spec.priority,
-            payload=spec.payload, payload_json=spec.payload_json,
-            max_attempts=spec.max_attempts, timeout_seconds=spec.timeout_seconds,
-            backoff=spec.backoff, run_at_ms=run_at, created_at_ms=now_ms,
-            scheduled=run_at > now_ms, idempotency_key=spec.idempotency_key,
-            request_hash=spec.request_hash, lock_key=spec.lock_key, schedule_id=schedule_id,
+            id=uuid7(now_ms),
+            name=spec.name,
+            queue=spec.queue,
+            priority=spec.priority,
+            payload=spec.payload,
+            payload_json=spec.payload_json,
+            max_attempts=spec.max_attempts,
+            timeout_seconds=spec.timeout_seconds,
+            backoff=spec.backoff,
+            run_at_ms=run_at,
+            created_at_ms=now_ms,
+            scheduled=run_at > now_ms,
+            idempotency_key=spec.idempotency_key,
+            request_hash=spec.request_hash,
+            lock_key=spec.lock_key,
+            schedule_id=schedule_id,
             webhook_url=spec.webhook_url,
-        )  # fmt: skip
+        )
 
     # -- read --------------------------------------------------------------------
 
@@ -248,12 +273,21 @@ class TaskService:
         except redis.RedisError:
             return []
         recorded = int(row["version"])
-        return [taskview.stream_event(e) for e in sorted(pending, key=lambda e: int(e["v"]))
-                if int(e["v"]) > recorded]  # fmt: skip
+        return [
+            taskview.stream_event(e)
+            for e in sorted(pending, key=lambda e: int(e["v"]))
+            if int(e["v"]) > recorded
+        ]
 
-    def list(self, *, status: str | None = None, queue: str | None = None,
-             name: str | None = None, limit: int = 50, cursor: str | None = None
-             ) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
         after = _decode_cursor(cursor) if cursor else None
         rows = self.store.list_tasks(
             status=status, queue=queue, name=name, limit=limit + 1, after=after
@@ -271,8 +305,9 @@ class TaskService:
 
     # -- claims over HTTP ----------------------------------------------------------
 
-    def claim(self, queues: Sequence[str], worker_id: str, want: int, lease_ms: int
-              ) -> tuple[Sequence[dict[str, Any]], int]:  # fmt: skip
+    def claim(
+        self, queues: Sequence[str], worker_id: str, want: int, lease_ms: int
+    ) -> tuple[Sequence[dict[str, Any]], int]:
         """Lease up to ``want`` tasks; each in full, and when to ask again if a rate
         limit held tasks back (ms)."""
         result = self.queue.claim(queues, worker_id, want, lease_ms)
@@ -292,15 +327,23 @@ class TaskService:
         out = []
         for lease, live in zip(leases, lives, strict=True):
             row = rows.get(lease.task_id)
-            task = (taskview.from_record(row, live) if row is not None
-                    else taskview.from_lease(lease, live))  # fmt: skip
+            task = (
+                taskview.from_record(row, live)
+                if row is not None
+                else taskview.from_lease(lease, live)
+            )
             # A worker gets the payload in full, wherever it is stored.
             task["payload"] = resolve(lease.payload, self.payloads)
-            task.update({
-                "status": "running", "attempt": lease.attempt, "attempts": lease.attempt,
-                "lease_token": lease.lease_token, "fence": lease.fence,
-                "lease_expires_at": iso(from_ms(lease.lease_expires_ms)),
-            })  # fmt: skip
+            task.update(
+                {
+                    "status": "running",
+                    "attempt": lease.attempt,
+                    "attempts": lease.attempt,
+                    "lease_token": lease.lease_token,
+                    "fence": lease.fence,
+                    "lease_expires_at": iso(from_ms(lease.lease_expires_ms)),
+                }
+            )
             out.append(task)
         return out
 
@@ -374,8 +417,14 @@ class TaskService:
             self.restore(row, status=TaskStatus.QUEUED, attempts=0, event="replayed")
         return self.get(task_id, history=False)
 
-    def restore(self, row: Row, *, status: TaskStatus | None = None, attempts: int | None = None,
-                event: str = "recovered") -> bool:  # fmt: skip
+    def restore(
+        self,
+        row: Row,
+        *,
+        status: TaskStatus | None = None,
+        attempts: int | None = None,
+        event: str = "recovered",
+    ) -> bool:
         """Re-create a task's Redis state from its record (no-op if Redis has it)."""
         st = TaskStatus(status or row["status"])
         # A task that was running when Redis lost it has no lease any more: run it again.
@@ -397,15 +446,20 @@ class TaskService:
 
 def _row_to_new_task(row: Row) -> NewTask:
     return NewTask(
-        id=str(row["id"]), name=row["name"], queue=row["queue"], priority=row["priority"],
+        id=str(row["id"]),
+        name=row["name"],
+        queue=row["queue"],
+        priority=row["priority"],
         payload=row["payload"],
         payload_json=compact(row["payload"]),
-        max_attempts=row["max_attempts"], timeout_seconds=row["timeout_seconds"],
+        max_attempts=row["max_attempts"],
+        timeout_seconds=row["timeout_seconds"],
         backoff=Backoff.from_json(row["backoff"]),
         run_at_ms=int(row["run_at"].timestamp() * 1000),
         created_at_ms=int(row["created_at"].timestamp() * 1000),
-        scheduled=row["status"] == "scheduled", lock_key=row["lock_key"],
-    )  # fmt: skip
+        scheduled=row["status"] == "scheduled",
+        lock_key=row["lock_key"],
+    )
 
 
 def _encode_cursor(row: Row) -> str:

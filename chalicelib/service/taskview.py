@@ -24,28 +24,59 @@ from chalicelib.record.store import Row
 
 #: Every task answer's fields, in order.
 FIELDS = (
-    "id", "name", "queue", "priority", "payload", "status", "attempts", "max_attempts",
-    "timeout_seconds", "backoff", "idempotency_key", "lock_key", "schedule_id",
-    "webhook_url", "worker_id", "cancel_requested", "fence", "run_at", "created_at",
-    "started_at", "finished_at", "result", "error",
-)  # fmt: skip
+    "id",
+    "name",
+    "queue",
+    "priority",
+    "payload",
+    "status",
+    "attempts",
+    "max_attempts",
+    "timeout_seconds",
+    "backoff",
+    "idempotency_key",
+    "lock_key",
+    "schedule_id",
+    "webhook_url",
+    "worker_id",
+    "cancel_requested",
+    "fence",
+    "run_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "result",
+    "error",
+)
 
 
 def from_record(row: Row, live: LiveTask | None = None) -> dict[str, Any]:
     """A recorded task; ``live`` (its Redis state) wins where it is newer."""
     task: dict[str, Any] = {
-        "id": str(row["id"]), "name": row["name"], "queue": row["queue"],
-        "priority": row["priority"], "payload": row["payload"], "status": row["status"],
-        "attempts": row["attempts"], "max_attempts": row["max_attempts"],
-        "timeout_seconds": row["timeout_seconds"], "backoff": row["backoff"],
-        "idempotency_key": row["idempotency_key"], "lock_key": row["lock_key"],
+        "id": str(row["id"]),
+        "name": row["name"],
+        "queue": row["queue"],
+        "priority": row["priority"],
+        "payload": row["payload"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "max_attempts": row["max_attempts"],
+        "timeout_seconds": row["timeout_seconds"],
+        "backoff": row["backoff"],
+        "idempotency_key": row["idempotency_key"],
+        "lock_key": row["lock_key"],
         "schedule_id": str(row["schedule_id"]) if row["schedule_id"] else None,
-        "webhook_url": row["webhook_url"], "worker_id": row["worker_id"],
-        "cancel_requested": row["cancel_requested"], "fence": row["fence"],
-        "run_at": iso(row["run_at"]), "created_at": iso(row["created_at"]),
-        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
-        "result": row["result"], "error": row["error"],
-    }  # fmt: skip
+        "webhook_url": row["webhook_url"],
+        "worker_id": row["worker_id"],
+        "cancel_requested": row["cancel_requested"],
+        "fence": row["fence"],
+        "run_at": iso(row["run_at"]),
+        "created_at": iso(row["created_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "result": row["result"],
+        "error": row["error"],
+    }
     if live is not None and live.version > row["version"]:
         _overlay(task, live)
     return task
@@ -72,15 +103,30 @@ def _iso(ms: int | None) -> str | None:
 def from_new(t: NewTask) -> dict[str, Any]:
     """A task just created (built while PostgreSQL stores it: no read back)."""
     return {
-        "id": t.id, "name": t.name, "queue": t.queue, "priority": t.priority,
-        "payload": t.payload, "status": t.status.value, "attempts": 0,
-        "max_attempts": t.max_attempts, "timeout_seconds": t.timeout_seconds,
-        "backoff": t.backoff.to_json(), "idempotency_key": t.idempotency_key,
-        "lock_key": t.lock_key, "schedule_id": t.schedule_id, "webhook_url": t.webhook_url,
-        "worker_id": None, "cancel_requested": False, "fence": 0,
-        "run_at": iso_ms(t.run_at_ms), "created_at": iso_ms(t.created_at_ms),
-        "started_at": None, "finished_at": None, "result": None, "error": None,
-    }  # fmt: skip
+        "id": t.id,
+        "name": t.name,
+        "queue": t.queue,
+        "priority": t.priority,
+        "payload": t.payload,
+        "status": t.status.value,
+        "attempts": 0,
+        "max_attempts": t.max_attempts,
+        "timeout_seconds": t.timeout_seconds,
+        "backoff": t.backoff.to_json(),
+        "idempotency_key": t.idempotency_key,
+        "lock_key": t.lock_key,
+        "schedule_id": t.schedule_id,
+        "webhook_url": t.webhook_url,
+        "worker_id": None,
+        "cancel_requested": False,
+        "fence": 0,
+        "run_at": iso_ms(t.run_at_ms),
+        "created_at": iso_ms(t.created_at_ms),
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+    }
 
 
 def from_lease(lease: Lease, live: LiveTask | None) -> dict[str, Any]:
@@ -88,17 +134,30 @@ def from_lease(lease: Lease, live: LiveTask | None) -> dict[str, Any]:
     PostgreSQL is down, which must not stop work that Redis can hand out)."""
     backoff = Backoff.decode(live.backoff) if live and live.backoff else Backoff()
     return {
-        "id": lease.task_id, "name": lease.name, "queue": lease.queue,
-        "priority": lease.priority, "payload": lease.payload, "status": "running",
-        "attempts": lease.attempt, "max_attempts": lease.max_attempts,
-        "timeout_seconds": lease.timeout_seconds, "backoff": backoff.to_json(),
-        "idempotency_key": None, "lock_key": lease.lock_key, "schedule_id": None,
-        "webhook_url": None, "worker_id": live.worker_id if live else None,
-        "cancel_requested": False, "fence": lease.fence,
-        "run_at": _iso(live.run_at_ms) if live else None, "created_at": None,
+        "id": lease.task_id,
+        "name": lease.name,
+        "queue": lease.queue,
+        "priority": lease.priority,
+        "payload": lease.payload,
+        "status": "running",
+        "attempts": lease.attempt,
+        "max_attempts": lease.max_attempts,
+        "timeout_seconds": lease.timeout_seconds,
+        "backoff": backoff.to_json(),
+        "idempotency_key": None,
+        "lock_key": lease.lock_key,
+        "schedule_id": None,
+        "webhook_url": None,
+        "worker_id": live.worker_id if live else None,
+        "cancel_requested": False,
+        "fence": lease.fence,
+        "run_at": _iso(live.run_at_ms) if live else None,
+        "created_at": None,
         "started_at": _iso(live.started_ms) if live else None,
-        "finished_at": None, "result": None, "error": live.error if live else None,
-    }  # fmt: skip
+        "finished_at": None,
+        "result": None,
+        "error": live.error if live else None,
+    }
 
 
 # -- history -------------------------------------------------------------------------
@@ -117,9 +176,12 @@ def creation_events(row: Row) -> list[dict[str, Any]]:
 def recorded_event(e: Row) -> dict[str, Any]:
     """A row of ``dtq_task_events``."""
     event = {
-        "at": iso(e["at"]), "event": e["event"], "attempt": e["attempt"],
-        "worker_id": e["worker_id"], "error": e["error"],
-    }  # fmt: skip
+        "at": iso(e["at"]),
+        "event": e["event"],
+        "attempt": e["attempt"],
+        "worker_id": e["worker_id"],
+        "error": e["error"],
+    }
     data = e.get("data") or {}
     if e["event"] == "retrying" and data.get("run"):
         event["run_at"] = iso(from_ms(int(data["run"])))
@@ -133,10 +195,12 @@ def stream_event(e: dict[str, Any]) -> dict[str, Any]:
     (the same fields queries.sql ``record_events`` keeps)."""
     name = e.get("ev")
     event: dict[str, Any] = {
-        "at": iso(from_ms(int(e["at"]))), "event": name, "attempt": int(e.get("att") or 0),
+        "at": iso(from_ms(int(e["at"]))),
+        "event": name,
+        "attempt": int(e.get("att") or 0),
         "worker_id": e.get("by") or e.get("w"),
         "error": e.get("err") if name in ("failed", "lease_expired") else None,
-    }  # fmt: skip
+    }
     if name == "retrying" and e.get("run") is not None:
         event["run_at"] = iso(from_ms(int(e["run"])))
     if e.get("reason") is not None:

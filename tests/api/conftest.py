@@ -42,8 +42,16 @@ class Http:
         self.client = client
         self.token = token
 
-    def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-             token: str | None = None, headers: dict[str, str] | None = None) -> Any:  # fmt: skip
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         sent = {"Content-Type": "application/json"}
         bearer = token if token is not None else self.token
         if bearer:

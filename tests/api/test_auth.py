@@ -17,13 +17,24 @@ from tests.api.conftest import ADMIN_PASSWORD, Http, assert_error
 
 SECRET = "test-secret-" + "x" * 32
 ADMIN_ONLY = [
-    ("POST", "/tasks"), ("POST", "/tasks/batch"), ("GET", "/tasks"),
-    ("POST", "/tasks/{id}/cancel"), ("POST", "/tasks/{id}/retry"), ("GET", "/dead-letter"),
-    ("POST", "/dead-letter/replay"), ("GET", "/queues"), ("GET", "/queues/{name}"),
-    ("PATCH", "/queues/{name}"), ("GET", "/workers"),
-]  # fmt: skip
-PUBLIC = [("POST", "/auth/login"), ("GET", "/health"), ("GET", "/metrics"),
-          ("GET", "/openapi.json")]  # fmt: skip
+    ("POST", "/tasks"),
+    ("POST", "/tasks/batch"),
+    ("GET", "/tasks"),
+    ("POST", "/tasks/{id}/cancel"),
+    ("POST", "/tasks/{id}/retry"),
+    ("GET", "/dead-letter"),
+    ("POST", "/dead-letter/replay"),
+    ("GET", "/queues"),
+    ("GET", "/queues/{name}"),
+    ("PATCH", "/queues/{name}"),
+    ("GET", "/workers"),
+]
+PUBLIC = [
+    ("POST", "/auth/login"),
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+]
 
 
 def routes() -> list[tuple[str, str]]:
@@ -36,8 +47,15 @@ def concrete(path: str) -> str:
 
 def claims(**over: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"sub": "admin", "role": "admin", "iat": now, "exp": now + 600, "iss": "dtq",
-            "aud": "dtq-api", "jti": uuid.uuid4().hex}  # fmt: skip
+    base = {
+        "sub": "admin",
+        "role": "admin",
+        "iat": now,
+        "exp": now + 600,
+        "iss": "dtq",
+        "aud": "dtq-api",
+        "jti": uuid.uuid4().hex,
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -56,13 +74,19 @@ def test_login_returns_a_bearer_token(anon: Http, api: Web) -> None:
 
 
 def test_unknown_user_and_wrong_password_look_the_same(anon: Http) -> None:
-    wrong = assert_error(anon.post("/auth/login", {"username": "admin", "password": "nope"}),
-                         401, "unauthorized")  # fmt: skip
-    unknown = assert_error(anon.post("/auth/login", {"username": "ghost", "password": "nope"}),
-                           401, "unauthorized")  # fmt: skip
+    wrong = assert_error(
+        anon.post("/auth/login", {"username": "admin", "password": "nope"}), 401, "unauthorized"
+    )
+    unknown = assert_error(
+        anon.post("/auth/login", {"username": "ghost", "password": "nope"}), 401, "unauthorized"
+    )
     assert wrong == unknown
-    for bad in ({"username": "admin"}, {"username": "", "password": "x"},
-                {"username": "a", "password": "b", "otp": 1}, {"username": 1, "password": 2}):  # fmt: skip
+    for bad in (
+        {"username": "admin"},
+        {"username": "", "password": "x"},
+        {"username": "a", "password": "b", "otp": 1},
+        {"username": 1, "password": 2},
+    ):
         assert_error(anon.post("/auth/login", bad), 400, "validation_error")
 
 
@@ -106,8 +130,9 @@ def test_reencoded_payload_claiming_admin_is_401(anon: Http, worker: Http) -> No
     header, payload, signature = str(worker.token).split(".")
     forged = json.loads(base64.urlsafe_b64decode(payload + "=="))
     forged["role"] = "admin"
-    assert_error(anon.get("/tasks", token=f"{header}.{b64(forged)}.{signature}"), 401,
-                 "unauthorized")  # fmt: skip
+    assert_error(
+        anon.get("/tasks", token=f"{header}.{b64(forged)}.{signature}"), 401, "unauthorized"
+    )
 
 
 def test_missing_or_malformed_authorization_is_401(anon: Http, admin: Http) -> None:
@@ -130,10 +155,15 @@ def test_worker_token_on_admin_routes_is_403(worker: Http, method: str, path: st
 
 
 def test_route_lists_cover_the_app() -> None:
-    worker_routes = {("POST", "/workers/register"), ("POST", "/tasks/claim"), ("POST", "/tasks/wait"),
-                     ("POST", "/tasks/{id}/lease"), ("POST", "/tasks/{id}/release"),
-                     ("POST", "/tasks/sync"),
-                     ("GET", "/tasks/{id}")}  # fmt: skip
+    worker_routes = {
+        ("POST", "/workers/register"),
+        ("POST", "/tasks/claim"),
+        ("POST", "/tasks/wait"),
+        ("POST", "/tasks/{id}/lease"),
+        ("POST", "/tasks/{id}/release"),
+        ("POST", "/tasks/sync"),
+        ("GET", "/tasks/{id}"),
+    }
     # /schedules* are covered by the schedule tests.
     mine = {(m, p) for m, p in routes() if not p.startswith("/schedules")}
     assert mine == set(ADMIN_ONLY) | set(PUBLIC) | worker_routes

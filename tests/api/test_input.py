@@ -40,8 +40,9 @@ def nothing_stored(services: Services) -> None:
         (b'"text"', "invalid_json"),
     ],
 )
-def test_unparseable_or_unstorable_bodies(admin: Http, services: Services, raw: bytes,
-                                          code: str) -> None:  # fmt: skip
+def test_unparseable_or_unstorable_bodies(
+    admin: Http, services: Services, raw: bytes, code: str
+) -> None:
     assert_error(admin.post("/tasks", raw=raw), 400, code)
     nothing_stored(services)
 
@@ -79,15 +80,15 @@ def test_unparseable_or_unstorable_bodies(admin: Http, services: Services, raw: 
         ({"name": "t", "prority": 1}, "prority"),
     ],
 )
-def test_invalid_fields_are_named(admin: Http, services: Services, body: dict[str, Any],
-                                  field: str) -> None:  # fmt: skip
+def test_invalid_fields_are_named(
+    admin: Http, services: Services, body: dict[str, Any], field: str
+) -> None:
     error = assert_error(admin.post("/tasks", body), 400, "validation_error")
     assert field in [d["field"] for d in error["details"]], error
     nothing_stored(services)
 
 
-def test_run_at_beyond_ten_years_is_refused_on_every_path(admin: Http,
-                                                          services: Services) -> None:  # fmt: skip
+def test_run_at_beyond_ten_years_is_refused_on_every_path(admin: Http, services: Services) -> None:
     """The batch route and the Python client validate through the same check as
     ``POST /tasks``; nothing of a refused batch is stored."""
     far = "9999-12-31T23:59:59Z"
@@ -131,8 +132,14 @@ def test_unknown_method_on_known_route_is_405_in_our_shape(admin: Http) -> None:
 
 
 def test_queue_patch_validation(admin: Http) -> None:
-    for body in ({"paused": "yes"}, {"concurrency": 0}, {"rate_limit": {"per_second": 0, "burst": 1}},
-                 {"rate_limit": {"per_second": 1}}, {"rate_limit": 5}, {"other": 1}):  # fmt: skip
+    for body in (
+        {"paused": "yes"},
+        {"concurrency": 0},
+        {"rate_limit": {"per_second": 0, "burst": 1}},
+        {"rate_limit": {"per_second": 1}},
+        {"rate_limit": 5},
+        {"other": 1},
+    ):
         assert_error(admin.patch("/queues/default", body), 400, "validation_error")
     assert_error(admin.patch("/queues/bad%20name", {"paused": True}), 400, "validation_error")
     assert_error(admin.patch("/queues/default", raw=b"[]"), 400, "invalid_json")

@@ -32,8 +32,9 @@ class Live:
     env: dict[str, str]
     log: Path
 
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None
-             ) -> tuple[int, Any]:  # fmt: skip
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
         return http_json(method, self.url + path, body, token)
 
     def token(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
@@ -54,22 +55,32 @@ def answers(url: str) -> bool:
 
 @pytest.fixture
 def live(settings: Settings, services: Services, tmp_path: Path) -> Iterator[Live]:
-    for name, password, role in (("admin", ADMIN_PASSWORD, "admin"),
-                                 ("worker", WORKER_PASSWORD, "worker")):  # fmt: skip
+    for name, password, role in (
+        ("admin", ADMIN_PASSWORD, "admin"),
+        ("worker", WORKER_PASSWORD, "worker"),
+    ):
         services.store.upsert_user(name, passwords.hash_password(password, log_n=10), role)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
-    env.update({
-        "DTQ_REDIS_URL": settings.redis_url, "DTQ_DATABASE_URL": settings.database_url,
-        "DTQ_KEY_PREFIX": settings.key_prefix, "DTQ_JWT_SECRET": str(settings.jwt_secret),
-        "DTQ_ADMIN_PASSWORD": ADMIN_PASSWORD, "DTQ_WORKER_PASSWORD": WORKER_PASSWORD,
-    })  # fmt: skip
+    env.update(
+        {
+            "DTQ_REDIS_URL": settings.redis_url,
+            "DTQ_DATABASE_URL": settings.database_url,
+            "DTQ_KEY_PREFIX": settings.key_prefix,
+            "DTQ_JWT_SECRET": str(settings.jwt_secret),
+            "DTQ_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "DTQ_WORKER_PASSWORD": WORKER_PASSWORD,
+        }
+    )
     log = tmp_path / "api.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "api", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: process.poll() is not None or answers(url), 20, "dtq api to answer")
@@ -115,24 +126,49 @@ def test_schemathesis_finds_no_server_errors_or_schema_mismatches(live: Live) ->
     token = live.token()
     st = [sys.executable, "-m", "schemathesis.cli"] if shutil.which("st") is None else ["st"]
     result = subprocess.run(
-        [*st, "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
-         "run", f"{live.url}/openapi.json", "-H", f"Authorization: Bearer {token}",
-         "--max-examples", "25", "--checks", "all", "--seed", "7", "--no-shrink",
-         # Semantic rules beyond the schema (an opaque cursor, an idempotency key used with
-         # another body, a mismatched Idempotency-Key header) answer 4xx to schema-valid
-         # input, as documented; every other check stays on.
-         "--exclude-checks", "positive_data_acceptance", "--max-time", "120",
-         # A long poll blocks by design (up to 20 s per example): fuzzing it would spend
-         # the time budget waiting. test_workers.py covers its behaviour and validation.
-         "--exclude-path", "/tasks/wait"],
-        cwd=ROOT, capture_output=True, text=True, timeout=175, check=False,
-    )  # fmt: skip
+        [
+            *st,
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
+            "run",
+            f"{live.url}/openapi.json",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            "25",
+            "--checks",
+            "all",
+            "--seed",
+            "7",
+            "--no-shrink",
+            # Semantic rules beyond the schema (an opaque cursor, an idempotency key used with
+            # another body, a mismatched Idempotency-Key header) answer 4xx to schema-valid
+            # input, as documented; every other check stays on.
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-time",
+            "120",
+            # A long poll blocks by design (up to 20 s per example): fuzzing it would spend
+            # the time budget waiting. test_workers.py covers its behaviour and validation.
+            "--exclude-path",
+            "/tasks/wait",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=175,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
 def test_newman_collection_runs_green(live: Live) -> None:
     result = subprocess.run(
-        [str(ROOT / "scripts/newman.sh"), live.url], env=live.env, capture_output=True,
-        text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [str(ROOT / "scripts/newman.sh"), live.url],
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -35,8 +35,10 @@ def test_queues_depth_settings_and_404(admin: Http, worker: Http) -> None:
     assert q["depth"] == {"scheduled": 1, "queued": 1, "running": 0, "retrying": 0, "dead": 0}
     assert q["oldest_queued_age_seconds"] >= 0
     assert q["rate_limit"] is None and q["concurrency"] is None
-    r = admin.patch("/queues/mail", {"paused": True, "concurrency": 3,
-                                     "rate_limit": {"per_second": 2.5, "burst": 5}})  # fmt: skip
+    r = admin.patch(
+        "/queues/mail",
+        {"paused": True, "concurrency": 3, "rate_limit": {"per_second": 2.5, "burst": 5}},
+    )
     assert r.status_code == 200
     assert (r.json_body["paused"], r.json_body["concurrency"]) == (True, 3)
     assert r.json_body["rate_limit"] == {"per_second": 2.5, "burst": 5}
@@ -81,37 +83,50 @@ def test_dependencies_down_answer_503_fast(broken: Http) -> None:
     assert r.status_code == 503 and r.json_body["status"] == "degraded"
     assert {c["status"] for c in r.json_body["checks"].values()} == {"down"}
     assert time.monotonic() - start < 2
-    for method, path, body in (("POST", "/tasks", {"name": "t"}), ("GET", "/tasks", None),
-                               ("GET", "/queues", None), ("GET", "/metrics", None),
-                               ("POST", "/tasks/claim", {"worker_id": "w", "queues": ["q"]})):  # fmt: skip
+    for method, path, body in (
+        ("POST", "/tasks", {"name": "t"}),
+        ("GET", "/tasks", None),
+        ("GET", "/queues", None),
+        ("GET", "/metrics", None),
+        ("POST", "/tasks/claim", {"worker_id": "w", "queues": ["q"]}),
+    ):
         start = time.monotonic()
         assert_error(broken.call(method, path, body), 503, "unavailable")
         assert time.monotonic() - start < 2, (method, path)
 
 
-def test_metrics_are_valid_prometheus_text(admin: Http, worker: Http, anon: Http,
-                                           tmp_path: Path) -> None:  # fmt: skip
+def test_metrics_are_valid_prometheus_text(
+    admin: Http, worker: Http, anon: Http, tmp_path: Path
+) -> None:
     admin.post("/tasks", {"name": "t"})
     admin.post("/tasks", {"name": "t", "max_attempts": 1})
     [first, second] = claim(worker, 2)
     sync(worker, result(first))
     fail(worker, second)
-    worker.post("/workers/register", {"queues": ["default"], "hostname": "h", "concurrency": 1,
-                                      "mode": "http"})  # fmt: skip
+    worker.post(
+        "/workers/register",
+        {"queues": ["default"], "hostname": "h", "concurrency": 1, "mode": "http"},
+    )
     r = anon.get("/metrics")
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = r.body.decode()
     sample = tmp_path / "metrics.txt"
     sample.write_text(text)
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
-                           capture_output=True, check=False)  # fmt: skip
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, text=True, capture_output=True, check=False
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    for line in ('task_throughput_total{queue="default"} 1', 'task_failures_total{queue="default"} 1',
-                 'task_dead_total{queue="default"} 1', 'task_retries_total{queue="default"} 0',
-                 'task_queue_depth{queue="default",status="dead"} 1', "workers_alive 1",
-                 'task_wait_seconds_count{queue="default"} 2',
-                 'task_run_seconds_bucket{queue="default",le="+Inf"} 2'):  # fmt: skip
+    for line in (
+        'task_throughput_total{queue="default"} 1',
+        'task_failures_total{queue="default"} 1',
+        'task_dead_total{queue="default"} 1',
+        'task_retries_total{queue="default"} 0',
+        'task_queue_depth{queue="default",status="dead"} 1',
+        "workers_alive 1",
+        'task_wait_seconds_count{queue="default"} 2',
+        'task_run_seconds_bucket{queue="default",le="+Inf"} 2',
+    ):
         assert line in text.splitlines(), line
     assert re.search(r'http_requests_total\{route="/tasks",method="POST",status="201"\} 2', text)
     assert 'http_request_duration_seconds_bucket{route="/tasks",method="POST",le="+Inf"} 2' in text
@@ -124,8 +139,11 @@ def test_metrics_json_has_the_same_figures(admin: Http, anon: Http) -> None:
     names = {f["name"] for f in as_json["metrics"]}
     assert {"task_queue_depth", "task_throughput_total", "workers_alive"} <= names
     depth = next(f for f in as_json["metrics"] if f["name"] == "task_queue_depth")
-    assert {"name": "task_queue_depth", "labels": {"queue": "default", "status": "queued"},
-            "value": 1} in depth["samples"]  # fmt: skip
+    assert {
+        "name": "task_queue_depth",
+        "labels": {"queue": "default", "status": "queued"},
+        "value": 1,
+    } in depth["samples"]
     assert [f["name"] for f in by_accept["metrics"]] == [f["name"] for f in as_json["metrics"]]
     assert_error(anon.get("/metrics?format=xml"), 400, "validation_error")
 

@@ -59,18 +59,30 @@ def api(settings: Settings, postgres_proxy: Proxy, tmp_path: Path) -> Iterator[s
     parts = urlsplit(settings.database_url)
     proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{postgres_proxy.port}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
-    env.update({
-        "DTQ_REDIS_URL": settings.redis_url, "DTQ_KEY_PREFIX": settings.key_prefix,
-        "DTQ_DATABASE_URL": urlunsplit(proxied), "DTQ_JWT_SECRET": str(settings.jwt_secret),
-    })  # fmt: skip
+    env.update(
+        {
+            "DTQ_REDIS_URL": settings.redis_url,
+            "DTQ_KEY_PREFIX": settings.key_prefix,
+            "DTQ_DATABASE_URL": urlunsplit(proxied),
+            "DTQ_JWT_SECRET": str(settings.jwt_secret),
+        }
+    )
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "workers.cli", "api", "--port", str(port)],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "api", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: process.poll() is not None or http_json("GET", url + "/health")[0],
-                   20, "dtq api to answer")  # fmt: skip
+        wait_until(
+            lambda: process.poll() is not None or http_json("GET", url + "/health")[0],
+            20,
+            "dtq api to answer",
+        )
         assert process.poll() is None, log.read_text()
         yield url
     finally:

@@ -18,8 +18,12 @@ def claim(worker: Http, n: int = 1, queue: str = "default") -> list[dict[str, An
 
 
 def fail(worker: Http, lease: dict[str, Any], error: str = "boom") -> None:
-    item = {"id": lease["id"], "lease_token": lease["lease_token"], "status": "failed",
-            "error": error}  # fmt: skip
+    item = {
+        "id": lease["id"],
+        "lease_token": lease["lease_token"],
+        "status": "failed",
+        "error": error,
+    }
     r = worker.post("/tasks/sync", {"worker_id": "w1", "results": [item]})
     assert r.json_body["accepted"] == [lease["id"]], r.body
 
@@ -32,24 +36,59 @@ def make_dead(admin: Http, worker: Http, queue: str = "default") -> str:
 
 
 def test_create_returns_the_documented_task(admin: Http) -> None:
-    body = {"name": "reports.daily", "payload": {"day": "2026-11-28"}, "priority": 7,
-            "queue": "reports", "max_attempts": 3, "timeout_seconds": 60,
-            "backoff": {"base_seconds": 2, "factor": 3, "max_seconds": 60, "jitter": False},
-            "lock_key": "acct-1"}  # fmt: skip
+    body = {
+        "name": "reports.daily",
+        "payload": {"day": "2026-11-28"},
+        "priority": 7,
+        "queue": "reports",
+        "max_attempts": 3,
+        "timeout_seconds": 60,
+        "backoff": {"base_seconds": 2, "factor": 3, "max_seconds": 60, "jitter": False},
+        "lock_key": "acct-1",
+    }
     r = admin.post("/tasks", body)
     assert r.status_code == 201
     task = r.json_body
     uuid.UUID(task["id"])
-    assert {k: task[k] for k in ("name", "queue", "priority", "payload", "status", "attempts",
-                                 "max_attempts", "timeout_seconds", "lock_key")} == {
-        "name": "reports.daily", "queue": "reports", "priority": 7,
-        "payload": {"day": "2026-11-28"}, "status": "queued", "attempts": 0,
-        "max_attempts": 3, "timeout_seconds": 60, "lock_key": "acct-1",
-    }  # fmt: skip
-    assert task["backoff"] == {"base_seconds": 2.0, "factor": 3.0, "max_seconds": 60.0,
-                               "jitter": False}  # fmt: skip
-    for key in ("idempotency_key", "schedule_id", "worker_id", "started_at", "finished_at",
-                "result", "error"):  # fmt: skip
+    assert {
+        k: task[k]
+        for k in (
+            "name",
+            "queue",
+            "priority",
+            "payload",
+            "status",
+            "attempts",
+            "max_attempts",
+            "timeout_seconds",
+            "lock_key",
+        )
+    } == {
+        "name": "reports.daily",
+        "queue": "reports",
+        "priority": 7,
+        "payload": {"day": "2026-11-28"},
+        "status": "queued",
+        "attempts": 0,
+        "max_attempts": 3,
+        "timeout_seconds": 60,
+        "lock_key": "acct-1",
+    }
+    assert task["backoff"] == {
+        "base_seconds": 2.0,
+        "factor": 3.0,
+        "max_seconds": 60.0,
+        "jitter": False,
+    }
+    for key in (
+        "idempotency_key",
+        "schedule_id",
+        "worker_id",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+    ):
         assert task[key] is None
     assert task["created_at"].endswith("+00:00") and task["run_at"].endswith("+00:00")
 
@@ -71,14 +110,16 @@ def test_idempotency_key_in_body_or_header(admin: Http, services: Services) -> N
     assert_error(other, 409, "conflict")
     header = admin.post("/tasks", {"name": "t"}, headers={"Idempotency-Key": "k1"})
     assert header.status_code == 200 and header.json_body["id"] == first.json_body["id"]
-    mixed = admin.post("/tasks", {"name": "t", "idempotency_key": "k2"},
-                       headers={"Idempotency-Key": "k3"})  # fmt: skip
+    mixed = admin.post(
+        "/tasks", {"name": "t", "idempotency_key": "k2"}, headers={"Idempotency-Key": "k3"}
+    )
     assert_error(mixed, 400, "validation_error")
     assert len(services.client.list()[0]) == 1
 
 
-def test_concurrent_identical_requests_create_exactly_one(admin: Http, services: Services,
-                                                          client: Any) -> None:  # fmt: skip
+def test_concurrent_identical_requests_create_exactly_one(
+    admin: Http, services: Services, client: Any
+) -> None:
     statuses: list[int] = []
     barrier = threading.Barrier(8)
 
@@ -98,8 +139,15 @@ def test_concurrent_identical_requests_create_exactly_one(admin: Http, services:
 
 def test_strings_are_stored_and_returned_verbatim(admin: Http) -> None:
     nasty = "'; DROP TABLE dtq_tasks; -- <script>alert(1)</script> \t\r\n\x1b[31m \u202e é 😀"
-    r = admin.post("/tasks", {"name": "t", "payload": {"s": nasty, nasty: [nasty]},
-                              "lock_key": nasty, "idempotency_key": nasty})  # fmt: skip
+    r = admin.post(
+        "/tasks",
+        {
+            "name": "t",
+            "payload": {"s": nasty, nasty: [nasty]},
+            "lock_key": nasty,
+            "idempotency_key": nasty,
+        },
+    )
     assert r.status_code == 201, r.body
     got = admin.get(f"/tasks/{r.json_body['id']}").json_body
     assert got["payload"] == {"s": nasty, nasty: [nasty]}
@@ -119,8 +167,9 @@ def test_batch_is_all_or_nothing_and_names_the_index(admin: Http, services: Serv
     assert_error(admin.post("/tasks/batch", {"tasks": []}), 400, "validation_error")
     too_many = {"tasks": [{"name": "t"}] * 1001}
     assert_error(admin.post("/tasks/batch", too_many), 400, "validation_error")
-    assert_error(admin.post("/tasks/batch", {"tasks": [{"name": "t"}], "x": 1}), 400,
-                 "validation_error")  # fmt: skip
+    assert_error(
+        admin.post("/tasks/batch", {"tasks": [{"name": "t"}], "x": 1}), 400, "validation_error"
+    )
 
 
 def test_batch_of_1000(admin: Http) -> None:
@@ -131,8 +180,10 @@ def test_batch_of_1000(admin: Http) -> None:
 
 
 def test_list_filters_and_pages_newest_first(admin: Http) -> None:
-    ids = [admin.post("/tasks", {"name": "a" if i % 2 else "b", "queue": "q"}).json_body["id"]
-           for i in range(5)]  # fmt: skip
+    ids = [
+        admin.post("/tasks", {"name": "a" if i % 2 else "b", "queue": "q"}).json_body["id"]
+        for i in range(5)
+    ]
     page = admin.get("/tasks?limit=2").json_body
     assert [t["id"] for t in page["tasks"]] == ids[::-1][:2] and page["next_cursor"]
     rest = admin.get(f"/tasks?limit=10&cursor={page['next_cursor']}").json_body
@@ -140,8 +191,16 @@ def test_list_filters_and_pages_newest_first(admin: Http) -> None:
     assert len(admin.get("/tasks?name=a").json_body["tasks"]) == 2
     assert len(admin.get("/tasks?queue=q&status=queued").json_body["tasks"]) == 5
     assert admin.get("/tasks?queue=other").json_body["tasks"] == []
-    for bad in ("limit=0", "limit=501", "limit=x", "status=nope", "cursor=garbage",
-                "bogus=1", "limit=1&limit=2", "queue=a%20b"):  # fmt: skip
+    for bad in (
+        "limit=0",
+        "limit=501",
+        "limit=x",
+        "status=nope",
+        "cursor=garbage",
+        "bogus=1",
+        "limit=1&limit=2",
+        "queue=a%20b",
+    ):
         assert_error(admin.get(f"/tasks?{bad}"), 400, "validation_error")
 
 
@@ -172,8 +231,9 @@ def test_cancel_queued_running_and_finished(admin: Http, worker: Http) -> None:
     r = admin.post(f"/tasks/{running['id']}/cancel")
     assert r.status_code == 202
     assert r.json_body["status"] == "running" and r.json_body["cancel_requested"] is True
-    ext = worker.post(f"/tasks/{running['id']}/lease", {"lease_token": lease["lease_token"],
-                                                        "extend_seconds": 30})  # fmt: skip
+    ext = worker.post(
+        f"/tasks/{running['id']}/lease", {"lease_token": lease["lease_token"], "extend_seconds": 30}
+    )
     assert ext.json_body["cancel_requested"] is True
     assert admin.get(f"/tasks/{running['id']}").json_body["status"] == "canceled"
     assert_error(admin.post(f"/tasks/{uuid.uuid4()}/cancel"), 404, "not_found")
@@ -201,6 +261,12 @@ def test_dead_letter_list_and_replay(admin: Http, worker: Http, services: Servic
     assert r.json_body == {"replayed": 1}
     assert admin.post("/dead-letter/replay", {"queue": "q2"}).json_body == {"replayed": 1}
     assert admin.post("/dead-letter/replay", {"queue": "q2"}).json_body == {"replayed": 0}
-    for body in ({}, {"ids": [first], "queue": "q1"}, {"ids": "x"}, {"queue": 3},
-                 {"ids": ["junk"]}, {"queue": None}):  # fmt: skip
+    for body in (
+        {},
+        {"ids": [first], "queue": "q1"},
+        {"ids": "x"},
+        {"queue": 3},
+        {"ids": ["junk"]},
+        {"queue": None},
+    ):
         assert_error(admin.post("/dead-letter/replay", body), 400, "validation_error")

@@ -15,8 +15,9 @@ def result(lease: dict[str, Any], status: str = "succeeded", **extra: Any) -> di
     return {"id": lease["id"], "lease_token": lease["lease_token"], "status": status, **extra}
 
 
-def sync(worker: Http, *results: dict[str, Any], worker_id: str = "w1",
-         created: list[Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def sync(
+    worker: Http, *results: dict[str, Any], worker_id: str = "w1", created: list[Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"worker_id": worker_id, "results": list(results)}
     if created is not None:
         body["created"] = created
@@ -39,16 +40,21 @@ def test_register_heartbeat_and_list(worker: Http, admin: Http) -> None:
     assert listed["worker_id"] == first["worker_id"] and listed["alive"] is True
     assert listed["queues"] == ["default", "mail"] and listed["hostname"] == "box-1"
     assert listed["mode"] == "http" and listed["running"] == []
-    for bad in ({**body, "mode": "carrier-pigeon"}, {**body, "queues": []},
-                {**body, "concurrency": 0}, {"hostname": "h"}):  # fmt: skip
+    for bad in (
+        {**body, "mode": "carrier-pigeon"},
+        {**body, "queues": []},
+        {**body, "concurrency": 0},
+        {"hostname": "h"},
+    ):
         assert_error(worker.post("/workers/register", bad), 400, "validation_error")
 
 
 def test_claim_returns_leases_highest_priority_first(admin: Http, worker: Http) -> None:
     for p in (1, 9, 5):
         admin.post("/tasks", {"name": "t", "priority": p, "queue": "a" if p != 9 else "b"})
-    r = worker.post("/tasks/claim", {"worker_id": "w1", "queues": ["a", "b"], "max": 3,
-                                     "lease_seconds": 60})  # fmt: skip
+    r = worker.post(
+        "/tasks/claim", {"worker_id": "w1", "queues": ["a", "b"], "max": 3, "lease_seconds": 60}
+    )
     tasks = r.json_body["tasks"]
     assert [t["priority"] for t in tasks] == [9, 5, 1]
     for t in tasks:
@@ -61,14 +67,16 @@ def test_claim_returns_leases_highest_priority_first(admin: Http, worker: Http) 
 
 
 def test_claim_validation(worker: Http) -> None:
-    for bad in ({"queues": ["default"]}, {"worker_id": "w", "queues": ["default"], "max": 101},
-                {"worker_id": "w", "queues": "default"},
-                {"worker_id": "w", "queues": ["default"], "lease_seconds": 0}):  # fmt: skip
+    for bad in (
+        {"queues": ["default"]},
+        {"worker_id": "w", "queues": ["default"], "max": 101},
+        {"worker_id": "w", "queues": "default"},
+        {"worker_id": "w", "queues": ["default"], "lease_seconds": 0},
+    ):
         assert_error(worker.post("/tasks/claim", bad), 400, "validation_error")
 
 
-def test_wait_answers_when_work_may_be_there(admin: Http, worker: Http,
-                                             services: Services) -> None:  # fmt: skip
+def test_wait_answers_when_work_may_be_there(admin: Http, worker: Http, services: Services) -> None:
     body = {"queues": ["default"], "timeout_seconds": 0.2}
     assert worker.post("/tasks/wait", body).json_body == {"work": False}  # nothing, timed out
     admin.post("/tasks", {"name": "t"})
@@ -83,8 +91,13 @@ def test_wait_answers_when_work_may_be_there(admin: Http, worker: Http,
 
 
 def test_wait_validation(worker: Http, anon: Http) -> None:
-    for bad in ({}, {"queues": []}, {"queues": ["default"], "timeout_seconds": 21},
-                {"queues": ["default"], "timeout_seconds": 0}, {"queues": ["a b"]}):  # fmt: skip
+    for bad in (
+        {},
+        {"queues": []},
+        {"queues": ["default"], "timeout_seconds": 21},
+        {"queues": ["default"], "timeout_seconds": 0},
+        {"queues": ["a b"]},
+    ):
         assert_error(worker.post("/tasks/wait", bad), 400, "validation_error")
     assert_error(anon.post("/tasks/wait", {"queues": ["default"]}), 401, "unauthorized")
 
@@ -102,17 +115,22 @@ def test_extend_lease_and_lost_leases(admin: Http, worker: Http, services: Servi
     assert services.queue.task_hash("default", task["id"]) == before
     sync(worker, result(lease))
     assert_error(worker.post(path, {"lease_token": lease["lease_token"]}), 409, "conflict")
-    assert_error(worker.post(f"/tasks/{uuid.uuid4()}/lease", {"lease_token": "x"}), 404,
-                 "not_found")  # fmt: skip
+    assert_error(
+        worker.post(f"/tasks/{uuid.uuid4()}/lease", {"lease_token": "x"}), 404, "not_found"
+    )
 
 
-def test_sync_accepts_outcomes_and_follows_retry_policy(admin: Http, worker: Http,
-                                                        services: Services) -> None:  # fmt: skip
+def test_sync_accepts_outcomes_and_follows_retry_policy(
+    admin: Http, worker: Http, services: Services
+) -> None:
     ok_task = admin.post("/tasks", {"name": "t"}).json_body
     fail_task = admin.post("/tasks", {"name": "t", "max_attempts": 2}).json_body
     leases = {t["id"]: t for t in claim(worker, 2)}
-    reply = sync(worker, result(leases[ok_task["id"]], result={"rows": 3}),
-                 result(leases[fail_task["id"]], "failed", error="disk full"))  # fmt: skip
+    reply = sync(
+        worker,
+        result(leases[ok_task["id"]], result={"rows": 3}),
+        result(leases[fail_task["id"]], "failed", error="disk full"),
+    )
     assert sorted(reply["accepted"]) == sorted([ok_task["id"], fail_task["id"]])
     assert reply["rejected"] == [] and reply["created"] == []
     got = admin.get(f"/tasks/{ok_task['id']}").json_body
@@ -121,8 +139,7 @@ def test_sync_accepts_outcomes_and_follows_retry_policy(admin: Http, worker: Htt
     assert failed["status"] == "retrying" and failed["error"] == "disk full"
 
 
-def test_resending_the_same_sync_is_harmless(admin: Http, worker: Http,
-                                             services: Services) -> None:  # fmt: skip
+def test_resending_the_same_sync_is_harmless(admin: Http, worker: Http, services: Services) -> None:
     task = admin.post("/tasks", {"name": "t"}).json_body
     [lease] = claim(worker)
     item = result(lease, result={"n": 1})
@@ -130,8 +147,7 @@ def test_resending_the_same_sync_is_harmless(admin: Http, worker: Http,
     Recorder(services.queue, services.store, "t").drain()
     before = (admin.get(f"/tasks/{task['id']}").json_body, stats(services))
     # The same outcome again (say, the answer was lost): accepted, nothing changes.
-    assert sync(worker, item, item) == {"accepted": [task["id"]] * 2, "rejected": [],
-                                        "created": []}  # fmt: skip
+    assert sync(worker, item, item) == {"accepted": [task["id"]] * 2, "rejected": [], "created": []}
     Recorder(services.queue, services.store, "t").drain()
     assert (admin.get(f"/tasks/{task['id']}").json_body, stats(services)) == before
     # A different outcome from the same lease is a refused duplicate.
@@ -140,11 +156,11 @@ def test_resending_the_same_sync_is_harmless(admin: Http, worker: Http,
     assert stats(services)["duplicates"] == 1
 
 
-def test_first_outcome_wins_and_late_outcomes(admin: Http, worker: Http,
-                                              services: Services) -> None:  # fmt: skip
+def test_first_outcome_wins_and_late_outcomes(
+    admin: Http, worker: Http, services: Services
+) -> None:
     task = admin.post("/tasks", {"name": "t", "backoff": {"base_seconds": 0}}).json_body
-    r = worker.post("/tasks/claim", {"worker_id": "w1", "queues": ["default"],
-                                     "lease_seconds": 1})  # fmt: skip
+    r = worker.post("/tasks/claim", {"worker_id": "w1", "queues": ["default"], "lease_seconds": 1})
     [old] = r.json_body["tasks"]
     # The lease expires unnoticed; the result, late, is still accepted (nobody finished).
     services.redis.zadd(services.keys.queue("default").running, {task["id"]: 0})
@@ -169,19 +185,25 @@ def test_sync_rejects_bad_items_one_by_one(admin: Http, worker: Http) -> None:
         {"id": task["id"], "lease_token": lease["lease_token"], "status": "maybe"},
         {"id": task["id"], "lease_token": "forged", "status": "succeeded"},
         {"id": canceled["id"], "lease_token": "x", "status": "succeeded"},
-        {"id": task["id"], "lease_token": lease["lease_token"], "status": "succeeded",
-         "result": {"bad": "nul\u0000"}},
+        {
+            "id": task["id"],
+            "lease_token": lease["lease_token"],
+            "status": "succeeded",
+            "result": {"bad": "nul\u0000"},
+        },
         result(lease, result={"ok": True}),
-    )  # fmt: skip
+    )
     assert reply["accepted"] == [task["id"]]
     reasons = [r["reason"] for r in reply["rejected"]]
     assert reasons == ["not_found", "not_found", "invalid", "invalid", "lease_lost", "canceled"]
 
 
 def test_sync_creates_offline_tasks_once(worker: Http, admin: Http) -> None:
-    created = [{"name": "offline", "idempotency_key": "w1-1"},
-               {"name": "offline", "idempotency_key": "w1-2", "priority": 99},
-               {"name": "offline"}]  # fmt: skip
+    created = [
+        {"name": "offline", "idempotency_key": "w1-1"},
+        {"name": "offline", "idempotency_key": "w1-2", "priority": 99},
+        {"name": "offline"},
+    ]
     first = sync(worker, created=created)
     assert [t["idempotency_key"] for t in first["created"]] == ["w1-1"]
     assert [(r["index"], r["reason"]) for r in first["rejected"]] == [
@@ -190,8 +212,13 @@ def test_sync_creates_offline_tasks_once(worker: Http, admin: Http) -> None:
     ]
     again = sync(worker, created=created[:1])
     assert again["created"][0]["id"] == first["created"][0]["id"]
-    clash = sync(worker, created=[{"name": "other", "idempotency_key": "w1-1"},
-                                  {"name": "x", "idempotency_key": "w1-3"}])  # fmt: skip
+    clash = sync(
+        worker,
+        created=[
+            {"name": "other", "idempotency_key": "w1-1"},
+            {"name": "x", "idempotency_key": "w1-3"},
+        ],
+    )
     assert [r["reason"] for r in clash["rejected"]] == ["conflict"]
     assert [t["idempotency_key"] for t in clash["created"]] == ["w1-3"]
     assert len(admin.get("/tasks").json_body["tasks"]) == 2
@@ -212,8 +239,9 @@ def test_worker_reads_only_a_task_it_holds(admin: Http, worker: Http) -> None:
     held = worker.get(path, headers={"X-Lease-Token": lease["lease_token"]})
     assert held.status_code == 200 and held.json_body["id"] == task["id"]
     sync(worker, result(lease))
-    assert_error(worker.get(path, headers={"X-Lease-Token": lease["lease_token"]}), 403,
-                 "forbidden")  # fmt: skip
+    assert_error(
+        worker.get(path, headers={"X-Lease-Token": lease["lease_token"]}), 403, "forbidden"
+    )
 
 
 def test_release_gives_the_task_back_and_refuses_foreign_tokens(

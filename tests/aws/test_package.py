@@ -26,8 +26,11 @@ def test_package_gives_a_linted_template_with_the_api_and_every_schedule(
     out = tmp_path / "package"
     proc = subprocess.run(
         ["bash", "scripts/package.sh", stage, str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=850,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
     assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
     assert "passes cfn-lint" in proc.stdout
     template = json.loads((out / "sam.json").read_text())
@@ -60,9 +63,11 @@ def test_package_gives_a_linted_template_with_the_api_and_every_schedule(
         roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
         for role in roles:
             actions = {
-                a for p in role["Properties"]["Policies"]
-                for st in p["PolicyDocument"]["Statement"] for a in st["Action"]
-            }  # fmt: skip
+                a
+                for p in role["Properties"]["Policies"]
+                for st in p["PolicyDocument"]["Statement"]
+                for a in st["Action"]
+            }
             assert {"s3:GetObject", "s3:PutObject", "sns:Publish"} <= actions
     # And every custom authorizer, if the app declares any.
     for name in getattr(app, "builtin_auth_handlers", []):

@@ -37,13 +37,25 @@ class Dev:
         self.state, self.port = state, port
         self.url = f"http://127.0.0.1:{port}"
         # One log per run: a later run must not be judged by an earlier one's output.
-        self.log = tempfile.NamedTemporaryFile(prefix="dev-", suffix=".log", dir=state.parent,
-                                               delete=False)  # fmt: skip
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="dev-", suffix=".log", dir=state.parent, delete=False
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DTQ_", "AWS_"))}
-        argv = [DTQ, "dev", "--embedded", "--port", str(port), "--workers", "1",
-                "--state-dir", str(state), *extra]  # fmt: skip
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)  # fmt: skip
+        argv = [
+            DTQ,
+            "dev",
+            "--embedded",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--state-dir",
+            str(state),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         self.tree: dict[int, str | None] = {}
 
     def output(self) -> str:
@@ -121,11 +133,13 @@ def state() -> Iterator[Path]:
 
 def login(url: str, state: Path) -> str:
     creds = dict(
-        line.split("=", 1) for line in (state / "credentials").read_text().splitlines()
+        line.split("=", 1)
+        for line in (state / "credentials").read_text().splitlines()
         if "=" in line and not line.startswith("#")
-    )  # fmt: skip
-    status, body = call("POST", url + "/auth/login",
-                        {"username": "admin", "password": creds["DTQ_ADMIN_PASSWORD"]})  # fmt: skip
+    )
+    status, body = call(
+        "POST", url + "/auth/login", {"username": "admin", "password": creds["DTQ_ADMIN_PASSWORD"]}
+    )
     assert status == 200, body
     return str(body["access_token"])
 
@@ -159,15 +173,25 @@ def test_dev_runs_a_task_stops_cleanly_and_keeps_the_queue(state: Path) -> None:
         token = login(dev.url, state)
         # First, so that its minute comes as early as possible: fires are per minute.
         schedule = create_schedule(dev, token)
-        status, done = call("POST", dev.url + "/tasks",
-                            {"name": "dtq.echo", "payload": {"n": 1}}, token)  # fmt: skip
+        status, done = call(
+            "POST", dev.url + "/tasks", {"name": "dtq.echo", "payload": {"n": 1}}, token
+        )
         assert status == 201, done
-        status, later = call("POST", dev.url + "/tasks",
-                             {"name": "dtq.echo", "payload": {"n": 2}, "delay_seconds": 86400},
-                             token)  # fmt: skip
+        status, later = call(
+            "POST",
+            dev.url + "/tasks",
+            {"name": "dtq.echo", "payload": {"n": 2}, "delay_seconds": 86400},
+            token,
+        )
         assert status == 201, later
-        wait_until(lambda: call("GET", f"{dev.url}/tasks/{done['id']}", token=token)[1]["status"]
-                   == "succeeded", 30, "the task to succeed")  # fmt: skip
+        wait_until(
+            lambda: (
+                call("GET", f"{dev.url}/tasks/{done['id']}", token=token)[1]["status"]
+                == "succeeded"
+            ),
+            30,
+            "the task to succeed",
+        )
         assert dev.interrupt() == 0, dev.output()[-4000:]
         dev.assert_nothing_left()
         assert "stopped" in dev.output().splitlines()[-1]
@@ -204,8 +228,11 @@ def test_a_dead_worker_is_restarted_and_the_next_run_stops_what_a_killed_one_lef
         dev.up()
 
         def worker_pids() -> list[int]:
-            return [pid for pid, (ppid, cmd, _) in processes().items()
-                    if ppid == dev.proc.pid and "journal-worker-1" in cmd]  # fmt: skip
+            return [
+                pid
+                for pid, (ppid, cmd, _) in processes().items()
+                if ppid == dev.proc.pid and "journal-worker-1" in cmd
+            ]
 
         [first] = worker_pids()
         os.kill(first, signal.SIGKILL)
@@ -234,8 +261,13 @@ def test_a_dead_worker_is_restarted_and_the_next_run_stops_what_a_killed_one_lef
 def test_a_configured_server_that_does_not_answer_is_a_one_line_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
     env["DTQ_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
-    result = subprocess.run([DTQ, "dev", "--state-dir", str(tmp_path / "s")], env=env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [DTQ, "dev", "--state-dir", str(tmp_path / "s")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "dtq: DTQ_REDIS_URL: nothing answers there (unset it, or pass --embedded, to run an "

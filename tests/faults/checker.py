@@ -54,8 +54,20 @@ SLACK_S = 0.05
 MAX_DETAILS = 20
 
 #: The columns of the suite's closing table, in order.
-COLUMNS = ("enqueued", "final", "lost", "runs", "reruns", "lease_losses", "refused",
-           "unexplained", "fence_reuse", "overlaps", "missing_history", "no_run")  # fmt: skip
+COLUMNS = (
+    "enqueued",
+    "final",
+    "lost",
+    "runs",
+    "reruns",
+    "lease_losses",
+    "refused",
+    "unexplained",
+    "fence_reuse",
+    "overlaps",
+    "missing_history",
+    "no_run",
+)
 #: The columns that count broken guarantees (each must be 0).
 VIOLATIONS = ("lost", "unexplained", "fence_reuse", "overlaps", "missing_history", "no_run")
 
@@ -120,8 +132,9 @@ def read_runs(path: Path) -> list[Run]:
 def read_record(database_url: str, ids: Collection[str]) -> dict[str, TaskRecord]:
     """The record of every id in ``ids`` that has a row."""
     wanted = list(ids)
-    with psycopg.connect(database_url, autocommit=True, connect_timeout=5,
-                         row_factory=dict_row) as conn:  # fmt: skip
+    with psycopg.connect(
+        database_url, autocommit=True, connect_timeout=5, row_factory=dict_row
+    ) as conn:
         rows = conn.execute(
             "SELECT id::text AS id, status, fence FROM dtq_tasks WHERE id = ANY(%s::uuid[])",
             (wanted,),
@@ -196,16 +209,22 @@ class Report:
         known = known or {}
         broken = [kind for kind in VIOLATIONS if getattr(self, kind) and kind not in known]
         assert not broken, f"guarantees broken ({', '.join(broken)}):\n{self.details()}"
-        expected = [f"{kind}: {known[kind]}" for kind in VIOLATIONS
-                    if getattr(self, kind) and kind in known]  # fmt: skip
+        expected = [
+            f"{kind}: {known[kind]}" for kind in VIOLATIONS if getattr(self, kind) and kind in known
+        ]
         if expected:
             self.xfailed = expected
             pytest.xfail("; ".join(expected) + "\n" + self.details())
 
 
-def check(scenario: str, enqueued: Iterable[str], runs: Iterable[Run],
-          record: Mapping[str, TaskRecord], *,
-          explanations: Collection[str] = EXPLANATIONS) -> Report:  # fmt: skip
+def check(
+    scenario: str,
+    enqueued: Iterable[str],
+    runs: Iterable[Run],
+    record: Mapping[str, TaskRecord],
+    *,
+    explanations: Collection[str] = EXPLANATIONS,
+) -> Report:
     """Check one scenario's outcome (see the module's docstring)."""
     ids = list(dict.fromkeys(enqueued))
     wanted = set(ids)
@@ -238,15 +257,24 @@ def check(scenario: str, enqueued: Iterable[str], runs: Iterable[Run],
     return report
 
 
-def _check_runs(task_id: str, runs: list[Run], claimed_at: Mapping[Run, float],
-                rec: TaskRecord, explanations: Collection[str], report: Report) -> None:  # fmt: skip
+def _check_runs(
+    task_id: str,
+    runs: list[Run],
+    claimed_at: Mapping[Run, float],
+    rec: TaskRecord,
+    explanations: Collection[str],
+    report: Report,
+) -> None:
     # A new lease (a higher fence) needs a lease loss or data loss since the previous
     # lease was granted (its claimed event; the run's start when that is missing).
     by_lease = sorted(runs, key=lambda r: (r.fence, r.start))
     for prev, run in pairwise(by_lease):
         since = claimed_at.get(prev, prev.start)
-        why = [e for e in rec.events if e.event in explanations
-               and since - SLACK_S <= e.at <= run.start + SLACK_S]  # fmt: skip
+        why = [
+            e
+            for e in rec.events
+            if e.event in explanations and since - SLACK_S <= e.at <= run.start + SLACK_S
+        ]
         if not why:
             report.unexplained.append(
                 f"{task_id}: run (attempt {run.attempt}, fence {run.fence}, pid {run.pid}) after "
@@ -271,8 +299,9 @@ def _check_runs(task_id: str, runs: list[Run], claimed_at: Mapping[Run, float],
                 )
 
 
-def _match_claims(task_id: str, runs: list[Run], rec: TaskRecord,
-                  report: Report) -> dict[Run, float]:  # fmt: skip
+def _match_claims(
+    task_id: str, runs: list[Run], rec: TaskRecord, report: Report
+) -> dict[Run, float]:
     """Each run's own claimed event (earliest unused one of its attempt, and fence where
     the row has it, at or before its start); returns when each run's lease was granted."""
     claims = sorted((e for e in rec.events if e.event == "claimed"), key=lambda e: (e.at, e.seq))
@@ -280,11 +309,16 @@ def _match_claims(task_id: str, runs: list[Run], rec: TaskRecord,
     claimed_at: dict[Run, float] = {}
     for run in runs:
         match = next(
-            (e for e in claims if e.seq not in used and e.attempt == run.attempt
-             and e.at <= run.start + SLACK_S
-             and int(e.data.get("fence", run.fence)) == run.fence),
+            (
+                e
+                for e in claims
+                if e.seq not in used
+                and e.attempt == run.attempt
+                and e.at <= run.start + SLACK_S
+                and int(e.data.get("fence", run.fence)) == run.fence
+            ),
             None,
-        )  # fmt: skip
+        )
         if match is None:
             report.missing_history.append(
                 f"{task_id}: no claimed event for the run (attempt {run.attempt}, fence "

@@ -68,8 +68,12 @@ START_MARK = "--- harness: start at "
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout_s: float, what: str,
-             describe: Callable[[], str] | None = None) -> T:  # fmt: skip
+def wait_for(
+    predicate: Callable[[], T],
+    timeout_s: float,
+    what: str,
+    describe: Callable[[], str] | None = None,
+) -> T:
     """Poll ``predicate`` until it returns something true, and return that; after the
     deadline fail, saying what was awaited (and ``describe()``: the processes' logs)."""
     deadline = time.monotonic() + timeout_s
@@ -108,9 +112,18 @@ def _thread_states(pid: int) -> list[str]:
 class Proc:
     """One process of the cluster: started in its own session, output to a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path, *, env: dict[str, str],
-                 cwd: Path, uid: int | None = None, gid: int | None = None,
-                 start: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: Path,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        uid: int | None = None,
+        gid: int | None = None,
+        start: bool = True,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = log
@@ -131,12 +144,18 @@ class Proc:
             out.write(f"{START_MARK}{time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
             out.flush()
             self.popen = subprocess.Popen(
-                self.argv, env=self.env, cwd="/" if self.uid is not None else self.cwd,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
-                user=self.uid, group=self.gid,
+                self.argv,
+                env=self.env,
+                cwd="/" if self.uid is not None else self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                user=self.uid,
+                group=self.gid,
                 extra_groups=[] if self.uid is not None else None,
-            )  # fmt: skip
+            )
         self.paused = False
         self.fate = ""
 
@@ -171,8 +190,9 @@ class Proc:
         os.kill(self.pid, signal.SIGSTOP)
         self.paused = True
         self.fate = "paused"
-        wait_for(lambda: all(s == "T" for s in _thread_states(self.pid)), 10,
-                 f"{self.name} to stop")  # fmt: skip
+        wait_for(
+            lambda: all(s == "T" for s in _thread_states(self.pid)), 10, f"{self.name} to stop"
+        )
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
@@ -223,8 +243,11 @@ class Proc:
         """What the process wrote (every start of it), without the harness's own lines:
         those name the command line, whose words (``--offline-db``…) a test looking for
         a log message must not find."""
-        return "".join(line for line in self._log().splitlines(keepends=True)
-                       if not line.startswith(START_MARK))  # fmt: skip
+        return "".join(
+            line
+            for line in self._log().splitlines(keepends=True)
+            if not line.startswith(START_MARK)
+        )
 
     def last_start_text(self) -> str:
         """What it wrote since it was last started."""
@@ -247,14 +270,16 @@ class Proc:
 
 def wait_until_ready(proc: Proc, ready: Callable[[], bool], timeout_s: float) -> None:
     """``ready()``, or fail at once (with its log) if the process exits meanwhile."""
-    wait_for(lambda: ready() or not proc.alive(), timeout_s, f"{proc.name} to answer",
-             proc.describe)  # fmt: skip
+    wait_for(
+        lambda: ready() or not proc.alive(), timeout_s, f"{proc.name} to answer", proc.describe
+    )
     if not proc.alive():
         raise AssertionError(f"{proc.name} exited at start\n{proc.describe()}")
 
 
-def start_on_free_port(proc: Proc, place: Callable[[int], None], ready: Callable[[], bool],
-                       timeout_s: float) -> None:  # fmt: skip
+def start_on_free_port(
+    proc: Proc, place: Callable[[int], None], ready: Callable[[], bool], timeout_s: float
+) -> None:
     """Start ``proc`` on a port nobody listens on: ``place(port)`` puts the port in its
     command line (and wherever clients look). Another process may take the port between
     our pick and the server's bind (parallel test sessions pick ports too): that start
@@ -285,8 +310,14 @@ class RedisServer:
         self.dir = home / "redis"
         self.port = 0
         self.url = ""
-        self.proc = Proc("redis", server.argv, logs / "redis.log", env=dict(os.environ),
-                         cwd=self.dir, start=False)  # fmt: skip
+        self.proc = Proc(
+            "redis",
+            server.argv,
+            logs / "redis.log",
+            env=dict(os.environ),
+            cwd=self.dir,
+            start=False,
+        )
 
         def place(port: int) -> None:
             self.port, self.url = port, f"redis://127.0.0.1:{port}/0"
@@ -321,8 +352,16 @@ class PostgresServer:
         server = embedded.postgres_server(home, 0, [])  # initdb; the port is picked after
         self.port = 0
         self.base_url = ""
-        self.proc = Proc("postgres", server.argv, logs / "postgres.log", env=dict(os.environ),
-                         cwd=home, uid=server.uid, gid=server.gid, start=False)  # fmt: skip
+        self.proc = Proc(
+            "postgres",
+            server.argv,
+            logs / "postgres.log",
+            env=dict(os.environ),
+            cwd=home,
+            uid=server.uid,
+            gid=server.gid,
+            start=False,
+        )
 
         def place(port: int) -> None:
             self.port, self.base_url = port, f"postgresql://postgres@127.0.0.1:{port}"
@@ -380,13 +419,17 @@ class Api:
         wait_until_ready(self.proc, self.answers, 30.0)
 
     def login(self) -> str:
-        status, body = http_json("POST", self.url + "/auth/login",
-                                 {"username": "admin", "password": self.cluster.admin_password})  # fmt: skip
+        status, body = http_json(
+            "POST",
+            self.url + "/auth/login",
+            {"username": "admin", "password": self.cluster.admin_password},
+        )
         assert status == 200, (status, body)
         return str(body["access_token"])
 
-    def call(self, method: str, path: str, body: Any = None,
-             timeout_s: float = 10.0) -> tuple[int, Any]:  # fmt: skip
+    def call(
+        self, method: str, path: str, body: Any = None, timeout_s: float = 10.0
+    ) -> tuple[int, Any]:
         """One request as the admin: (status, decoded body); (0, None) when nothing answers."""
         return http_json(method, self.url + path, body, self.token, timeout_s)
 
@@ -412,8 +455,12 @@ class Api:
 def task(sleep_s: float = 0.0, **fields: Any) -> dict[str, Any]:
     """A ``fault.run`` task body: it runs ``sleep_s`` seconds; enough attempts that lease
     losses do not kill it, and a short backoff so that a lost lease is retried at once."""
-    body: dict[str, Any] = {"name": "fault.run", "payload": {"sleep": sleep_s},
-                            "max_attempts": 20, "backoff": FAST_BACKOFF}  # fmt: skip
+    body: dict[str, Any] = {
+        "name": "fault.run",
+        "payload": {"sleep": sleep_s},
+        "max_attempts": 20,
+        "backoff": FAST_BACKOFF,
+    }
     body.update(fields)
     return body
 
@@ -455,28 +502,37 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a ``dtq`` process of this cluster (chalicelib/core/settings.py)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
-        env.update({
-            "DTQ_REDIS_URL": self.redis.url,
-            "DTQ_DATABASE_URL": self.database_url,
-            "DTQ_KEY_PREFIX": PREFIX,
-            "DTQ_JWT_SECRET": "faults-jwt-secret-" + "x" * 32,
-            "DTQ_ADMIN_PASSWORD": self.admin_password,
-            "DTQ_WORKER_PASSWORD": self.worker_password,
-            "PYTHONPATH": str(ROOT),
-            "PYTHONUNBUFFERED": "1",
-            RUNLOG_VAR: str(self.runlog),
-        })  # fmt: skip
+        env.update(
+            {
+                "DTQ_REDIS_URL": self.redis.url,
+                "DTQ_DATABASE_URL": self.database_url,
+                "DTQ_KEY_PREFIX": PREFIX,
+                "DTQ_JWT_SECRET": "faults-jwt-secret-" + "x" * 32,
+                "DTQ_ADMIN_PASSWORD": self.admin_password,
+                "DTQ_WORKER_PASSWORD": self.worker_password,
+                "PYTHONPATH": str(ROOT),
+                "PYTHONUNBUFFERED": "1",
+                RUNLOG_VAR: str(self.runlog),
+            }
+        )
         env.update(extra)
         return env
 
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None,
-              start: bool = True) -> Proc:  # fmt: skip
+    def spawn(
+        self, name: str, *args: str, env: dict[str, str] | None = None, start: bool = True
+    ) -> Proc:
         """Start ``dtq <args>``, its output in ``<logs>/<name>.log`` (``start=False``: the
         caller starts it)."""
         if any(p.name == name for p in self.procs):
             raise ValueError(f"a process named {name!r} exists already")
-        proc = Proc(name, [DTQ, *args], self.logs / f"{name}.log", env=self.env(**(env or {})),
-                    cwd=self.logs, start=start)  # fmt: skip
+        proc = Proc(
+            name,
+            [DTQ, *args],
+            self.logs / f"{name}.log",
+            env=self.env(**(env or {})),
+            cwd=self.logs,
+            start=start,
+        )
         self.procs.append(proc)
         return proc
 
@@ -486,28 +542,54 @@ class Cluster:
         try:
             code = proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"dtq {' '.join(args)} still running after {timeout_s} s\n"
-                                 f"{proc.describe()}") from None  # fmt: skip
+            raise AssertionError(
+                f"dtq {' '.join(args)} still running after {timeout_s} s\n{proc.describe()}"
+            ) from None
         assert code == 0, f"dtq {' '.join(args)} exited {code}\n{proc.describe()}"
         return proc.text()
 
     def api(self, name: str = "api", port: int | None = None) -> Api:
         return Api(self, name, port)
 
-    def worker(self, name: str, *args: str, api: Api | None = None, concurrency: int = 4,
-               lease_seconds: float = 2.0, queues: str = "default",
-               journal: Path | None = None, wait: bool = True) -> Proc:  # fmt: skip
+    def worker(
+        self,
+        name: str,
+        *args: str,
+        api: Api | None = None,
+        concurrency: int = 4,
+        lease_seconds: float = 2.0,
+        queues: str = "default",
+        journal: Path | None = None,
+        wait: bool = True,
+    ) -> Proc:
         """``dtq worker`` with the suite's handlers, worker id ``name`` and its own journal
         (``journal`` to share one); ``api``: HTTP mode. Returns once it registered."""
-        argv = ["worker", "--tasks", TASKS_MODULE, "--queues", queues, "--concurrency",
-                str(concurrency), "--lease-seconds", str(lease_seconds), "--worker-id", name,
-                "--offline-db", str(journal or self.logs / f"{name}.journal.db"), *args]  # fmt: skip
+        argv = [
+            "worker",
+            "--tasks",
+            TASKS_MODULE,
+            "--queues",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--lease-seconds",
+            str(lease_seconds),
+            "--worker-id",
+            name,
+            "--offline-db",
+            str(journal or self.logs / f"{name}.journal.db"),
+            *args,
+        ]
         if api is not None:
             argv += ["--api", api.url]
         proc = self.spawn(name, *argv)
         if wait:
-            wait_for(lambda: self._registered(name) or not proc.alive(), 30,
-                     f"worker {name} to register", self.describe)  # fmt: skip
+            wait_for(
+                lambda: self._registered(name) or not proc.alive(),
+                30,
+                f"worker {name} to register",
+                self.describe,
+            )
             assert proc.alive(), proc.describe()
         return proc
 
@@ -534,14 +616,17 @@ class Cluster:
         because the server may have been killed since the last one."""
         from psycopg.rows import dict_row
 
-        return psycopg.connect(self.database_url, autocommit=True, connect_timeout=5,
-                               row_factory=dict_row)  # fmt: skip
+        return psycopg.connect(
+            self.database_url, autocommit=True, connect_timeout=5, row_factory=dict_row
+        )
 
     def statuses(self, ids: Iterable[str]) -> dict[str, str]:
         """The recorded status of each id that has a row."""
         with self.pg() as conn:
-            rows = conn.execute("SELECT id::text AS id, status FROM dtq_tasks"
-                                " WHERE id = ANY(%s::uuid[])", (list(ids),)).fetchall()  # fmt: skip
+            rows = conn.execute(
+                "SELECT id::text AS id, status FROM dtq_tasks WHERE id = ANY(%s::uuid[])",
+                (list(ids),),
+            ).fetchall()
         return {r["id"]: r["status"] for r in rows}
 
     def final_count(self, ids: Sequence[str]) -> int:
@@ -565,8 +650,10 @@ class Cluster:
     def depths(self, queue: str = "default") -> dict[str, int]:
         qk = self.keys.queue(queue)
         with self._redis() as r:
-            return {name: int(r.zcard(getattr(qk, name)))
-                    for name in ("ready", "scheduled", "retrying", "running", "dead")}  # fmt: skip
+            return {
+                name: int(r.zcard(getattr(qk, name)))
+                for name in ("ready", "scheduled", "retrying", "running", "dead")
+            }
 
     def leases_expired(self, queue: str = "default") -> bool:
         """Every lease in the queue's running set is past its deadline (Redis's clock)."""
@@ -579,8 +666,12 @@ class Cluster:
 
     def wait_final(self, ids: Sequence[str], timeout_s: float = 60.0) -> None:
         """Every id is in a final state in the record."""
-        wait_for(lambda: self.final_count(ids) == len(ids), timeout_s,
-                 f"{len(ids)} tasks to reach a final state in the record", self.describe)  # fmt: skip
+        wait_for(
+            lambda: self.final_count(ids) == len(ids),
+            timeout_s,
+            f"{len(ids)} tasks to reach a final state in the record",
+            self.describe,
+        )
 
     def runs_settled(self) -> bool:
         """Every run in the log ended, or its process is gone (killed mid-run)."""
@@ -595,18 +686,28 @@ class Cluster:
         (30 s): a scenario that kills a recording process may wait that long here."""
         self.wait_final(ids, timeout_s)
         wait_for(self.runs_settled, timeout_s, "every handler run to end", self.describe)
-        wait_for(lambda: self.unrecorded() == 0, timeout_s,
-                 "the event streams to reach the record", self.describe)  # fmt: skip
+        wait_for(
+            lambda: self.unrecorded() == 0,
+            timeout_s,
+            "the event streams to reach the record",
+            self.describe,
+        )
 
-    def check(self, scenario: str, ids: Sequence[str], *,
-              explanations: Iterable[str] = checker.EXPLANATIONS,
-              timeout_s: float = 60.0) -> Report:  # fmt: skip
+    def check(
+        self,
+        scenario: str,
+        ids: Sequence[str],
+        *,
+        explanations: Iterable[str] = checker.EXPLANATIONS,
+        timeout_s: float = 60.0,
+    ) -> Report:
         """Settle, then run the history checker over ``ids`` and add its row to the
         session's closing table."""
         self.settle(ids, timeout_s)
         record = checker.read_record(self.database_url, ids)
-        report = checker.check(scenario, ids, self.runs(), record,
-                               explanations=frozenset(explanations))  # fmt: skip
+        report = checker.check(
+            scenario, ids, self.runs(), record, explanations=frozenset(explanations)
+        )
         if self.book is not None:
             self.book.add(report)
         self.reports.append(report)

@@ -73,8 +73,9 @@ def fault_book() -> Iterator[ReportBook]:
 
 
 @pytest.fixture
-def cluster(request: pytest.FixtureRequest, tmp_path: Path,
-            fault_book: ReportBook) -> Iterator[Cluster]:  # fmt: skip
+def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, fault_book: ReportBook
+) -> Iterator[Cluster]:
     c = Cluster(request.node.name, tmp_path / "logs", fault_book)
     try:
         yield c

@@ -31,9 +31,14 @@ ONE_RUN = [Run(T, 1, 1, 100, 10.0, 10.5)]
 ONE_RUN_HISTORY = (ev(1, 9.99, "claimed", 1), ev(2, 10.5, "succeeded", 1))
 #: killed mid-run (no end), lease expired, run again elsewhere
 TWO_RUNS = [Run(T, 1, 1, 100, 10.0, None), Run(T, 2, 2, 200, 13.0, 13.5)]
-TWO_RUNS_HISTORY = (ev(1, 9.99, "claimed", 1), ev(2, 12.0, "lease_expired", 1),
-                    ev(3, 12.0, "retrying", 1), ev(4, 12.1, "queued", 1),
-                    ev(5, 12.99, "claimed", 2), ev(6, 13.5, "succeeded", 2))  # fmt: skip
+TWO_RUNS_HISTORY = (
+    ev(1, 9.99, "claimed", 1),
+    ev(2, 12.0, "lease_expired", 1),
+    ev(3, 12.0, "retrying", 1),
+    ev(4, 12.1, "queued", 1),
+    ev(5, 12.99, "claimed", 2),
+    ev(6, 13.5, "succeeded", 2),
+)
 
 
 def test_a_clean_history_passes() -> None:
@@ -55,8 +60,9 @@ def test_a_second_run_without_a_lease_loss_is_unexplained() -> None:
     history += (ev(7, 12.5, "redis_restarted", 1),)
     assert not check("s", [T], TWO_RUNS, record("succeeded", 2, *history)).unexplained
     allowed = {"lease_expired"}
-    assert check("s", [T], TWO_RUNS, record("succeeded", 2, *history),
-                 explanations=allowed).unexplained  # fmt: skip
+    assert check(
+        "s", [T], TWO_RUNS, record("succeeded", 2, *history), explanations=allowed
+    ).unexplained
 
 
 def test_fences_that_do_not_grow_in_start_order_are_reused() -> None:
@@ -114,8 +120,10 @@ def test_assert_clean_xfails_only_a_known_column_and_fails_the_others() -> None:
 
 def test_the_run_log_pairs_start_and_end_lines(tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
-    log.write_text(f"start {T} 1 1 100 10.000000\n"
-                   f"start {T} 2 2 200 13.000000\n"
-                   f"end {T} 2 2 200 13.000000 13.500000\n")  # fmt: skip
+    log.write_text(
+        f"start {T} 1 1 100 10.000000\n"
+        f"start {T} 2 2 200 13.000000\n"
+        f"end {T} 2 2 200 13.000000 13.500000\n"
+    )
     assert read_runs(log) == TWO_RUNS
     assert read_runs(tmp_path / "absent.log") == []

@@ -17,8 +17,9 @@ def test_a_server_that_loses_its_port_to_another_process_starts_on_another(
     taken = socket.create_server(("127.0.0.1", 0))  # the other process that won the race
     try:
         exe, _ = embedded.find_redis_server()
-        proc = Proc("redis", [], tmp_path / "redis.log", env=dict(os.environ), cwd=tmp_path,
-                    start=False)  # fmt: skip
+        proc = Proc(
+            "redis", [], tmp_path / "redis.log", env=dict(os.environ), cwd=tmp_path, start=False
+        )
         ports: list[int] = []
 
         def place(port: int) -> None:  # the first pick is the port already taken
@@ -26,9 +27,9 @@ def test_a_server_that_loses_its_port_to_another_process_starts_on_another(
             proc.argv = [exe, "--port", str(ports[-1]), "--save", "", "--appendonly", "no"]
 
         try:
-            start_on_free_port(proc, place,
-                               lambda: embedded.redis_answers(f"redis://127.0.0.1:{ports[-1]}"),
-                               20.0)  # fmt: skip
+            start_on_free_port(
+                proc, place, lambda: embedded.redis_answers(f"redis://127.0.0.1:{ports[-1]}"), 20.0
+            )
             assert len(ports) == 2 and proc.alive()
             assert "Address already in use" in proc.text()  # the first start lost the race
         finally:

@@ -14,8 +14,18 @@ def test_two_workers_from_one_folder_each_restarted_mid_drain(cluster: Cluster) 
 
     def worker(name: str) -> Proc:
         # cluster.spawn starts every process in the cluster's folder: one folder for both.
-        return cluster.spawn(name, "worker", "--tasks", TASKS_MODULE, "--concurrency", "4",
-                             "--lease-seconds", "2", "--worker-id", name)  # fmt: skip
+        return cluster.spawn(
+            name,
+            "worker",
+            "--tasks",
+            TASKS_MODULE,
+            "--concurrency",
+            "4",
+            "--lease-seconds",
+            "2",
+            "--worker-id",
+            name,
+        )
 
     a, b = worker("a"), worker("b")
 
@@ -46,8 +56,9 @@ def test_two_workers_from_one_folder_each_restarted_mid_drain(cluster: Cluster) 
     report.assert_clean()
     assert report.statuses == {"succeeded": len(ids)}
     with cluster.pg() as conn:
-        dups = conn.execute("SELECT count(*) AS n FROM dtq_task_events"
-                            " WHERE event = 'duplicate_result'").fetchone()  # fmt: skip
+        dups = conn.execute(
+            "SELECT count(*) AS n FROM dtq_task_events WHERE event = 'duplicate_result'"
+        ).fetchone()
     assert dups is not None and dups["n"] == 0
     # Two files, one each; a restarted worker took its own back (the other held the
     # other), so the outcomes its predecessor left there were its to sync.

@@ -26,8 +26,9 @@ class Senders:
     the API's group commits), every task marked with its own number ``n`` in the payload,
     until stopped (bounded: ``limit`` requests, ``max_s`` seconds)."""
 
-    def __init__(self, api: Api, threads: int = THREADS, limit: int = 3000,
-                 max_s: float = 90.0) -> None:  # fmt: skip
+    def __init__(
+        self, api: Api, threads: int = THREADS, limit: int = 3000, max_s: float = 90.0
+    ) -> None:
         self.api = api
         self.limit = limit
         self.deadline = time.monotonic() + max_s
@@ -36,8 +37,10 @@ class Senders:
         self._lock = threading.Lock()
         #: answers in the order they came
         self.sent: list[Sent] = []
-        self.threads = [threading.Thread(target=self._run, name=f"sender-{i}", daemon=True)
-                        for i in range(threads)]  # fmt: skip
+        self.threads = [
+            threading.Thread(target=self._run, name=f"sender-{i}", daemon=True)
+            for i in range(threads)
+        ]
         for t in self.threads:
             t.start()
 
@@ -78,12 +81,20 @@ def test_postgres_down_during_enqueue_answers_503_and_writes_nothing_half(
         wait_for(lambda: senders.count(201) >= 30, 30, "30 tasks accepted", cluster.describe)
         cluster.postgres.kill()
         down = senders.answered()
-        wait_for(lambda: senders.count(503, down) >= 5, 30, "503s while PostgreSQL is down",
-                 cluster.describe)  # fmt: skip
+        wait_for(
+            lambda: senders.count(503, down) >= 5,
+            30,
+            "503s while PostgreSQL is down",
+            cluster.describe,
+        )
         cluster.postgres.restart()
         up = senders.answered()
-        wait_for(lambda: senders.count(201, up) >= 30, 60, "30 tasks accepted after the restart",
-                 cluster.describe)  # fmt: skip
+        wait_for(
+            lambda: senders.count(201, up) >= 30,
+            60,
+            "30 tasks accepted after the restart",
+            cluster.describe,
+        )
     finally:
         senders.stop()
     sent = senders.sent
@@ -92,8 +103,9 @@ def test_postgres_down_during_enqueue_answers_503_and_writes_nothing_half(
     accepted = [s.task_id for s in sent if s.task_id is not None]
 
     with cluster.pg() as conn:
-        rows = conn.execute("SELECT id::text AS id, (payload->>'n')::int AS n FROM dtq_tasks"
-                            ).fetchall()  # fmt: skip
+        rows = conn.execute(
+            "SELECT id::text AS id, (payload->>'n')::int AS n FROM dtq_tasks"
+        ).fetchall()
     recorded = {r["id"]: r["n"] for r in rows}
     refused = {s.n for s in sent if s.status == 503}
     # A commit that PostgreSQL made but could not acknowledge before it died is answered

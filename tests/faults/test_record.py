@@ -17,8 +17,9 @@ from tests.faults.cluster import Cluster, task, wait_for
 
 def test_far_future_tasks_and_a_poison_entry_do_not_stop_the_record(cluster: Cluster) -> None:
     api = cluster.api()
-    status, body = api.call("POST", "/tasks", {"name": "dtq.noop",
-                                               "run_at": "9999-12-31T23:59:59+00:00"})  # fmt: skip
+    status, body = api.call(
+        "POST", "/tasks", {"name": "dtq.noop", "run_at": "9999-12-31T23:59:59+00:00"}
+    )
     assert status == 400, body
     assert body["error"]["details"][0]["field"] == "run_at"
 
@@ -33,8 +34,18 @@ def test_far_future_tasks_and_a_poison_entry_do_not_stop_the_record(cluster: Clu
     assert cluster.redis is not None
     with cluster.redis.client() as r:
         # cjson's way of writing year 9999 in ms, which PostgreSQL refuses as a bigint.
-        poison = json.dumps([{"id": created["id"], "v": 9, "ev": "canceled", "st": "canceled",
-                              "at": 1, "run": "RUN"}]).replace('"RUN"', "2.53402300799e+14")  # fmt: skip
+        poison = json.dumps(
+            [
+                {
+                    "id": created["id"],
+                    "v": 9,
+                    "ev": "canceled",
+                    "st": "canceled",
+                    "at": 1,
+                    "run": "RUN",
+                }
+            ]
+        ).replace('"RUN"', "2.53402300799e+14")
         r.xadd(cluster.keys.queue("default").events, {"d": poison})
     cluster.worker("a", queues="default,mail", concurrency=4, lease_seconds=2)
     ids = api.enqueue_batch([task(0.0) for _ in range(100)])

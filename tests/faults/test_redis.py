@@ -27,8 +27,12 @@ def test_redis_killed_and_restarted_loses_no_task(cluster: Cluster) -> None:
     cluster.redis.kill()
     # Both workers noticed (they journal outcomes and stop claiming), and Redis stays down
     # until the leases they held have run out, so the restart finds them expired.
-    wait_for(lambda: OFFLINE in a.text() and OFFLINE in b.text(), 30,
-             "the workers to go offline", cluster.describe)  # fmt: skip
+    wait_for(
+        lambda: OFFLINE in a.text() and OFFLINE in b.text(),
+        30,
+        "the workers to go offline",
+        cluster.describe,
+    )
     wait_for(lambda: time.time() > leases_end, 30, "the held leases to run out")
     cluster.redis.restart()
 

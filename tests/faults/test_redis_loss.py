@@ -23,8 +23,11 @@ def _aof(redis: RedisServer) -> Path:
 
 def _wipe(redis: RedisServer) -> None:
     """Every file Redis would load its data from: it comes back empty."""
-    for path in [*redis.dir.glob("appendonlydir/*"), *redis.dir.glob("*.aof"),
-                 *redis.dir.glob("*.rdb")]:  # fmt: skip
+    for path in [
+        *redis.dir.glob("appendonlydir/*"),
+        *redis.dir.glob("*.aof"),
+        *redis.dir.glob("*.rdb"),
+    ]:
         path.unlink()
 
 
@@ -35,8 +38,9 @@ def _epoch(cluster: Cluster) -> int:
 
 def _events(cluster: Cluster, event: str) -> int:
     with cluster.pg() as conn:
-        row = conn.execute("SELECT count(*) AS n FROM dtq_task_events WHERE event = %s",
-                           (event,)).fetchone()  # fmt: skip
+        row = conn.execute(
+            "SELECT count(*) AS n FROM dtq_task_events WHERE event = %s", (event,)
+        ).fetchone()
     return int(row["n"])
 
 
@@ -71,8 +75,9 @@ def test_redis_restarts_without_the_last_second_of_its_aof(cluster: Cluster) -> 
         started = re.search(r"no claimed event for the run .* started ([0-9.]+)\)", item)
         assert started is not None, report.details()
         assert cut_time - SLACK_S <= float(started.group(1)) <= back_time, report.details()
-    assert not (report.lost or report.unexplained or report.fence_reuse or report.overlaps
-                or report.no_run), report.details()  # fmt: skip
+    assert not (
+        report.lost or report.unexplained or report.fence_reuse or report.overlaps or report.no_run
+    ), report.details()
     assert report.statuses == {"succeeded": len(ids)}
     assert report.reruns > 0, "the lost tail repeated no work: the fault did not happen"
     assert _epoch(cluster) >= 1
@@ -87,16 +92,16 @@ def _recover_scenario(cluster: Cluster, *, record: bool) -> tuple[Report, list[i
     ids = api.enqueue_batch([task(2.0) for _ in range(12)])
     if not record:
         api.kill()  # its recorder thread too: nothing records a's claims
-    a = cluster.worker("a", *([] if record else ["--record", "off"]), concurrency=4,
-                       lease_seconds=2)  # fmt: skip
+    a = cluster.worker(
+        "a", *([] if record else ["--record", "off"]), concurrency=4, lease_seconds=2
+    )
 
     def a_runs_four() -> bool:
         return sum(1 for r in cluster.runs() if r.pid == a.pid and r.end is None) == 4
 
     wait_for(a_runs_four, 30, "worker a to run four tasks", cluster.describe)
     if record:
-        wait_for(lambda: cluster.unrecorded() == 0, 30, "the record to catch up",
-                 cluster.describe)  # fmt: skip
+        wait_for(lambda: cluster.unrecorded() == 0, 30, "the record to catch up", cluster.describe)
     before = {(r.task_id, r.pid, r.start): r.fence for r in cluster.runs()}
     cluster.redis.kill()
     _wipe(cluster.redis)
@@ -108,8 +113,9 @@ def _recover_scenario(cluster: Cluster, *, record: bool) -> tuple[Report, list[i
         cluster.record()
     report = cluster.check(
         f"Redis data lost, dtq recover ({'record current' if record else 'record lagging'})",
-        ids, timeout_s=90,
-    )  # fmt: skip
+        ids,
+        timeout_s=90,
+    )
     after = [r.fence for r in cluster.runs() if (r.task_id, r.pid, r.start) not in before]
     return report, list(before.values()), after
 
@@ -128,7 +134,8 @@ def test_redis_loses_everything_record_lagging_then_recover(cluster: Cluster) ->
     # cannot show them, which the README states. Everything else holds, and above all no
     # fence is handed out twice although the record never saw the ones a holds.
     assert len(report.missing_history) == len(before), report.details()
-    assert not (report.lost or report.unexplained or report.fence_reuse or report.overlaps
-                or report.no_run), report.details()  # fmt: skip
+    assert not (
+        report.lost or report.unexplained or report.fence_reuse or report.overlaps or report.no_run
+    ), report.details()
     assert report.statuses == {"succeeded": 12}
     assert min(after) > max(before)

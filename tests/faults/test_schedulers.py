@@ -37,12 +37,23 @@ def test_two_schedulers_one_killed_fire_each_time_exactly_once(cluster: Cluster)
         wait_for(partial(_ticking, s), 30, f"{s.name} to tick", cluster.describe)
     ids = []
     for i in range(SCHEDULES):
-        status, body = api.call("POST", "/schedules", {
-            "name": f"every-minute-{i}", "cron": "* * * * *", "timezone": "UTC",
-            "catchup": "all", "overlap": "allow",
-            "task": {"name": "fault.run", "payload": {"sleep": 0}, "max_attempts": 20,
-                     "backoff": FAST_BACKOFF},
-        })  # fmt: skip
+        status, body = api.call(
+            "POST",
+            "/schedules",
+            {
+                "name": f"every-minute-{i}",
+                "cron": "* * * * *",
+                "timezone": "UTC",
+                "catchup": "all",
+                "overlap": "allow",
+                "task": {
+                    "name": "fault.run",
+                    "payload": {"sleep": 0},
+                    "max_attempts": 20,
+                    "backoff": FAST_BACKOFF,
+                },
+            },
+        )
         assert status == 201, body
         ids.append(body["id"])
 
@@ -52,8 +63,7 @@ def test_two_schedulers_one_killed_fire_each_time_exactly_once(cluster: Cluster)
 
     # Mid-burst: a fire's task may be committed while its fire row is not (firing.py's
     # third layer), and the killed one's schedule row locks must be let go.
-    wait_for(lambda: fires() >= SCHEDULES * 5, 30, "the catch-up to be under way",
-             cluster.describe)  # fmt: skip
+    wait_for(lambda: fires() >= SCHEDULES * 5, 30, "the catch-up to be under way", cluster.describe)
     s1.kill()
     killed_at = fires()
     s1b = cluster.scheduler("s1b", "--clock-offset", str(offset), "--every", TICK)
@@ -69,10 +79,13 @@ def test_two_schedulers_one_killed_fire_each_time_exactly_once(cluster: Cluster)
 
     with cluster.pg() as conn:
         schedules = conn.execute("SELECT id::text AS id, created_at FROM dtq_schedules").fetchall()
-        fired = conn.execute("SELECT schedule_id::text AS sid, fire_at, task_id::text AS task_id,"
-                             " skipped FROM dtq_schedule_fires").fetchall()  # fmt: skip
-        tasks = conn.execute("SELECT id::text AS id, schedule_id::text AS sid, idempotency_key"
-                             " FROM dtq_tasks").fetchall()  # fmt: skip
+        fired = conn.execute(
+            "SELECT schedule_id::text AS sid, fire_at, task_id::text AS task_id,"
+            " skipped FROM dtq_schedule_fires"
+        ).fetchall()
+        tasks = conn.execute(
+            "SELECT id::text AS id, schedule_id::text AS sid, idempotency_key FROM dtq_tasks"
+        ).fetchall()
     assert killed_at < len(fired), "s1 was killed after the catch-up was over"
     # s1 died mid-work: the fires the survivors report are not all there are, so some
     # were committed by s1's tick that never ended (its schedules then went to s2).

@@ -50,8 +50,10 @@ def test_worker_paused_past_its_lease_late_outcomes_are_refused(cluster: Cluster
     # finished the task, and noted in its history as a duplicate_result.
     def refusals() -> bool:
         with cluster.pg() as conn:
-            rows = conn.execute("SELECT DISTINCT task_id::text AS id FROM dtq_task_events"
-                                " WHERE event = 'duplicate_result'").fetchall()  # fmt: skip
+            rows = conn.execute(
+                "SELECT DISTINCT task_id::text AS id FROM dtq_task_events"
+                " WHERE event = 'duplicate_result'"
+            ).fetchall()
         return held <= {r["id"] for r in rows}
 
     wait_for(refusals, 30, "a's late outcomes to be refused and recorded", cluster.describe)
@@ -61,8 +63,12 @@ def test_worker_paused_past_its_lease_late_outcomes_are_refused(cluster: Cluster
         ran = [r for r in runs if r.task_id == task_id]
         assert {r.pid for r in ran} == {a.pid, b.pid}, ran
     refused = [f"outcome of task {t} refused: already_finished" for t in held]
-    wait_for(lambda: all(line in a.text() for line in refused), 30,
-             "a to log its refused outcomes", cluster.describe)  # fmt: skip
+    wait_for(
+        lambda: all(line in a.text() for line in refused),
+        30,
+        "a to log its refused outcomes",
+        cluster.describe,
+    )
     assert report.statuses == {"succeeded": len(ids)}
     # No stale run: a prefetched task whose lease ran out while a was stopped is not
     # started with its old fence after SIGCONT (it was, before e29d9aa).
@@ -83,8 +89,12 @@ def test_http_worker_rides_out_an_api_outage(cluster: Cluster) -> None:
     wait_for(lambda: OFFLINE in w.text(), 30, "the worker to go offline", cluster.describe)
     # Offline, it finishes what it holds and journals the outcomes; meanwhile its leases
     # run out (Redis's clock goes on).
-    wait_for(lambda: all(r.end is not None for r in cluster.runs()), 30,
-             "the held tasks to finish offline", cluster.describe)  # fmt: skip
+    wait_for(
+        lambda: all(r.end is not None for r in cluster.runs()),
+        30,
+        "the held tasks to finish offline",
+        cluster.describe,
+    )
     wait_for(cluster.leases_expired, 30, "the worker's leases to expire", cluster.describe)
     offline_done = {r.task_id for r in cluster.runs() if r.pid == w.pid}
     api.restart()

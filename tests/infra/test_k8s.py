@@ -273,8 +273,12 @@ def test_liveness_holds_and_readiness_fails_while_the_backends_are_down(
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.cli", "api", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -80,17 +80,22 @@ def test_webhook_is_signed_retried_with_backoff_and_in_the_history(
     message = json.loads(second.body)
     assert message["event"] == "task.succeeded" and message["at"]
     assert {k: message["task"][k] for k in ("id", "name", "queue", "status", "attempts")} == {
-        "id": task["id"], "name": "report", "queue": "default", "status": "succeeded",
+        "id": task["id"],
+        "name": "report",
+        "queue": "default",
+        "status": "succeeded",
         "attempts": 1,
-    }  # fmt: skip
+    }
     assert message["task"]["result"] == {"ok": True} and message["task"]["error"] is None
 
     events = [h["event"] for h in got["history"]]
     assert events[-3:] == ["succeeded", "webhook_failed", "webhook_delivered"]
     failed, delivered = _delivery_events(got)
     assert failed["error"] == "HTTP 500" and failed["delivery"] == {
-        "event": "task.succeeded", "attempt": 1, "status_code": 500,
-    }  # fmt: skip
+        "event": "task.succeeded",
+        "attempt": 1,
+        "status_code": 500,
+    }
     assert delivered["error"] is None and delivered["delivery"]["attempt"] == 2
     assert failed["at"] <= delivered["at"]
     # No more attempts once delivered, and nothing for SNS (the task did not die).
@@ -267,9 +272,11 @@ def test_the_scheduled_function_delivers_what_is_due(
     try:
         with Client(app_module.app) as client:
             event = client.events.generate_cw_event(
-                source="aws.events", detail_type="Scheduled Event", detail={},
+                source="aws.events",
+                detail_type="Scheduled Event",
+                detail={},
                 resources=["arn:aws:events:us-east-1:123456789012:rule/deliver"],
-            )  # fmt: skip
+            )
             reply = client.lambda_.invoke("deliver_notifications", event).payload
     finally:
         web.use(None)

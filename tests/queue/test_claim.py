@@ -15,8 +15,13 @@ from tests.helpers import wait_until
 LEASE_MS = 30_000
 
 
-def claim(svc: Services, n: int = 1, queues: tuple[str, ...] = ("default",), worker: str = "w1",
-          lease_ms: int = LEASE_MS) -> list[Lease]:  # fmt: skip
+def claim(
+    svc: Services,
+    n: int = 1,
+    queues: tuple[str, ...] = ("default",),
+    worker: str = "w1",
+    lease_ms: int = LEASE_MS,
+) -> list[Lease]:
     return svc.queue.claim(list(queues), worker, n, lease_ms).leases
 
 

@@ -10,15 +10,25 @@ from chalicelib.service.recorder import Recorder
 from tests.workers.procs import DTQ, worker_env
 
 
-def dtq(services: Services, *args: str, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def dtq(
+    services: Services, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**worker_env(services.settings), **(env or {})}
     return subprocess.run([DTQ, *args], env=full_env, capture_output=True, text=True, timeout=60)
 
 
 def test_enqueue_status_and_dead_letters(services: Services) -> None:
-    out = dtq(services, "enqueue", "reports.daily", "--payload", '{"day": 1}', "--queue", "cli",
-              "--priority", "8")  # fmt: skip
+    out = dtq(
+        services,
+        "enqueue",
+        "reports.daily",
+        "--payload",
+        '{"day": 1}',
+        "--queue",
+        "cli",
+        "--priority",
+        "8",
+    )
     assert out.returncode == 0, out.stderr
     task = json.loads(out.stdout)
     assert (task["queue"], task["priority"], task["payload"]) == ("cli", 8, {"day": 1})

@@ -120,10 +120,29 @@ def test_redis_down_task_is_recorded_then_dispatched_by_the_reconciler(
 
 def test_task_json_has_every_documented_field(services: Services) -> None:
     task = services.client.get(services.client.enqueue("t", {"x": 1})["id"])
-    for field in ("id", "name", "queue", "priority", "payload", "status", "attempts",
-                  "max_attempts", "timeout_seconds", "backoff", "idempotency_key", "lock_key",
-                  "schedule_id", "worker_id", "run_at", "created_at", "started_at",
-                  "finished_at", "result", "error", "history"):  # fmt: skip
+    for field in (
+        "id",
+        "name",
+        "queue",
+        "priority",
+        "payload",
+        "status",
+        "attempts",
+        "max_attempts",
+        "timeout_seconds",
+        "backoff",
+        "idempotency_key",
+        "lock_key",
+        "schedule_id",
+        "worker_id",
+        "run_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+        "history",
+    ):
         assert field in task
     assert task["backoff"] == {
         "base_seconds": 1.0,

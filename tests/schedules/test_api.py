@@ -16,8 +16,9 @@ from tests.schedules.conftest import body, tasks_of
 
 
 def test_create_read_update_delete(admin: Http) -> None:
-    r = admin.post("/schedules", body("nightly", "30 2 * * *", timezone="America/New_York",
-                                      overlap="skip"))  # fmt: skip
+    r = admin.post(
+        "/schedules", body("nightly", "30 2 * * *", timezone="America/New_York", overlap="skip")
+    )
     assert r.status_code == 201, r.body
     created = r.json_body
     assert (created["catchup"], created["overlap"], created["enabled"]) == ("latest", "skip", True)
@@ -51,10 +52,15 @@ def _field_error(r: Any, field: str) -> str:
 
 
 def test_invalid_expressions_and_zones_are_400(admin: Http) -> None:
-    for expr, words in [("61 * * * *", "out of range"), ("* * * *", "expected 5 fields"),
-                        ("0 0 30 2 *", "never fires"), ("@fortnightly", "unknown macro"),
-                        ("*/0 * * * *", "step"), ("0 0 * * L", "not a number"),
-                        ("", "1-256 characters")]:  # fmt: skip
+    for expr, words in [
+        ("61 * * * *", "out of range"),
+        ("* * * *", "expected 5 fields"),
+        ("0 0 30 2 *", "never fires"),
+        ("@fortnightly", "unknown macro"),
+        ("*/0 * * * *", "step"),
+        ("0 0 * * L", "not a number"),
+        ("", "1-256 characters"),
+    ]:
         message = _field_error(admin.post("/schedules", body("x", expr)), "cron")
         assert words in message, (expr, message)
     for zone in ("Mars/Olympus", "EST5EDT/x", "../../etc/passwd", ""):
@@ -70,8 +76,9 @@ def test_invalid_expressions_and_zones_are_400(admin: Http) -> None:
     assert _field_error(admin.post("/schedules", {"name": "x", "cron": "* * * * *"}), "task")
     assert _field_error(admin.post("/schedules", {**body("x"), "color": "red"}), "color")
     created = admin.post("/schedules", body("ok")).json_body
-    assert _field_error(admin.patch(f"/schedules/{created['id']}", {"timezone": "Nowhere/X"}),
-                        "timezone")  # fmt: skip
+    assert _field_error(
+        admin.patch(f"/schedules/{created['id']}", {"timezone": "Nowhere/X"}), "timezone"
+    )
     assert admin.get("/schedules").json_body["schedules"] == [created]
 
 
@@ -82,8 +89,10 @@ def test_schedules_are_admin_only(worker: Http, anon: Http) -> None:
 
 
 def test_preview_follows_the_dst_rules(admin: Http) -> None:
-    r = admin.get("/schedules/preview?cron=30+2+*+*+*&timezone=America/New_York"
-                  "&after=2027-03-13T00:00:00Z&count=3")  # fmt: skip
+    r = admin.get(
+        "/schedules/preview?cron=30+2+*+*+*&timezone=America/New_York"
+        "&after=2027-03-13T00:00:00Z&count=3"
+    )
     assert r.status_code == 200, r.body
     times = [datetime.fromisoformat(t) for t in r.json_body["fire_times"]]
     assert [t.astimezone(UTC).isoformat() for t in times] == [
@@ -111,9 +120,11 @@ def test_run_now_returns_the_task_and_get_shows_it(admin: Http) -> None:
 
 def _event(client: Client, at: datetime | None = None) -> dict[str, Any]:
     event = client.events.generate_cw_event(
-        source="aws.events", detail_type="Scheduled Event", detail={},
+        source="aws.events",
+        detail_type="Scheduled Event",
+        detail={},
         resources=["arn:aws:events:us-east-1:123456789012:rule/dtq-dev-cron_tick"],
-    )  # fmt: skip
+    )
     if at is not None:
         event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return event

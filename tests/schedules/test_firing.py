@@ -43,8 +43,11 @@ def test_three_schedulers_ticking_for_an_hour_fire_each_time_exactly_once(
         t.join(timeout=100)
     assert not errors, errors
 
-    for created, expr, expected in ((every, "* * * * *", 60), (fives, "*/5 * * * *", 12),
-                                    (half, "30 * * * *", 1)):  # fmt: skip
+    for created, expr, expected in (
+        (every, "* * * * *", 60),
+        (fives, "*/5 * * * *", 12),
+        (half, "30 * * * *", 1),
+    ):
         spec = cron.parse(expr, "UTC")
         times = cron.fire_times_between(spec, T0, T0 + timedelta(hours=1))
         assert len(times) == expected
@@ -117,11 +120,15 @@ def test_a_corrupted_schedule_does_not_stop_the_others(
     good = schedules.create(body("good"), T0)
     bad_ids = [str(uuid.uuid4()) for _ in range(3)]
     with services.store.connection() as conn:
-        for sid, (expr, zone, task) in zip(bad_ids, [
-            ("not a cron", "UTC", {"name": "x"}),
-            ("* * * * *", "Mars/Olympus", {"name": "x"}),
-            ("* * * * *", "UTC", {"name": 5, "priority": "high"}),
-        ], strict=True):  # fmt: skip
+        for sid, (expr, zone, task) in zip(
+            bad_ids,
+            [
+                ("not a cron", "UTC", {"name": "x"}),
+                ("* * * * *", "Mars/Olympus", {"name": "x"}),
+                ("* * * * *", "UTC", {"name": 5, "priority": "high"}),
+            ],
+            strict=True,
+        ):
             conn.execute(
                 "INSERT INTO dtq_schedules (id, name, cron, timezone, task, catchup, overlap,"
                 " created_at) VALUES (%s, %s, %s, %s, %s, 'latest', 'allow', %s)",
@@ -148,10 +155,18 @@ def test_disabled_schedules_do_not_fire_and_re_enabling_does_not_replay(
 
 def test_each_fire_creates_the_declared_task(services: Services, schedules: Schedules) -> None:
     created = schedules.create(
-        body("typed", task={"name": "reports.daily", "queue": "reports", "priority": 8,
-                             "payload": {"format": "pdf"}, "max_attempts": 2}),
+        body(
+            "typed",
+            task={
+                "name": "reports.daily",
+                "queue": "reports",
+                "priority": 8,
+                "payload": {"format": "pdf"},
+                "max_attempts": 2,
+            },
+        ),
         T0,
-    )  # fmt: skip
+    )
     fire_due(services.client, T0 + timedelta(minutes=1))
     [row] = tasks_of(services, created["id"])
     task = services.client.get(str(row["id"]))

@@ -69,10 +69,20 @@ def test_reconciler_restores_recorded_tasks_and_reports_unrecorded_ones(
     k = services.keys.queue("default")
     services.redis.delete(k.task(task["id"]))
     services.redis.zrem(k.ready, task["id"])
-    stray = NewTask(id="00000000-0000-4000-8000-000000000001", name="t", queue="default",
-                    priority=5, payload={}, payload_json="{}", max_attempts=1,
-                    timeout_seconds=30, backoff=Backoff(), run_at_ms=0, created_at_ms=0,
-                    scheduled=False)  # fmt: skip
+    stray = NewTask(
+        id="00000000-0000-4000-8000-000000000001",
+        name="t",
+        queue="default",
+        priority=5,
+        payload={},
+        payload_json="{}",
+        max_attempts=1,
+        timeout_seconds=30,
+        backoff=Backoff(),
+        run_at_ms=0,
+        created_at_ms=0,
+        scheduled=False,
+    )
     q.enqueue_many([stray])  # in Redis, never recorded
     out = maintenance.reconcile(services)
     assert out.restored == 1 and q.live("default", task["id"]) is not None

@@ -28,8 +28,14 @@ ROOT = Path(__file__).parents[2]
 
 def test_the_apps_scheduled_functions_and_their_local_periods() -> None:
     jobs = {j.name: j for j in jobs_of(app_module.app, {"cron_tick": 1.0})}
-    assert set(jobs) == {"cron_tick", "reap_leases", "reconcile", "retention", "record_flush",
-                         "deliver_notifications"}  # fmt: skip
+    assert set(jobs) == {
+        "cron_tick",
+        "reap_leases",
+        "reconcile",
+        "retention",
+        "record_flush",
+        "deliver_notifications",
+    }
     assert jobs["cron_tick"].period_s == 1.0  # rate(1 minute) in AWS
     assert jobs["reconcile"].period_s == 300
     retention = jobs["retention"]
@@ -60,9 +66,21 @@ def test_the_event_is_what_eventbridge_delivers() -> None:
     event = scheduled_event("cron_tick", datetime(2026, 11, 28, 12, 0, 0, 700000, tzinfo=UTC))
     assert event["time"] == "2026-11-28T12:00:00Z"
     assert (event["source"], event["detail-type"], event["detail"]) == (
-        "aws.events", "Scheduled Event", {})  # fmt: skip
-    assert set(event) == {"version", "id", "detail-type", "source", "account", "time",
-                          "region", "resources", "detail"}  # fmt: skip
+        "aws.events",
+        "Scheduled Event",
+        {},
+    )
+    assert set(event) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
 
 
 def test_dtq_scheduler_process_fires_a_minutely_schedule(
@@ -75,14 +93,21 @@ def test_dtq_scheduler_process_fires_a_minutely_schedule(
     offset_s = max(0.0, (boundary - now).total_seconds() - 2.0)
     s = services.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
-    env |= {"DTQ_REDIS_URL": s.redis_url, "DTQ_DATABASE_URL": s.database_url,
-            "DTQ_KEY_PREFIX": s.key_prefix, "DTQ_JWT_SECRET": str(s.jwt_secret)}  # fmt: skip
+    env |= {
+        "DTQ_REDIS_URL": s.redis_url,
+        "DTQ_DATABASE_URL": s.database_url,
+        "DTQ_KEY_PREFIX": s.key_prefix,
+        "DTQ_JWT_SECRET": str(s.jwt_secret),
+    }
     log = tmp_path / "scheduler.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "scheduler", "--clock-offset", str(offset_s)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         [task] = wait_until(lambda: tasks_of(services, created["id"]), 30, "the first fire")
         assert task["idempotency_key"] == idempotency_key(created["id"], boundary)

@@ -46,8 +46,10 @@ def test_sync_creates_updates_and_deletes_only_file_schedules(
     schedules.create(body("made-by-api"), T0)
     (tmp_path / "reports.toml").write_text(REPORTS)
     lines = _sync(schedules, tmp_path, dry_run=True)
-    assert lines[:2] == ["+ cleanup (reports.toml): '@hourly' in UTC",
-                         "+ daily-report (reports.toml): '0 9 * * MON-FRI' in Europe/Berlin"]  # fmt: skip
+    assert lines[:2] == [
+        "+ cleanup (reports.toml): '@hourly' in UTC",
+        "+ daily-report (reports.toml): '0 9 * * MON-FRI' in Europe/Berlin",
+    ]
     assert "dry run" in lines[-1] and len(schedules.rows()) == 1
     _sync(schedules, tmp_path)
     rows = {r["name"]: r for r in schedules.rows()}
@@ -58,8 +60,11 @@ def test_sync_creates_updates_and_deletes_only_file_schedules(
     assert _sync(schedules, tmp_path)[0].startswith("schedules in sync")
 
     # overlap removed from the file means its default again; cleanup's declaration is gone.
-    (tmp_path / "reports.toml").write_text(REPORTS.split("[cleanup]")[0].replace(
-        'overlap = "skip"', 'timezone = "UTC"').replace('timezone = "Europe/Berlin"\n', ""))  # fmt: skip
+    (tmp_path / "reports.toml").write_text(
+        REPORTS.split("[cleanup]")[0]
+        .replace('overlap = "skip"', 'timezone = "UTC"')
+        .replace('timezone = "Europe/Berlin"\n', "")
+    )
     lines = _sync(schedules, tmp_path)
     assert (
         lines[0]
@@ -91,18 +96,36 @@ def test_dtq_schedules_sync_command(services: Services, tmp_path: Path) -> None:
     (tmp_path / "reports.toml").write_text(REPORTS)
     s = services.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
-    env |= {"DTQ_REDIS_URL": s.redis_url, "DTQ_DATABASE_URL": s.database_url,
-            "DTQ_KEY_PREFIX": s.key_prefix}  # fmt: skip
+    env |= {
+        "DTQ_REDIS_URL": s.redis_url,
+        "DTQ_DATABASE_URL": s.database_url,
+        "DTQ_KEY_PREFIX": s.key_prefix,
+    }
     cmd = [sys.executable, "-m", "workers.cli", "schedules", "sync", "--dir", str(tmp_path)]
-    dry = subprocess.run([*cmd, "--dry-run"], env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=60, check=False)  # fmt: skip
+    dry = subprocess.run(
+        [*cmd, "--dry-run"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "+ daily-report" in dry.stdout and "dry run: 2 change(s)" in dry.stdout
     assert Schedules(services.client).rows() == []
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          check=False)  # fmt: skip
+    done = subprocess.run(
+        cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0 and "applied 2 change(s)" in done.stdout, done.stderr
     assert len(Schedules(services.client).rows()) == 2
-    bad = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    bad = subprocess.run(
+        [*cmd[:-1], str(tmp_path / "nope")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("dtq: --dir")

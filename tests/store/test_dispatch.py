@@ -55,11 +55,17 @@ def ready_ids(services: Services, queue: str = "default") -> list[str]:
     return [m.decode() for m in services.redis.zrange(services.keys.queue(queue).ready, 0, -1)]
 
 
-def post(http: HttpClient, token: str, path: str, body: dict[str, Any],
-         headers: dict[str, str] | None = None) -> Any:  # fmt: skip
+def post(
+    http: HttpClient,
+    token: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Any:
     sent = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    return http.http.request("POST", path, headers=sent | (headers or {}),
-                             body=json.dumps(body).encode())  # fmt: skip
+    return http.http.request(
+        "POST", path, headers=sent | (headers or {}), body=json.dumps(body).encode()
+    )
 
 
 def test_tasks_accepted_while_redis_is_down_are_dispatched_by_running_recorders(
@@ -71,8 +77,9 @@ def test_tasks_accepted_while_redis_is_down_are_dispatched_by_running_recorders(
     token, _ = context.issuer.issue("admin", Role.ADMIN, utcnow())
     try:
         with HttpClient(app_module.app) as http:
-            singles = [post(http, token, "/tasks", {"name": "t", "payload": {"i": i}})
-                       for i in range(12)]  # fmt: skip
+            singles = [
+                post(http, token, "/tasks", {"name": "t", "payload": {"i": i}}) for i in range(12)
+            ]
             keyed = post(http, token, "/tasks", {"name": "t"}, {"Idempotency-Key": "k-1"})
             batch = post(http, token, "/tasks/batch", {"tasks": [{"name": "t"}] * 30})
     finally:
@@ -89,14 +96,17 @@ def test_tasks_accepted_while_redis_is_down_are_dispatched_by_running_recorders(
     # no reconciler runs anywhere in this test.
     loops = [through(settings, proxy) for _ in range(2)]
     stop = threading.Event()
-    threads = [threading.Thread(target=Recorder(s.queue, s.store, f"rec{i}").run, args=(stop,))
-               for i, s in enumerate(loops)]  # fmt: skip
+    threads = [
+        threading.Thread(target=Recorder(s.queue, s.store, f"rec{i}").run, args=(stop,))
+        for i, s in enumerate(loops)
+    ]
     for t in threads:
         t.start()
     try:
         proxy.restore()
-        wait_until(lambda: len(ready_ids(services)) == len(ids), 20,
-                   "every accepted task to be in Redis")  # fmt: skip
+        wait_until(
+            lambda: len(ready_ids(services)) == len(ids), 20, "every accepted task to be in Redis"
+        )
         wait_until(lambda: not backlog(services), 10, "the backlog to empty")
     finally:
         stop.set()
@@ -180,8 +190,11 @@ def test_dispatchers_share_the_backlog_and_a_dead_ones_rows_return_after_the_lea
     assert store.take_undispatched(10, lease_s=30) == []  # all held
     # A dispatcher that died holding its rows: they are due again once its lease ends.
     with psycopg.connect(services.settings.database_url, autocommit=True) as conn:
-        conn.execute("UPDATE dtq_dispatch_backlog SET next_at = now() - interval '1 second'"
-                     " WHERE task_id = ANY(%s::uuid[])", (ids[:3],))  # fmt: skip
+        conn.execute(
+            "UPDATE dtq_dispatch_backlog SET next_at = now() - interval '1 second'"
+            " WHERE task_id = ANY(%s::uuid[])",
+            (ids[:3],),
+        )
     assert [str(r["id"]) for r in store.take_undispatched(10, lease_s=30)] == ids[:3]
 
 

@@ -45,8 +45,15 @@ def test_fresh_database_twice_gives_the_same_schema(fresh_url: str) -> None:
     assert migrate.apply_migrations(fresh_url) == []
     assert _schema(fresh_url) == schema
     tables = {row[0] for row in schema[0]}
-    assert {"dtq_tasks", "dtq_task_events", "dtq_users", "dtq_workers", "dtq_schedules",
-            "dtq_schedule_fires", "dtq_schema_migrations"} <= tables  # fmt: skip
+    assert {
+        "dtq_tasks",
+        "dtq_task_events",
+        "dtq_users",
+        "dtq_workers",
+        "dtq_schedules",
+        "dtq_schedule_fires",
+        "dtq_schema_migrations",
+    } <= tables
 
 
 def test_migrate_creates_users_once_and_updates_changed_passwords(fresh_url: str) -> None:

@@ -13,10 +13,13 @@ def terminate_backends(services: Services) -> int:
     """What a PostgreSQL restart does to the pool's connections."""
     with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
         dbname = services.settings.database_url.rsplit("/", 1)[-1]
-        return len(admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,),
-        ).fetchall())  # fmt: skip
+        return len(
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
+            ).fetchall()
+        )
 
 
 def test_after_a_restart_a_call_answers_503_at_worst_and_the_pool_heals(

@@ -150,8 +150,13 @@ def test_text_that_is_not_ours_survives_the_event_encoding(services: Services) -
     assert row["result"] == json.loads(result) and row["attempts"] == 2
     history = services.store.history(task["id"])
     assert [h["event"] for h in history] == [
-        "claimed", "failed", "retrying", "queued", "claimed", "succeeded"
-    ]  # fmt: skip
+        "claimed",
+        "failed",
+        "retrying",
+        "queued",
+        "claimed",
+        "succeeded",
+    ]
     assert {h["worker_id"] for h in history if h["event"] == "claimed"} == {worker}
     assert [h["error"] for h in history if h["error"]] == [error]
 
@@ -190,8 +195,10 @@ def test_recording_updates_task_rows_on_their_own_page(services: Services) -> No
 
 #: An event as cjson wrote a run_at of 9999-12-31 (14 significant digits): PostgreSQL
 #: refuses it as a bigint. Before parking, it held up every entry read with it.
-POISON = ('[{"id":"%s","v":1,"ev":"canceled","st":"canceled","att":0,'
-          '"run":2.53402300799e+14,"fa":1765000000000,"fence":0,"at":1765000000000}]')  # fmt: skip
+POISON = (
+    '[{"id":"%s","v":1,"ev":"canceled","st":"canceled","att":0,'
+    '"run":2.53402300799e+14,"fa":1765000000000,"fence":0,"at":1765000000000}]'
+)
 
 
 def _metrics_text(services: Services) -> str:
@@ -253,8 +260,9 @@ def test_an_entry_postgres_refuses_is_parked_and_the_rest_is_recorded(
     assert 'task_parked_events_total{queue="other"} 0' in text
     # An entry parked before a crash that came before its XDEL is parked once, counted once.
     again_id = services.redis.xadd(stream, {"d": poison}).decode()
-    assert services.store.park(stream=stream, queue="default", entry_id=again_id,
-                               entry=poison, error="as before the crash")  # fmt: skip
+    assert services.store.park(
+        stream=stream, queue="default", entry_id=again_id, entry=poison, error="as before the crash"
+    )
     assert Recorder(services.queue, services.store, "test").drain() == 1
     assert services.redis.xlen(stream) == 0
     assert [p["error"] for p in services.store.parked()] == ["as before the crash", parked["error"]]
@@ -271,11 +279,14 @@ def test_entries_not_written_by_our_scripts_are_parked_whatever_they_hold(
         ({"d": b"not json"}, "not json", "not a JSON array of events"),
         ({"d": b"x"}, "x", "not a JSON array of events"),  # never joined as an empty one
         ({"x": b"1"}, "{'x': '1'}", 'no "d" field'),
-        ({"d": b'[{"id":null,"v":1,"ev":"claimed","at":1}]'},
-         '[{"id":null,"v":1,"ev":"claimed","at":1}]', "NotNullViolation"),
+        (
+            {"d": b'[{"id":null,"v":1,"ev":"claimed","at":1}]'},
+            '[{"id":null,"v":1,"ev":"claimed","at":1}]',
+            "NotNullViolation",
+        ),
         ({"d": nul_escape.encode()}, nul_escape, "UntranslatableCharacter"),
         ({"d": b'[{"ev":"a\x00b\xff"}]'}, '[{"ev":"a\\x00b\\xff"}]', "Error"),
-    ]  # fmt: skip
+    ]
     ids = []
     for fields, _, _ in bad:
         ids.append(services.redis.xadd(stream, fields).decode())
@@ -297,8 +308,17 @@ def test_a_good_entry_beside_a_poison_one_is_recorded_not_parked(services: Servi
     task = services.client.enqueue("t")["id"]
     victim = services.client.enqueue("t")["id"]
     stream = services.keys.queue("default").events
-    good = {"id": task, "v": 1, "ev": "claimed", "st": "running", "att": 1, "w": "w1",
-            "sa": 1_764_000_000_000, "fence": 1, "at": 1_764_000_000_000}  # fmt: skip
+    good = {
+        "id": task,
+        "v": 1,
+        "ev": "claimed",
+        "st": "running",
+        "att": 1,
+        "w": "w1",
+        "sa": 1_764_000_000_000,
+        "fence": 1,
+        "at": 1_764_000_000_000,
+    }
     services.redis.xadd(stream, {"d": json.dumps([good])})
     poison_id = services.redis.xadd(stream, {"d": POISON % victim}).decode()
     assert Recorder(services.queue, services.store, "up").drain() == 2

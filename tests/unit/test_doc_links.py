@@ -27,8 +27,19 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "ben
 FENCE = re.compile(r"^\s*(```|~~~)")
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)\)")
 CODE = re.compile(r"`([^`\n]+)`")
-TOP = ("chalicelib", "workers", "schedules", "bench", "tests", "infra", "scripts", "docs",
-       "localstack", ".chalice", ".ci")  # fmt: skip
+TOP = (
+    "chalicelib",
+    "workers",
+    "schedules",
+    "bench",
+    "tests",
+    "infra",
+    "scripts",
+    "docs",
+    "localstack",
+    ".chalice",
+    ".ci",
+)
 REPO_PATH = re.compile(rf"^(?:{'|'.join(re.escape(t) for t in TOP)})/[\w./-]*$")
 MODULE = re.compile(r"^(chalicelib|workers|schedules)(\.[A-Za-z_]\w*)+$(?<!\.py)")
 
@@ -85,9 +96,16 @@ def is_external(target: str) -> bool:
 
 def test_the_pages_are_there() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
-    assert {"README.md", "docs/architecture.md", "docs/api.md", "docs/operations.md",
-            "docs/performance.md", "docs/guarantees.md", "bench/README.md",
-            "bench/HISTORY.md"} <= names  # fmt: skip
+    assert {
+        "README.md",
+        "docs/architecture.md",
+        "docs/api.md",
+        "docs/operations.md",
+        "docs/performance.md",
+        "docs/guarantees.md",
+        "bench/README.md",
+        "bench/HISTORY.md",
+    } <= names
 
 
 def test_slugs_follow_github() -> None:

@@ -18,11 +18,16 @@ def test_defaults_match_the_documented_table() -> None:
 
 
 def test_values_are_parsed() -> None:
-    s = Settings.from_env({
-        "DTQ_REDIS_CLUSTER": "true", "DTQ_KEY_PREFIX": "prod", "DTQ_JWT_TTL_SECONDS": "60",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "DTQ_LOG_FORMAT": "json",
-        "DTQ_JWT_SECRET": "s" * 32,
-    })  # fmt: skip
+    s = Settings.from_env(
+        {
+            "DTQ_REDIS_CLUSTER": "true",
+            "DTQ_KEY_PREFIX": "prod",
+            "DTQ_JWT_TTL_SECONDS": "60",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "DTQ_LOG_FORMAT": "json",
+            "DTQ_JWT_SECRET": "s" * 32,
+        }
+    )
     assert s.redis_cluster and s.key_prefix == "prod" and s.jwt_ttl_seconds == 60
     assert s.aws_endpoint_url == "http://127.0.0.1:5000" and s.log_format == "json"
     assert "s" * 32 not in repr(s)  # secrets never reach logs through repr

@@ -54,15 +54,27 @@ def test_every_field_the_scripts_touch_is_named_by_the_codec() -> None:
 
 def test_decode_reads_every_field_it_names() -> None:
     raw = {
-        b"st": b"running", b"v": b"4294967301", b"att": b"2", b"fence": b"4294967298",
-        b"cr": b"1", b"wid": b"w-1", b"tok": b"t-9", b"run": b"1000", b"sa": b"2000",
-        b"err": b"boom", b"res": b"[1]", b"bo": Backoff(2.0, 3.0, 60.0, False).encoded.encode(),
-    }  # fmt: skip
+        b"st": b"running",
+        b"v": b"4294967301",
+        b"att": b"2",
+        b"fence": b"4294967298",
+        b"cr": b"1",
+        b"wid": b"w-1",
+        b"tok": b"t-9",
+        b"run": b"1000",
+        b"sa": b"2000",
+        b"err": b"boom",
+        b"res": b"[1]",
+        b"bo": Backoff(2.0, 3.0, 60.0, False).encoded.encode(),
+    }
     live = taskhash.decode(raw)
     assert live is not None
     assert (live.status, live.version, live.attempts, live.fence) == (
-        "running", 2**32 + 5, 2, 2**32 + 2,
-    )  # fmt: skip
+        "running",
+        2**32 + 5,
+        2,
+        2**32 + 2,
+    )
     assert live.cancel_requested and live.worker_id == "w-1" and live.lease_token == "t-9"
     assert (live.run_at_ms, live.started_ms, live.finished_ms) == (1000, 2000, None)
     assert (live.error, live.result_json) == ("boom", "[1]")
@@ -75,21 +87,54 @@ def test_decode_reads_every_field_it_names() -> None:
 def test_every_source_of_the_view_gives_the_same_fields_in_order() -> None:
     now = datetime(2026, 12, 6, tzinfo=UTC)
     row = {
-        "id": "0193a000-0000-7000-8000-000000000001", "name": "t", "queue": "default",
-        "priority": 5, "payload": {}, "status": "queued", "attempts": 0, "max_attempts": 5,
-        "timeout_seconds": 300, "backoff": Backoff().to_json(), "idempotency_key": None,
-        "lock_key": None, "schedule_id": None, "webhook_url": None, "worker_id": None,
-        "cancel_requested": False, "fence": 0, "run_at": now, "created_at": now,
-        "started_at": None, "finished_at": None, "result": None, "error": None, "version": 0,
-    }  # fmt: skip
+        "id": "0193a000-0000-7000-8000-000000000001",
+        "name": "t",
+        "queue": "default",
+        "priority": 5,
+        "payload": {},
+        "status": "queued",
+        "attempts": 0,
+        "max_attempts": 5,
+        "timeout_seconds": 300,
+        "backoff": Backoff().to_json(),
+        "idempotency_key": None,
+        "lock_key": None,
+        "schedule_id": None,
+        "webhook_url": None,
+        "worker_id": None,
+        "cancel_requested": False,
+        "fence": 0,
+        "run_at": now,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+        "version": 0,
+    }
     live = taskhash.decode({b"st": b"succeeded", b"v": b"3", b"res": b"7", b"fa": b"5"})
     new = NewTask(
-        id=row["id"], name="t", queue="default", priority=5, payload={}, payload_json="{}",
-        max_attempts=5, timeout_seconds=300, backoff=Backoff(), run_at_ms=0, created_at_ms=0, scheduled=False,
-    )  # fmt: skip
+        id=row["id"],
+        name="t",
+        queue="default",
+        priority=5,
+        payload={},
+        payload_json="{}",
+        max_attempts=5,
+        timeout_seconds=300,
+        backoff=Backoff(),
+        run_at_ms=0,
+        created_at_ms=0,
+        scheduled=False,
+    )
     lease = Lease(row["id"], "default", "t", {}, 5, 1, 5, 300, 1, "tok", 0)
     overlaid = taskview.from_record(row, live)
     assert (overlaid["status"], overlaid["result"]) == ("succeeded", 7)  # Redis is newer
-    for view in (taskview.from_record(row), overlaid, taskview.from_new(new),
-                 taskview.from_lease(lease, live), taskview.from_lease(lease, None)):  # fmt: skip
+    for view in (
+        taskview.from_record(row),
+        overlaid,
+        taskview.from_new(new),
+        taskview.from_lease(lease, live),
+        taskview.from_lease(lease, None),
+    ):
         assert tuple(view) == taskview.FIELDS

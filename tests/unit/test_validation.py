@@ -137,15 +137,19 @@ def test_run_at_is_bounded_like_delay_seconds_around_now() -> None:
     limit = timedelta(seconds=MAX_SECONDS)
 
     def run_at(dt: datetime) -> datetime | None:
-        return parse_task({"name": "t", "run_at": dt.isoformat()}, max_payload_bytes=10,
-                          now=now).run_at  # fmt: skip
+        return parse_task(
+            {"name": "t", "run_at": dt.isoformat()}, max_payload_bytes=10, now=now
+        ).run_at
 
     assert run_at(now + limit) == now + limit
     assert run_at(now - limit) == now - limit
     plus_two = timezone(timedelta(hours=2))
     assert run_at((now + limit).astimezone(plus_two)) == now + limit  # same instant
-    for too_far in (now + limit + timedelta(milliseconds=1), now - limit - timedelta(seconds=1),
-                    (now + limit + timedelta(minutes=1)).astimezone(plus_two)):  # fmt: skip
+    for too_far in (
+        now + limit + timedelta(milliseconds=1),
+        now - limit - timedelta(seconds=1),
+        (now + limit + timedelta(minutes=1)).astimezone(plus_two),
+    ):
         with pytest.raises(ValidationError) as err:
             run_at(too_far)
         assert err.value.details == [

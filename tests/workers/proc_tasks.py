@@ -17,8 +17,13 @@ def count_primes(below: int) -> int:
 
 @task("proc.primes")
 def primes(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    return {"below": payload["below"], "primes": count_primes(payload["below"]),
-            "pid": os.getpid(), "attempt": ctx.attempt, "task_id": ctx.task_id}  # fmt: skip
+    return {
+        "below": payload["below"],
+        "primes": count_primes(payload["below"]),
+        "pid": os.getpid(),
+        "attempt": ctx.attempt,
+        "task_id": ctx.task_id,
+    }
 
 
 @task("proc.fail")

@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def worker_env(settings: Settings, redis_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTQ_")}
-    env.update({
-        "DTQ_REDIS_URL": redis_url or settings.redis_url,
-        "DTQ_DATABASE_URL": settings.database_url,
-        "DTQ_KEY_PREFIX": settings.key_prefix,
-        "PYTHONPATH": str(ROOT),
-    })  # fmt: skip
+    env.update(
+        {
+            "DTQ_REDIS_URL": redis_url or settings.redis_url,
+            "DTQ_DATABASE_URL": settings.database_url,
+            "DTQ_KEY_PREFIX": settings.key_prefix,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 

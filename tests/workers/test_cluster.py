@@ -63,11 +63,28 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     procs = []
     for port in ports:
         home = tmp_path_factory.mktemp(f"node{port}")
-        procs.append(subprocess.Popen(
-            [redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled",
-             "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"],
-            cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    redis_server(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                cwd=home,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     try:
         nodes = [redis.Redis(port=p) for p in ports]
         wait_until(lambda: all(_pings(n) for n in nodes), what="the cluster nodes")
@@ -77,8 +94,11 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             node.execute_command("CLUSTER ADDSLOTSRANGE", i * per, last)
         for port in ports[1:]:
             nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
-        wait_until(lambda: all(n.execute_command("CLUSTER INFO")["cluster_state"] == "ok"
-                               for n in nodes), timeout_s=20, what="cluster_state:ok")  # fmt: skip
+        wait_until(
+            lambda: all(n.execute_command("CLUSTER INFO")["cluster_state"] == "ok" for n in nodes),
+            timeout_s=20,
+            what="cluster_state:ok",
+        )
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
         for proc in procs:
@@ -106,15 +126,24 @@ def cluster(cluster_url: str, settings: Settings) -> Iterator[Services]:
 def test_enqueue_work_record_and_cancel_across_slots(
     cluster: Services, spawn_worker: SpawnWorker, settings: Settings
 ) -> None:
-    bodies = [{"name": "dtq.echo", "queue": q, "payload": {"i": i}} for i in range(40)
-              for q in QUEUES]  # fmt: skip
+    bodies = [
+        {"name": "dtq.echo", "queue": q, "payload": {"i": i}} for i in range(40) for q in QUEUES
+    ]
     created = cluster.client.enqueue_many(bodies)
     doomed = cluster.client.enqueue("dtq.echo", queue="beta", delay_seconds=3600)
     _, canceled_now = cluster.client.cancel(doomed["id"])
     assert canceled_now
-    worker = spawn_worker("--queues", ",".join(QUEUES), "--concurrency", "4", "--burst",
-                          "--record", "off", redis_url=cluster.settings.redis_url,
-                          env={"DTQ_REDIS_CLUSTER": "true"})  # fmt: skip
+    worker = spawn_worker(
+        "--queues",
+        ",".join(QUEUES),
+        "--concurrency",
+        "4",
+        "--burst",
+        "--record",
+        "off",
+        redis_url=cluster.settings.redis_url,
+        env={"DTQ_REDIS_CLUSTER": "true"},
+    )
     assert worker.wait(60) == 0
     for task in created:
         assert (cluster.queue.task_hash(task["queue"], task["id"]) or {}).get("st") == "succeeded"

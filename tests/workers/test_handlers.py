@@ -17,13 +17,19 @@ from workers.transport import RedisTransport
 from workers.worker import Worker, WorkerConfig
 
 
-def run_burst(services: Services, tmp_path: Path, handlers: registry.Registry,
-              concurrency: int = 4) -> Worker:  # fmt: skip
-    transport = RedisTransport(services.queue, Fleet(services.queue, services.store),
-                               services.client)  # fmt: skip
-    worker = Worker(WorkerConfig(concurrency=concurrency, worker_id="w-test"), transport,
-                    handlers, Journal(str(tmp_path / "j.db")),
-                    locks=(LockScripts(services.redis), services.keys))  # fmt: skip
+def run_burst(
+    services: Services, tmp_path: Path, handlers: registry.Registry, concurrency: int = 4
+) -> Worker:
+    transport = RedisTransport(
+        services.queue, Fleet(services.queue, services.store), services.client
+    )
+    worker = Worker(
+        WorkerConfig(concurrency=concurrency, worker_id="w-test"),
+        transport,
+        handlers,
+        Journal(str(tmp_path / "j.db")),
+        locks=(LockScripts(services.redis), services.keys),
+    )
     worker.run(burst=True)
     return worker
 

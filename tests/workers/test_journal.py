@@ -9,8 +9,17 @@ from workers.offline import Journal, Report
 
 
 def report(i: int, ok: bool = True) -> Report:
-    return Report(f"t{i}", "default", f"tok{i}", ok, f'{{"i": {i}}}', "" if ok else "boom",
-                  None if ok else 250, 1000 + i, 2000 + i)  # fmt: skip
+    return Report(
+        f"t{i}",
+        "default",
+        f"tok{i}",
+        ok,
+        f'{{"i": {i}}}',
+        "" if ok else "boom",
+        None if ok else 250,
+        1000 + i,
+        2000 + i,
+    )
 
 
 def test_outcomes_survive_reopening_until_settled(tmp_path: Path) -> None:

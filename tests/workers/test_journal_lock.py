@@ -105,13 +105,18 @@ def start_in(settings: Settings) -> Iterator[StartIn]:
     ``<folder>/<name>.log``; every one still running is killed afterwards."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(folder: Path, name: str, *args: str,
-              redis_url: str | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    def start(
+        folder: Path, name: str, *args: str, redis_url: str | None = None
+    ) -> subprocess.Popen[bytes]:
         folder.mkdir(exist_ok=True)
         with open(folder / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen([DTQ, "worker", "--worker-id", name, *args],
-                                    env=worker_env(settings, redis_url), stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=folder)  # fmt: skip
+            proc = subprocess.Popen(
+                [DTQ, "worker", "--worker-id", name, *args],
+                env=worker_env(settings, redis_url),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=folder,
+            )
         procs.append(proc)
         return proc
 
@@ -139,7 +144,10 @@ def test_the_default_is_the_first_free_journal_of_a_numbered_series(tmp_path: Pa
     folder = str(tmp_path / ".dtq")
     one, two, three = (Journal.first_free(folder, "h") for _ in range(3))
     assert [Path(j.path).name for j in (one, two, three)] == [
-        "journal-h.db", "journal-h-2.db", "journal-h-3.db"]  # fmt: skip
+        "journal-h.db",
+        "journal-h-2.db",
+        "journal-h-3.db",
+    ]
     two.add([Report("t1", "default", "tok1", True)], "w-two")
     two.close()
     # A worker started after the holder of -2 died takes that file, and its rows.
@@ -153,14 +161,18 @@ def test_rows_keep_the_worker_that_wrote_them(tmp_path: Path) -> None:
     path = str(tmp_path / "j.db")
     journal = Journal(path)
     journal.add([Report("t1", "default", "tok1", True)], "w-old")
-    journal.add([Report("t2", "default", "tok2", False, error="boom", worker_id="w-other")],
-                "w-old")  # fmt: skip
+    journal.add(
+        [Report("t2", "default", "tok2", False, error="boom", worker_id="w-other")], "w-old"
+    )
     journal.close()
     again = Journal(path)
     assert [(r.task_id, r.token, r.worker_id) for r in again.pending()] == [
-        ("t1", "tok1", "w-old"), ("t2", "tok2", "w-other")]  # fmt: skip
-    assert again.outcome("t2") == Report("t2", "default", "tok2", False, error="boom",
-                                         worker_id="w-other")  # fmt: skip
+        ("t1", "tok1", "w-old"),
+        ("t2", "tok2", "w-other"),
+    ]
+    assert again.outcome("t2") == Report(
+        "t2", "default", "tok2", False, error="boom", worker_id="w-other"
+    )
     assert again.outcome("t3") is None
     again.close()
 
@@ -198,8 +210,10 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
     # w-old's report reached the server, but w-old died before settling its journal row;
     # w-new, the next owner of that journal, sends the row with its own outcome.
     services.queue.complete(old.queue, old.task_id, old.lease_token, "1", worker_id="w-old")
-    rows = [Report(old.task_id, old.queue, old.lease_token, True, "1", worker_id="w-old"),
-            Report(new.task_id, new.queue, new.lease_token, True, "2")]  # fmt: skip
+    rows = [
+        Report(old.task_id, old.queue, old.lease_token, True, "1", worker_id="w-old"),
+        Report(new.task_id, new.queue, new.lease_token, True, "2"),
+    ]
     body = {"name": "child", "idempotency_key": "k1"}
     res = transport.sync("w-new", rows, [body])
     assert res.accepted == [new.task_id] and res.created == ["k1"]
@@ -213,10 +227,15 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
 # -- an earlier lease's outcome still journaled when the task comes back -------------------
 
 
-def in_process_worker(services: Services, tmp_path: Path, handlers: registry.Registry,
-                      worker_id: str, *, prefetch: int | None = None) -> Worker:  # fmt: skip
-    redis = RedisTransport(services.queue, Fleet(services.queue, services.store),
-                           services.client)  # fmt: skip
+def in_process_worker(
+    services: Services,
+    tmp_path: Path,
+    handlers: registry.Registry,
+    worker_id: str,
+    *,
+    prefetch: int | None = None,
+) -> Worker:
+    redis = RedisTransport(services.queue, Fleet(services.queue, services.store), services.client)
     config = WorkerConfig(concurrency=1, prefetch=prefetch, worker_id=worker_id)
     return Worker(config, redis, handlers, Journal(str(tmp_path / f"{worker_id}.db")))
 
@@ -251,12 +270,24 @@ def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
     with running(in_process_worker(services, tmp_path, handlers, "w")) as worker:
         # Attempt 1 failed here: journaled, and reported (the reply lost on its way back,
         # so the row stays) — the retry it causes comes back to this worker.
-        worker.journal.add([Report(task["id"], "default", first.lease_token, False,
-                                   error="attempt 1 failed")], "w")  # fmt: skip
-        assert services.queue.fail("default", task["id"], first.lease_token,
-                                   "attempt 1 failed", retry_delay_ms=0, worker_id="w")  # fmt: skip
-        wait_until(lambda: (services.queue.task_hash("default", task["id"]) or {}).get("st")
-                   == "succeeded", timeout_s=15, what="the retry")  # fmt: skip
+        worker.journal.add(
+            [Report(task["id"], "default", first.lease_token, False, error="attempt 1 failed")], "w"
+        )
+        assert services.queue.fail(
+            "default",
+            task["id"],
+            first.lease_token,
+            "attempt 1 failed",
+            retry_delay_ms=0,
+            worker_id="w",
+        )
+        wait_until(
+            lambda: (
+                (services.queue.task_hash("default", task["id"]) or {}).get("st") == "succeeded"
+            ),
+            timeout_s=15,
+            what="the retry",
+        )
         assert worker.journal.count() == 0
     # Attempt 2 ran; attempt 1's failure did not answer it (an attempt that never ran).
     assert ran == [2]
@@ -289,13 +320,22 @@ def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
         first = services.queue.claim(["default"], "w", 1, 300).leases[0]
         # Attempt 1 succeeded here but its report never left, and its lease expires: the
         # task comes back to this worker, which owes that success.
-        worker.journal.add([Report(task["id"], "default", first.lease_token, True,
-                                   '{"from": "journal"}')], "w")  # fmt: skip
-        wait_until(lambda: services.queue.clock.now_ms() > first.lease_expires_ms,
-                   timeout_s=5, what="the lease to expire")  # fmt: skip
+        worker.journal.add(
+            [Report(task["id"], "default", first.lease_token, True, '{"from": "journal"}')], "w"
+        )
+        wait_until(
+            lambda: services.queue.clock.now_ms() > first.lease_expires_ms,
+            timeout_s=5,
+            what="the lease to expire",
+        )
         go.set()
-        wait_until(lambda: (services.queue.task_hash("default", task["id"]) or {}).get("st")
-                   == "succeeded", timeout_s=15, what="the late success")  # fmt: skip
+        wait_until(
+            lambda: (
+                (services.queue.task_hash("default", task["id"]) or {}).get("st") == "succeeded"
+            ),
+            timeout_s=15,
+            what="the late success",
+        )
         assert worker.journal.count() == 0
     assert ran == []
     assert f"task {task['id']}: its journaled outcome ended it" in caplog.text
@@ -317,8 +357,11 @@ def test_two_workers_from_one_folder_get_two_journals_and_drain_without_duplicat
     second = start_in(tmp_path, "second", *args)
     wait_until(lambda: holder(journal_file(tmp_path, 2)) == second.pid, timeout_s=30)
     # Both up (registered once their recorder child is ready, then claiming at once).
-    wait_until(lambda: registered(services, "first") and registered(services, "second"),
-               timeout_s=30, what="both workers registered")  # fmt: skip
+    wait_until(
+        lambda: registered(services, "first") and registered(services, "second"),
+        timeout_s=30,
+        what="both workers registered",
+    )
     batch = [{"name": "dtq.noop", "queue": "bulk"}] * 1000
     ids = [t["id"] for _ in range(2) for t in services.client.enqueue_many(batch)]
 
@@ -337,28 +380,46 @@ def test_two_workers_from_one_folder_get_two_journals_and_drain_without_duplicat
         assert "refused" not in log and "rejected': 0" in log, log[-2000:]
     recorded_events(services, "bulk")
     with psycopg.connect(services.settings.database_url) as conn:
-        events: dict[str, int] = dict(conn.execute("SELECT event, count(*) FROM dtq_task_events "
-                                   "WHERE event IN ('succeeded', 'duplicate_result') "
-                                   "GROUP BY event").fetchall())  # fmt: skip
+        events: dict[str, int] = dict(
+            conn.execute(
+                "SELECT event, count(*) FROM dtq_task_events "
+                "WHERE event IN ('succeeded', 'duplicate_result') "
+                "GROUP BY event"
+            ).fetchall()
+        )
     assert events == {"succeeded": 2000}
     assert "journal .dtq/journal-" in (tmp_path / "second.log").read_text()
 
 
 def test_a_worker_started_beside_an_offline_one_leaves_it_its_outcomes(
-    services: Services, settings: Settings, proxy: Proxy,
-    start_in: StartIn, tmp_path: Path,
-) -> None:  # fmt: skip
+    services: Services,
+    settings: Settings,
+    proxy: Proxy,
+    start_in: StartIn,
+    tmp_path: Path,
+) -> None:
     """The shared journal's duplicates, made certain: a worker cut off with outcomes in
     its journal, and a second one started from the same folder, which synced them at its
     start (as its own) before the first could (then refused as duplicates)."""
     here = tmp_path / "here"
     ids = enqueue_marked(services, tmp_path)
-    offline = start_in(here, "offline", "--concurrency", "4", "--prefetch", "0", *MARKED,
-                       redis_url=proxied(settings, proxy))  # fmt: skip
+    offline = start_in(
+        here,
+        "offline",
+        "--concurrency",
+        "4",
+        "--prefetch",
+        "0",
+        *MARKED,
+        redis_url=proxied(settings, proxy),
+    )
     wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=15)
     proxy.cut()
-    wait_until(lambda: len(journaled_rows(journal_file(here))) == 4, timeout_s=10,
-               what="4 journaled outcomes")  # fmt: skip
+    wait_until(
+        lambda: len(journaled_rows(journal_file(here))) == 4,
+        timeout_s=10,
+        what="4 journaled outcomes",
+    )
     online = start_in(here, "online", "--concurrency", "2")
     wait_until(lambda: holder(journal_file(here, 2)) == online.pid, timeout_s=30)
     # It has synced its journal (its first claim comes after): it runs new work ...
@@ -381,9 +442,14 @@ def test_an_explicit_journal_held_by_a_live_worker_is_refused(
     first = spawn_worker(journal="shared.db")
     path = tmp_path / "shared.db"
     wait_until(lambda: holder(path) == first.pid, timeout_s=30, what="the first worker's lock")
-    second = subprocess.run([DTQ, "worker", "--offline-db", str(path)], cwd=tmp_path,
-                            env=worker_env(settings), capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    second = subprocess.run(
+        [DTQ, "worker", "--offline-db", str(path)],
+        cwd=tmp_path,
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 1
     assert second.stderr.splitlines() == [
         f"dtq: --offline-db {path}: another worker (pid {first.pid}) holds this journal; "
@@ -393,17 +459,31 @@ def test_an_explicit_journal_held_by_a_live_worker_is_refused(
 
 
 def test_a_worker_killed_9_leaves_its_journal_to_the_next_one_started_there(
-    services: Services, settings: Settings, proxy: Proxy,
-    start_in: StartIn, tmp_path: Path,
-) -> None:  # fmt: skip
+    services: Services,
+    settings: Settings,
+    proxy: Proxy,
+    start_in: StartIn,
+    tmp_path: Path,
+) -> None:
     here = tmp_path / "here"
     ids = enqueue_marked(services, tmp_path)
-    doomed = start_in(here, "doomed", "--concurrency", "4", "--prefetch", "0", *MARKED,
-                      redis_url=proxied(settings, proxy))  # fmt: skip
+    doomed = start_in(
+        here,
+        "doomed",
+        "--concurrency",
+        "4",
+        "--prefetch",
+        "0",
+        *MARKED,
+        redis_url=proxied(settings, proxy),
+    )
     wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=15)
     proxy.cut()
-    wait_until(lambda: len(journaled_rows(journal_file(here))) == 4, timeout_s=10,
-               what="4 journaled outcomes")  # fmt: skip
+    wait_until(
+        lambda: len(journaled_rows(journal_file(here))) == 4,
+        timeout_s=10,
+        what="4 journaled outcomes",
+    )
     doomed.kill()
     doomed.wait(10)
     assert holder(journal_file(here)) is None  # the kernel dropped the lock with the process

@@ -68,12 +68,16 @@ def assert_each_ran_once(services: Services, ids: list[str]) -> None:
 
 
 def test_offline_worker_finishes_held_tasks_and_syncs_on_reconnect(
-    services: Services, settings: Settings, proxy: Proxy, spawn_worker: SpawnWorker,
+    services: Services,
+    settings: Settings,
+    proxy: Proxy,
+    spawn_worker: SpawnWorker,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     ids = enqueue_marked(services, tmp_path)
-    spawn_worker("--concurrency", "4", "--prefetch", "0", *MARKED,
-                 redis_url=proxied(settings, proxy))  # fmt: skip
+    spawn_worker(
+        "--concurrency", "4", "--prefetch", "0", *MARKED, redis_url=proxied(settings, proxy)
+    )
     wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=15)
     proxy.cut()
     # The tasks outlive the connection: their outcomes wait in the journal.
@@ -87,12 +91,16 @@ def test_offline_worker_finishes_held_tasks_and_syncs_on_reconnect(
 
 
 def test_kill_9_while_offline_then_restart_syncs_without_rerunning(
-    services: Services, settings: Settings, proxy: Proxy, spawn_worker: SpawnWorker,
+    services: Services,
+    settings: Settings,
+    proxy: Proxy,
+    spawn_worker: SpawnWorker,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     ids = enqueue_marked(services, tmp_path)
-    worker = spawn_worker("--concurrency", "4", "--prefetch", "0", *MARKED,
-                          redis_url=proxied(settings, proxy))  # fmt: skip
+    worker = spawn_worker(
+        "--concurrency", "4", "--prefetch", "0", *MARKED, redis_url=proxied(settings, proxy)
+    )
     wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=15)
     proxy.cut()
     wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")

@@ -30,14 +30,16 @@ from tests.workers.test_offline import (
 def api_port(services: Services, settings: Settings, tmp_path: Path) -> Iterator[int]:
     assert settings.worker_password is not None
     services.store.upsert_user(
-        settings.worker_username, passwords.hash_password(settings.worker_password, log_n=10),
+        settings.worker_username,
+        passwords.hash_password(settings.worker_password, log_n=10),
         "worker",
-    )  # fmt: skip
+    )
     port = free_port()
     env = {**worker_env(settings), "DTQ_JWT_SECRET": settings.jwt_secret or ""}
     with open(tmp_path / "api.log", "wb") as log:
-        api = subprocess.Popen([DTQ, "api", "--port", str(port)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)  # fmt: skip
+        api = subprocess.Popen(
+            [DTQ, "api", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_until(lambda: port_answers(port), timeout_s=60, what="dtq api")
         yield port
@@ -53,16 +55,20 @@ def api_proxy(api_port: int) -> Iterator[Proxy]:
     p.close()
 
 
-def _spawn(spawn_worker: SpawnWorker, settings: Settings, proxy: Proxy, *args: str
-           ) -> subprocess.Popen[bytes]:  # fmt: skip
+def _spawn(
+    spawn_worker: SpawnWorker, settings: Settings, proxy: Proxy, *args: str
+) -> subprocess.Popen[bytes]:
     env = {"DTQ_WORKER_PASSWORD": settings.worker_password or ""}
     return spawn_worker("--api", f"http://127.0.0.1:{proxy.port}", *MARKED, *args, env=env)
 
 
 def test_http_worker_offline_finishes_held_tasks_and_syncs_on_reconnect(
-    services: Services, settings: Settings, api_proxy: Proxy, spawn_worker: SpawnWorker,
+    services: Services,
+    settings: Settings,
+    api_proxy: Proxy,
+    spawn_worker: SpawnWorker,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     ids = enqueue_marked(services, tmp_path)
     _spawn(spawn_worker, settings, api_proxy, "--concurrency", "4", "--prefetch", "0")
     wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=20)
@@ -76,9 +82,12 @@ def test_http_worker_offline_finishes_held_tasks_and_syncs_on_reconnect(
 
 
 def test_http_worker_killed_while_offline_syncs_after_restart_without_rerunning(
-    services: Services, settings: Settings, api_proxy: Proxy, spawn_worker: SpawnWorker,
+    services: Services,
+    settings: Settings,
+    api_proxy: Proxy,
+    spawn_worker: SpawnWorker,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     ids = enqueue_marked(services, tmp_path)
     worker = _spawn(spawn_worker, settings, api_proxy, "--concurrency", "4", "--prefetch", "0")
     wait_until(lambda: held_by_the_worker(tmp_path), timeout_s=20)

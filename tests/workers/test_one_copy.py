@@ -45,10 +45,15 @@ def test_a_task_leased_again_to_the_worker_running_it_waits_and_runs_once(
 
     handlers = registry.load([])
     handlers.add("blocking", blocking)
-    transport = RedisTransport(services.queue, Fleet(services.queue, services.store),
-                               services.client)  # fmt: skip
-    worker = Worker(WorkerConfig(concurrency=2, worker_id="w-once"), transport, handlers,
-                    Journal(str(tmp_path / "j.db")))  # fmt: skip
+    transport = RedisTransport(
+        services.queue, Fleet(services.queue, services.store), services.client
+    )
+    worker = Worker(
+        WorkerConfig(concurrency=2, worker_id="w-once"),
+        transport,
+        handlers,
+        Journal(str(tmp_path / "j.db")),
+    )
     task = services.client.enqueue("blocking", {})
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()

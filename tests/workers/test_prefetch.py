@@ -16,16 +16,29 @@ from workers.transport import RedisTransport
 from workers.worker import PREFETCH_WAIT_S, Worker, WorkerConfig
 
 
-def one_slot_worker(services: Services, tmp_path: Path, handlers: registry.Registry,
-                    name: str, *, prefetch: int | None = None) -> Worker:  # fmt: skip
-    transport = RedisTransport(services.queue, Fleet(services.queue, services.store),
-                               services.client)  # fmt: skip
+def one_slot_worker(
+    services: Services,
+    tmp_path: Path,
+    handlers: registry.Registry,
+    name: str,
+    *,
+    prefetch: int | None = None,
+) -> Worker:
+    transport = RedisTransport(
+        services.queue, Fleet(services.queue, services.store), services.client
+    )
     config = WorkerConfig(concurrency=1, prefetch=prefetch, worker_id=f"w-{name}")
     return Worker(config, transport, handlers, Journal(str(tmp_path / f"{name}.db")))
 
 
-def burst(services: Services, tmp_path: Path, handlers: registry.Registry, name: str,
-          *, prefetch: int | None = None) -> Worker:  # fmt: skip
+def burst(
+    services: Services,
+    tmp_path: Path,
+    handlers: registry.Registry,
+    name: str,
+    *,
+    prefetch: int | None = None,
+) -> Worker:
     worker = one_slot_worker(services, tmp_path, handlers, name, prefetch=prefetch)
     worker.run(burst=True)
     return worker
@@ -57,8 +70,9 @@ def test_short_tasks_come_many_per_claim(services: Services, tmp_path: Path) -> 
     assert fixed.claims >= 100, fixed.claims
 
 
-def test_long_tasks_are_not_prefetched_beyond_one_per_slot(services: Services,
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_long_tasks_are_not_prefetched_beyond_one_per_slot(
+    services: Services, tmp_path: Path
+) -> None:
     held: list[int] = []
     worker: list[Worker] = []
 

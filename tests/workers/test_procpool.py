@@ -73,10 +73,10 @@ def test_a_timed_out_attempt_kills_and_replaces_its_child(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "spin.pid"
-    spin = services.client.enqueue("proc.spin", {"pidfile": str(pidfile)}, timeout_seconds=1,
-                                   max_attempts=1)["id"]  # fmt: skip
-    worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "0",
-                          "--lease-seconds", "1.5")  # fmt: skip
+    spin = services.client.enqueue(
+        "proc.spin", {"pidfile": str(pidfile)}, timeout_seconds=1, max_attempts=1
+    )["id"]
+    worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "0", "--lease-seconds", "1.5")
     wait_until(pidfile.exists, timeout_s=15, what="the spinning handler to start")
     wait_until(lambda: pidfile.read_text(), timeout_s=5)
     spinner = int(pidfile.read_text())
@@ -105,8 +105,7 @@ def test_sigterm_with_tasks_in_flight_loses_none_and_leaves_no_child(
 ) -> None:
     body = {"seconds": 1.0, "dir": str(tmp_path)}
     tasks = [services.client.enqueue("proc.sleep", body)["id"] for _ in range(3)]
-    worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "1",
-                          "--grace-seconds", "10")  # fmt: skip
+    worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "1", "--grace-seconds", "10")
     wait_until(lambda: [status(services, t) for t in tasks].count("running") == 3, timeout_s=15)
     # Two handlers started in their children (a claimed, unstarted task is given back).
     wait_until(lambda: len(list(tmp_path.glob("*.started"))) == 2, timeout_s=15)

@@ -43,8 +43,9 @@ def statuses(services: Services) -> Counter[str]:
 
 
 def wait_recorded(services: Services, expected: dict[str, int], timeout_s: float = 30) -> None:
-    wait_until(lambda: statuses(services) == Counter(expected), timeout_s,
-               f"the record to show {expected}")  # fmt: skip
+    wait_until(
+        lambda: statuses(services) == Counter(expected), timeout_s, f"the record to show {expected}"
+    )
 
 
 def unrecorded(services: Services) -> int:
@@ -124,8 +125,9 @@ def test_a_killed_recorder_child_is_replaced_and_its_batch_in_hand_recorded(
     ids = [t["id"] for t in services.client.enqueue_many([{"name": "dtq.echo"}] * 300)]
 
     def done_in_redis() -> bool:
-        return all((services.queue.task_hash("default", i) or {}).get("st") == "succeeded"
-                   for i in ids)  # fmt: skip
+        return all(
+            (services.queue.task_hash("default", i) or {}).get("st") == "succeeded" for i in ids
+        )
 
     wait_until(done_in_redis, timeout_s=30, what="the tasks to run")
     # What the child holds when killed mid-batch: entries read under its consumer name,
@@ -135,8 +137,11 @@ def test_a_killed_recorder_child_is_replaced_and_its_batch_in_hand_recorded(
     services.redis.xreadgroup("recorder", "w:rec", {stream: ">"}, count=100_000)
     assert services.redis.xpending(stream, "recorder")["pending"] == unrecorded(services) > 0
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: recorder_children(worker) not in ([], [first]), timeout_s=15,
-               what="a new recorder child")  # fmt: skip
+    wait_until(
+        lambda: recorder_children(worker) not in ([], [first]),
+        timeout_s=15,
+        what="a new recorder child",
+    )
     wait_recorded(services, {"succeeded": 301}, timeout_s=15)
     wait_until(lambda: unrecorded(services) == 0, timeout_s=5, what="the stream to empty")
     assert services.redis.xpending(stream, "recorder")["pending"] == 0
@@ -159,8 +164,9 @@ def test_no_record_runs_no_recorder(services: Services, spawn_worker: SpawnWorke
     worker = spawn_worker("--no-record")
 
     def done_in_redis() -> bool:
-        return all((services.queue.task_hash("default", i) or {}).get("st") == "succeeded"
-                   for i in ids)  # fmt: skip
+        return all(
+            (services.queue.task_hash("default", i) or {}).get("st") == "succeeded" for i in ids
+        )
 
     wait_until(done_in_redis, timeout_s=15, what="the tasks to run")
     assert children(worker.pid) == {}

@@ -32,13 +32,18 @@ def _http_transport(services: Services, settings: Settings) -> Iterator[Transpor
     )
     port = free_port()
     env = worker_env(settings)
-    env.update({"DTQ_JWT_SECRET": settings.jwt_secret or "", "DTQ_WORKER_PASSWORD":
-                settings.worker_password})  # fmt: skip
+    env.update(
+        {
+            "DTQ_JWT_SECRET": settings.jwt_secret or "",
+            "DTQ_WORKER_PASSWORD": settings.worker_password,
+        }
+    )
     api = subprocess.Popen([DTQ, "api", "--port", str(port)], env=env)
     try:
         wait_until(lambda: port_answers(port), timeout_s=60, what="dtq api")
-        transport = HttpTransport(f"http://127.0.0.1:{port}", settings.worker_username,
-                                  settings.worker_password)  # fmt: skip
+        transport = HttpTransport(
+            f"http://127.0.0.1:{port}", settings.worker_username, settings.worker_password
+        )
         yield transport
         transport.close()
     finally:
@@ -47,11 +52,11 @@ def _http_transport(services: Services, settings: Settings) -> Iterator[Transpor
 
 
 @pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest, services: Services,
-              settings: Settings) -> Iterator[Transport]:  # fmt: skip
+def transport(
+    request: pytest.FixtureRequest, services: Services, settings: Settings
+) -> Iterator[Transport]:
     if request.param == "redis":
-        yield RedisTransport(services.queue, Fleet(services.queue, services.store),
-                             services.client)  # fmt: skip
+        yield RedisTransport(services.queue, Fleet(services.queue, services.store), services.client)
     else:
         yield from _http_transport(services, settings)
 
@@ -92,8 +97,9 @@ def test_sync_accepts_once_and_a_resend_changes_nothing(
 ) -> None:
     task = services.client.enqueue("t")
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
-    report = Report(lease.task_id, lease.queue, lease.lease_token, True, '{"n": 1}',
-                    started_ms=1, finished_ms=2)  # fmt: skip
+    report = Report(
+        lease.task_id, lease.queue, lease.lease_token, True, '{"n": 1}', started_ms=1, finished_ms=2
+    )
     first = transport.sync("w1", [report], [])
     assert first.accepted == [task["id"]] and first.rejected == []
     again = transport.sync("w1", [report], [])
@@ -146,10 +152,12 @@ def test_registration_shows_the_worker_in_the_fleet(
 ) -> None:
     interval = transport.register("w-contract", ["default", "b"], "host1", 4, first=True)
     assert interval > 0
-    [info] = [w for w in Fleet(services.queue, services.store).describe()
-              if w["worker_id"] == "w-contract"]  # fmt: skip
-    assert (info["alive"], info["queues"], info["mode"]) == (True, ["default", "b"],
-                                                            transport.mode)  # fmt: skip
+    [info] = [
+        w
+        for w in Fleet(services.queue, services.store).describe()
+        if w["worker_id"] == "w-contract"
+    ]
+    assert (info["alive"], info["queues"], info["mode"]) == (True, ["default", "b"], transport.mode)
 
 
 def test_wait_for_work_blocks_until_an_enqueue_signals(

@@ -20,12 +20,18 @@ from workers.worker import Worker, WorkerConfig
 
 
 @contextmanager
-def running(services: Services, tmp_path: Path, handlers: registry.Registry,
-            concurrency: int = 4) -> Iterator[Worker]:  # fmt: skip
-    transport = RedisTransport(services.queue, Fleet(services.queue, services.store),
-                               services.client)  # fmt: skip
-    worker = Worker(WorkerConfig(concurrency=concurrency, worker_id="w-wake", grace_s=5),
-                    transport, handlers, Journal(str(tmp_path / "j.db")))  # fmt: skip
+def running(
+    services: Services, tmp_path: Path, handlers: registry.Registry, concurrency: int = 4
+) -> Iterator[Worker]:
+    transport = RedisTransport(
+        services.queue, Fleet(services.queue, services.store), services.client
+    )
+    worker = Worker(
+        WorkerConfig(concurrency=concurrency, worker_id="w-wake", grace_s=5),
+        transport,
+        handlers,
+        Journal(str(tmp_path / "j.db")),
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -59,21 +65,23 @@ def test_a_dry_worker_claims_only_when_woken(services: Services, tmp_path: Path)
         wait_until(lambda: status(services, late["id"]) == "succeeded", what="late task")
 
 
-def test_a_capped_queue_drains_through_a_waiting_worker(services: Services,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_a_capped_queue_drains_through_a_waiting_worker(services: Services, tmp_path: Path) -> None:
     services.queue.configure("default", concurrency="1")
     seen: list[Any] = []
     handlers = registry.load([])
     handlers.add("one", lambda payload: seen.append(payload["i"]))
-    ids = [t["id"] for t in services.client.enqueue_many(
-        [{"name": "one", "payload": {"i": i}} for i in range(5)])]  # fmt: skip
+    ids = [
+        t["id"]
+        for t in services.client.enqueue_many(
+            [{"name": "one", "payload": {"i": i}} for i in range(5)]
+        )
+    ]
     with running(services, tmp_path, handlers):
         wait_until(lambda: all(status(services, i) == "succeeded" for i in ids), what="drained")
     assert seen == [0, 1, 2, 3, 4]  # one at a time, in order
 
 
-def test_a_retry_due_at_once_reaches_a_waiting_worker(services: Services,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_a_retry_due_at_once_reaches_a_waiting_worker(services: Services, tmp_path: Path) -> None:
     attempts: list[int] = []
 
     def flaky(payload: dict[str, Any], ctx: Any) -> str:

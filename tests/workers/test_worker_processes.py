@@ -54,11 +54,18 @@ def test_drains_5000_mixed_tasks_to_exactly_the_expected_states(
 ) -> None:
     bodies: list[dict[str, Any]] = (
         [{"name": "dtq.echo", "payload": {"i": i}} for i in range(4000)]
-        + [{"name": "dtq.fail", "payload": {"times": 1}, "max_attempts": 3,
-            "backoff": FAST_BACKOFF} for _ in range(500)]
+        + [
+            {
+                "name": "dtq.fail",
+                "payload": {"times": 1},
+                "max_attempts": 3,
+                "backoff": FAST_BACKOFF,
+            }
+            for _ in range(500)
+        ]
         + [{"name": "dtq.fail", "max_attempts": 2, "backoff": FAST_BACKOFF} for _ in range(400)]
         + [{"name": "dtq.sleep", "payload": {"seconds": 0.02}} for _ in range(100)]
-    )  # fmt: skip
+    )
     tasks = []
     for i in range(0, len(bodies), 1000):
         tasks += services.client.enqueue_many(bodies[i : i + 1000])
@@ -67,7 +74,12 @@ def test_drains_5000_mixed_tasks_to_exactly_the_expected_states(
     def drained() -> bool:
         d = services.queue.depths(["default"])["default"]
         return (d["queued"], d["running"], d["retrying"], d["scheduled"], d["dead"]) == (
-            0, 0, 0, 0, 400)  # fmt: skip
+            0,
+            0,
+            0,
+            0,
+            400,
+        )
 
     wait_until(drained, timeout_s=90, what="the queue to drain")
     record_caught_up(services)
@@ -139,13 +151,30 @@ def test_a_claimed_task_whose_lease_was_lost_before_it_started_is_not_run(
     first = services.client.enqueue("test.marked_gate", {"dir": str(tmp_path)})
     second = services.client.enqueue("test.marked_sleep", body)
     # One slot and one prefetched task: the second waits in the worker behind the first.
-    paused = spawn_worker("--concurrency", "1", "--prefetch", "1", "--lease-seconds", "1",
-                          "--worker-id", "paused", *MARKED)  # fmt: skip
+    paused = spawn_worker(
+        "--concurrency",
+        "1",
+        "--prefetch",
+        "1",
+        "--lease-seconds",
+        "1",
+        "--worker-id",
+        "paused",
+        *MARKED,
+    )
     wait_until(lambda: (tmp_path / f"{first['id']}.started").exists(), timeout_s=15)
     wait_until(lambda: live(services, second["id"]).get("wid") == "paused", timeout_s=15)
     paused.send_signal(signal.SIGSTOP)
-    spawn_worker("--concurrency", "2", "--lease-seconds", "1", "--worker-id", "other", *MARKED,
-                 journal="other.db")  # fmt: skip
+    spawn_worker(
+        "--concurrency",
+        "2",
+        "--lease-seconds",
+        "1",
+        "--worker-id",
+        "other",
+        *MARKED,
+        journal="other.db",
+    )
     wait_until(lambda: status(services, second["id"]) == "succeeded", timeout_s=20)
     paused.send_signal(signal.SIGCONT)
     log = tmp_path / "worker-0.log"
@@ -168,8 +197,7 @@ def test_graceful_shutdown_finishes_or_releases_held_tasks(
 ) -> None:
     body = {"seconds": 0.6, "dir": str(tmp_path)}
     short = [services.client.enqueue("test.marked_sleep", body)["id"] for _ in range(5)]
-    worker = spawn_worker("--concurrency", "3", "--prefetch", "2", "--grace-seconds", "10",
-                          *MARKED)  # fmt: skip
+    worker = spawn_worker("--concurrency", "3", "--prefetch", "2", "--grace-seconds", "10", *MARKED)
     wait_until(lambda: [status(services, t) for t in short].count("running") == 5, timeout_s=15)
     # Three handlers started (a claimed, unstarted task is given back at the signal).
     wait_until(lambda: len(list(tmp_path.glob("*.started"))) == 3, timeout_s=15)

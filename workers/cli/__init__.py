@@ -52,8 +52,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
         report = recover(svc.client)
     finally:
         svc.close()
-    print(f"recorded {recorded} pending stream entries; checked {report.checked} live task(s); "
-          f"restored {report.restored} into Redis; epoch {report.epoch}")  # fmt: skip
+    print(
+        f"recorded {recorded} pending stream entries; checked {report.checked} live task(s); "
+        f"restored {report.restored} into Redis; epoch {report.epoch}"
+    )
     return 0
 
 
@@ -130,20 +132,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         svc.close()
     if args.json:
-        print(json.dumps({"queues": stats, "workers": workers, "recent_failures": failing},
-                         indent=2, default=str))  # fmt: skip
+        print(
+            json.dumps(
+                {"queues": stats, "workers": workers, "recent_failures": failing},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     cols = ("scheduled", "queued", "running", "retrying", "dead")
     print(f"{'queue':<24}" + "".join(f"{c:>11}" for c in cols) + f"{'unrecorded':>12}  flags")
     for name, d in sorted(stats.items()):
         flags = "paused" if d["meta"].get("paused") == "1" else ""
-        print(f"{name:<24}" + "".join(f"{d[c]:>11}" for c in cols)
-              + f"{d['unrecorded_events']:>12}  {flags}")  # fmt: skip
+        print(
+            f"{name:<24}"
+            + "".join(f"{d[c]:>11}" for c in cols)
+            + f"{d['unrecorded_events']:>12}  {flags}"
+        )
     print(f"\nworkers: {sum(w['alive'] for w in workers)} alive of {len(workers)}")
     for w in workers:
         state = "alive" if w["alive"] else "gone "
-        print(f"  {state} {w['worker_id']:<32} {w['mode']:<5} {','.join(w['queues']):<24} "
-              f"running {len(w['running'])}")  # fmt: skip
+        print(
+            f"  {state} {w['worker_id']:<32} {w['mode']:<5} {','.join(w['queues']):<24} "
+            f"running {len(w['running'])}"
+        )
     print("\nrecent failures:" if failing else "\nrecent failures: none")
     for t in failing:
         error = (t["error"] or "").splitlines()[0][:80] if t["error"] else ""
@@ -205,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("recover", help="rebuild Redis queue state from Postgres").set_defaults(
         func=cmd_recover
     )
-    p = sub.add_parser("record", help="run a standalone recorder (Redis events → Postgres) "
-                       "and notifier")  # fmt: skip
+    p = sub.add_parser(
+        "record", help="run a standalone recorder (Redis events → Postgres) and notifier"
+    )
     # Set by `dtq worker --record process` for its child.
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--consumer", default=None, help=argparse.SUPPRESS)
@@ -250,8 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Modules owning further verbs; each has ``register(subparsers)`` adding its parser(s).
-VERB_MODULES = ("workers.cli.serve", "workers.cli.worker", "schedules.runner",
-                "workers.devstack.stack", "workers.cli.bench")  # fmt: skip
+VERB_MODULES = (
+    "workers.cli.serve",
+    "workers.cli.worker",
+    "schedules.runner",
+    "workers.devstack.stack",
+    "workers.cli.bench",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

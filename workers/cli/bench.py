@@ -19,8 +19,18 @@ from chalicelib.core.errors import ConfigError
 #: The checkout holding ``bench/`` (this file is ``<repo>/workers/cli/bench.py``).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
-PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq", "bullmq", "procrastinate",
-         "pgqueuer")  # fmt: skip
+PEERS = (
+    "rq",
+    "celery",
+    "dramatiq",
+    "huey",
+    "arq",
+    "saq",
+    "taskiq",
+    "bullmq",
+    "procrastinate",
+    "pgqueuer",
+)
 
 
 def register(subparsers: Any) -> None:

@@ -131,8 +131,14 @@ class Handler(ChaliceRequestHandler):
             self._generic_handle()
             return
         # http.server's own answers (malformed request line, unknown method…) as JSON.
-        names = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-                 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented"}  # fmt: skip
+        names = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            414: "uri_too_long",
+            431: "headers_too_large",
+            501: "not_implemented",
+        }
         self._reply(code, names.get(code, "bad_request"), message or "bad request", close=True)
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -38,29 +38,55 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("worker", help="run a worker (Redis, or the HTTP API with --api)")
     p.add_argument("--queues", default="default", help="comma-separated queue names")
     p.add_argument("--concurrency", type=int, default=1, help="slots running tasks")
-    p.add_argument("--pool", choices=("thread", "process"), default="thread",
-                   help="slots are threads (default) or child processes, for CPU-bound "
-                   "handlers")  # fmt: skip
-    p.add_argument("--tasks", default=None, help="comma-separated handler modules "
-                   "(default: DTQ_TASKS)")  # fmt: skip
+    p.add_argument(
+        "--pool",
+        choices=("thread", "process"),
+        default="thread",
+        help="slots are threads (default) or child processes, for CPU-bound handlers",
+    )
+    p.add_argument(
+        "--tasks", default=None, help="comma-separated handler modules (default: DTQ_TASKS)"
+    )
     p.add_argument("--api", default=None, metavar="URL", help="use the HTTP API, not Redis")
-    p.add_argument("--offline-db", default=None, metavar="PATH",
-                   help="SQLite journal, locked for the worker's life; refused when another "
-                   "worker holds it (default: the first free of .dtq/journal-<hostname>.db, "
-                   ".dtq/journal-<hostname>-2.db, …)")  # fmt: skip
+    p.add_argument(
+        "--offline-db",
+        default=None,
+        metavar="PATH",
+        help="SQLite journal, locked for the worker's life; refused when another "
+        "worker holds it (default: the first free of .dtq/journal-<hostname>.db, "
+        ".dtq/journal-<hostname>-2.db, …)",
+    )
     p.add_argument("--grace-seconds", type=float, default=30.0)
-    p.add_argument("--lease-seconds", type=float, default=None,
-                   help="lease length (default: DTQ_LEASE_SECONDS, 30)")  # fmt: skip
-    p.add_argument("--prefetch", type=int, default=None,
-                   help="tasks held beyond free slots (default: what the slots finish in "
-                   "≈ 5 ms at the tasks' recent run time, between concurrency and "
-                   "max(4 * concurrency, 16))")  # fmt: skip
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="lease length (default: DTQ_LEASE_SECONDS, 30)",
+    )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="tasks held beyond free slots (default: what the slots finish in "
+        "≈ 5 ms at the tasks' recent run time, between concurrency and "
+        "max(4 * concurrency, 16))",
+    )
     p.add_argument("--worker-id", default=None)
-    p.add_argument("--record", choices=("process", "thread", "off"), default="process",
-                   help="Redis mode: run the recorder and notifier in a child process "
-                   "(default), in threads of the worker, or not at all")  # fmt: skip
-    p.add_argument("--no-record", dest="record", action="store_const", const="off",
-                   default=argparse.SUPPRESS, help="same as --record off")  # fmt: skip
+    p.add_argument(
+        "--record",
+        choices=("process", "thread", "off"),
+        default="process",
+        help="Redis mode: run the recorder and notifier in a child process "
+        "(default), in threads of the worker, or not at all",
+    )
+    p.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_const",
+        const="off",
+        default=argparse.SUPPRESS,
+        help="same as --record off",
+    )
     p.add_argument("--burst", action="store_true", help="exit once nothing is left to claim")
     p.set_defaults(func=cmd_worker)
 
@@ -78,11 +104,15 @@ def _config(args: argparse.Namespace, settings: Settings) -> WorkerConfig:
         raise ConfigError("--lease-seconds: must be more than 0.3")
     hostname = socket.gethostname()
     return WorkerConfig(
-        queues=queues, concurrency=args.concurrency, prefetch=args.prefetch,
-        lease_ms=int(lease_s * 1000), grace_s=max(0.0, args.grace_seconds),
-        worker_id=args.worker_id or f"{hostname}:{os.getpid()}", hostname=hostname,
+        queues=queues,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        lease_ms=int(lease_s * 1000),
+        grace_s=max(0.0, args.grace_seconds),
+        worker_id=args.worker_id or f"{hostname}:{os.getpid()}",
+        hostname=hostname,
         max_payload_bytes=settings.max_payload_bytes,
-    )  # fmt: skip
+    )
 
 
 def _journal(path: str | None, hostname: str) -> Journal:
@@ -92,8 +122,9 @@ def _journal(path: str | None, hostname: str) -> Journal:
         return Journal(path)
     except JournalBusy as exc:
         # Given explicitly, the file is not swapped for another: its rows would wait there.
-        raise ConfigError(f"--offline-db {exc.message}; each worker needs a journal of its "
-                          "own") from None  # fmt: skip
+        raise ConfigError(
+            f"--offline-db {exc.message}; each worker needs a journal of its own"
+        ) from None
 
 
 def _install_signals(worker: Worker) -> None:
@@ -128,12 +159,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.api:
         from workers.http_transport import HttpTransport
 
-        transport: Any = HttpTransport(args.api, settings.worker_username,
-                                       settings.worker_password)  # fmt: skip
+        transport: Any = HttpTransport(args.api, settings.worker_username, settings.worker_password)
         worker = Worker(config, transport, handlers, journal, pool=pool)
     else:
-        worker = _redis_worker(settings, config, handlers, journal, args.record == "thread",
-                               stop_recorder, closers, pool)  # fmt: skip
+        worker = _redis_worker(
+            settings,
+            config,
+            handlers,
+            journal,
+            args.record == "thread",
+            stop_recorder,
+            closers,
+            pool,
+        )
         if args.record == "process":
             from workers.recorder_child import RecorderChild
 
@@ -141,9 +179,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
             child.start()
             closers.append(child.close)  # closed first, once the worker's last events exist
     _install_signals(worker)
-    log.info("worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
-             worker.worker_id, ",".join(config.queues), config.concurrency, args.pool,
-             worker.transport.mode, ", ".join(handlers.names()))  # fmt: skip
+    log.info(
+        "worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
+        worker.worker_id,
+        ",".join(config.queues),
+        config.concurrency,
+        args.pool,
+        worker.transport.mode,
+        ", ".join(handlers.names()),
+    )
     freeze_startup_heap()
     try:
         worker.run(burst=args.burst)
@@ -155,9 +199,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redis_worker(settings: Settings, config: WorkerConfig, handlers: registry.Registry,
-                  journal: Journal, record_threads: bool, stop_recorder: threading.Event,
-                  closers: list[Any], pool: PoolFactory) -> Worker:  # fmt: skip
+def _redis_worker(
+    settings: Settings,
+    config: WorkerConfig,
+    handlers: registry.Registry,
+    journal: Journal,
+    record_threads: bool,
+    stop_recorder: threading.Event,
+    closers: list[Any],
+    pool: PoolFactory,
+) -> Worker:
     from chalicelib.queue.locks import LockScripts
     from chalicelib.service import deps
     from chalicelib.service.background import Background

@@ -169,8 +169,9 @@ def _bin_candidates() -> list[tuple[Path, str]]:
 
 
 def _major_version(bin_dir: Path) -> str:
-    out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"\s(\d+)(?:\.\d+)?", out)
     return match.group(1) if match else ""
 
@@ -202,8 +203,17 @@ def _ensure_user(name: str) -> pwd.struct_passwd:
         pass
     if shutil.which("useradd") is None:
         raise DTQError("PostgreSQL cannot run as root, and there is no useradd to create a user")
-    cmd = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-           "/nonexistent", "--shell", "/usr/sbin/nologin", name]  # fmt: skip
+    cmd = [
+        "useradd",
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        name,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise DTQError(f"could not create system user {name}: {result.stderr.strip()}")
@@ -252,27 +262,52 @@ def postgres_server(state_dir: Path, port: int, notes: list[str]) -> Server:
         data.mkdir(mode=0o700)
     if user is not None:
         for path in (*_make_traversable(data), *_make_traversable(bin_dir)):
-            notes.append(f"gave others search (x) permission on {path} so PostgreSQL "
-                         f"(user {user.pw_name}) can reach its files")  # fmt: skip
+            notes.append(
+                f"gave others search (x) permission on {path} so PostgreSQL "
+                f"(user {user.pw_name}) can reach its files"
+            )
         if data.stat().st_uid != user.pw_uid:
             os.chown(data, user.pw_uid, user.pw_gid)
     if data_version is None:
         if any(data.iterdir()):
             raise DTQError(f"{data} is neither empty nor a PostgreSQL cluster; remove it")
-        cmd = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-               "-E", "UTF8", "--no-locale"]  # fmt: skip
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd="/",
-                                user=user.pw_uid if user else None,
-                                group=user.pw_gid if user else None,
-                                extra_groups=[] if user else None)  # fmt: skip
+        cmd = [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]
+        result = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            cwd="/",
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
+            extra_groups=[] if user else None,
+        )
         if result.returncode != 0:
             last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
             raise DTQError(f"initdb failed: {' '.join(last) or 'no output'}")
         notes.append(f"created a PostgreSQL cluster in {data}")
-    argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
-            "-c", "listen_addresses=127.0.0.1",
-            # TCP only: a socket path under a deep state dir can exceed the 107-byte limit.
-            "-c", "unix_socket_directories="]  # fmt: skip
+    argv = [
+        str(bin_dir / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        # TCP only: a socket path under a deep state dir can exceed the 107-byte limit.
+        "-c",
+        "unix_socket_directories=",
+    ]
     who = f", as user {user.pw_name}" if user is not None else ""
     return Server(
         "postgres",

@@ -16,8 +16,11 @@ BUCKET = "dtq-dev-payloads"
 TOPIC = "dtq-dead-letters"
 #: The fake endpoint accepts any credentials; these keep a developer's real ones away
 #: from it.
-ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
-       "AWS_SECRET_ACCESS_KEY": "test"}  # fmt: skip
+ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+}
 
 
 def available() -> bool:
@@ -42,9 +45,12 @@ def create_resources(url: str) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    kwargs: dict[str, Any] = {"endpoint_url": url, "region_name": ENV["AWS_DEFAULT_REGION"],
-                              "aws_access_key_id": ENV["AWS_ACCESS_KEY_ID"],
-                              "aws_secret_access_key": ENV["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
+    kwargs: dict[str, Any] = {
+        "endpoint_url": url,
+        "region_name": ENV["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": ENV["AWS_SECRET_ACCESS_KEY"],
+    }
     try:
         boto3.client("s3", **kwargs).create_bucket(Bucket=BUCKET)
         return str(boto3.client("sns", **kwargs).create_topic(Name=TOPIC)["TopicArn"])

@@ -62,16 +62,30 @@ class _Interrupted(Exception):
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "dev", help="run the whole stack locally (embedded Redis/PostgreSQL when needed)",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "dev",
+        help="run the whole stack locally (embedded Redis/PostgreSQL when needed)",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--workers", type=int, default=2, metavar="N", help="workers (default 2)")
-    p.add_argument("--port", type=int, default=8000, metavar="P",
-                   help="API port (default 8000; 0 picks a free one)")  # fmt: skip
-    p.add_argument("--embedded", action="store_true",
-                   help="embedded Redis and PostgreSQL even when others answer")  # fmt: skip
-    p.add_argument("--state-dir", default=None, metavar="DIR",
-                   help="data, credentials and journals (default: <project>/.dtq)")  # fmt: skip
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        metavar="P",
+        help="API port (default 8000; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="embedded Redis and PostgreSQL even when others answer",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="data, credentials and journals (default: <project>/.dtq)",
+    )
     p.add_argument("--no-aws", action="store_true", help="do not start the local AWS endpoint")
     p.set_defaults(func=cmd_dev)
 
@@ -203,8 +217,9 @@ class Stack:
             for child in children:
                 if child.proc is not None and child.proc.poll() is not None:
                     how = describe_exit(child.proc.returncode)
-                    raise DTQError(f"{child.name} stopped while starting ({how}; see its "
-                                   "output above)")  # fmt: skip
+                    raise DTQError(
+                        f"{child.name} stopped while starting ({how}; see its output above)"
+                    )
             if time.monotonic() > deadline:
                 raise DTQError(f"{what} was not ready after {STARTUP_TIMEOUT_S:g} s")
             self.stop.wait(0.1)
@@ -225,13 +240,29 @@ class Stack:
         self.start_app_processes()
 
     def data_services(self) -> None:
-        self.data_service("redis", "DTQ_REDIS_URL", Settings.redis_url, embedded.redis_answers,
-                          embedded.redis_server)  # fmt: skip
-        self.data_service("postgres", "DTQ_DATABASE_URL", Settings.database_url,
-                          embedded.postgres_answers, embedded.postgres_server)  # fmt: skip
+        self.data_service(
+            "redis",
+            "DTQ_REDIS_URL",
+            Settings.redis_url,
+            embedded.redis_answers,
+            embedded.redis_server,
+        )
+        self.data_service(
+            "postgres",
+            "DTQ_DATABASE_URL",
+            Settings.database_url,
+            embedded.postgres_answers,
+            embedded.postgres_server,
+        )
 
-    def data_service(self, name: str, var: str, default: str, answers: Callable[[str], bool],
-                     make: Callable[[Path, int, list[str]], embedded.Server]) -> None:  # fmt: skip
+    def data_service(
+        self,
+        name: str,
+        var: str,
+        default: str,
+        answers: Callable[[str], bool],
+        make: Callable[[Path, int, list[str]], embedded.Server],
+    ) -> None:
         """Use the configured server, else one answering on the default, else (or with
         --embedded) start an embedded one."""
         # Whether the variable is set at all, not just its value: a configured server
@@ -250,16 +281,27 @@ class Stack:
                 self.info.append((name, f"{_safe(url)} ({how})"))
                 return
             if configured:
-                raise DTQError(f"{var}: nothing answers there (unset it, or pass --embedded, "
-                               "to run an embedded server)")  # fmt: skip
+                raise DTQError(
+                    f"{var}: nothing answers there (unset it, or pass --embedded, "
+                    "to run an embedded server)"
+                )
         notes: list[str] = []
         server = make(self.state, embedded.free_port(), notes)
         for note in notes:
             self.say(note)
         stop_signal = signal.SIGINT if name == "postgres" else signal.SIGTERM
-        child = self.sup.start(Child(server.name, server.argv, dict(self.env), tier=0,
-                                     stop_signal=stop_signal, grace_s=15.0, uid=server.uid,
-                                     gid=server.gid))  # fmt: skip
+        child = self.sup.start(
+            Child(
+                server.name,
+                server.argv,
+                dict(self.env),
+                tier=0,
+                stop_signal=stop_signal,
+                grace_s=15.0,
+                uid=server.uid,
+                gid=server.gid,
+            )
+        )
         self.wait_for(name, lambda: answers(server.url), child)
         self.env[var] = server.url
         self.info.append((name, f"{server.url} (embedded {server.origin}; data in {self.state})"))
@@ -291,32 +333,49 @@ class Stack:
         self.wait_for("the AWS endpoint", lambda: _http_json(ready)[0] == 200, self.aws_child)
         topic = localaws.create_resources(url)
         self.env.setdefault("DTQ_NOTIFY_TOPIC_ARN", topic)
-        self.info.append(("aws", f"{url} (moto, in memory: bucket {localaws.BUCKET}, "
-                                 f"topic {topic})"))  # fmt: skip
+        self.info.append(
+            ("aws", f"{url} (moto, in memory: bucket {localaws.BUCKET}, topic {topic})")
+        )
 
     def start_api(self) -> None:
         port = self.args.port or embedded.free_port()
         if not embedded.port_is_free("127.0.0.1", port):
-            raise DTQError(f"--port {port}: already in use (another dtq dev or dtq api?); "
-                           "choose another with --port")  # fmt: skip
+            raise DTQError(
+                f"--port {port}: already in use (another dtq dev or dtq api?); "
+                "choose another with --port"
+            )
         self.api_url = f"http://127.0.0.1:{port}"
-        api = self.sup.start(Child("api", [*self.dtq, "api", "--port", str(port)],
-                                   dict(self.env), tier=2))  # fmt: skip
+        api = self.sup.start(
+            Child("api", [*self.dtq, "api", "--port", str(port)], dict(self.env), tier=2)
+        )
         self.wait_for("the API", lambda: _http_json(self.api_url + "/health")[0] == 200, api)
 
     def start_app_processes(self) -> None:
-        self.sup.start(Child("scheduler", [*self.dtq, "scheduler"], dict(self.env), tier=2,
-                             restart=True))  # fmt: skip
+        self.sup.start(
+            Child("scheduler", [*self.dtq, "scheduler"], dict(self.env), tier=2, restart=True)
+        )
         self.info.append(("scheduler", "running (dtq scheduler)"))
         since_ms = int(time.time() * 1000) - 1000  # heartbeats use the Redis clock
         workers = []
         for i in range(1, self.args.workers + 1):
             # A journal each (a worker locks its own; a second one on it would refuse to
             # start); worker-i restarted after a crash takes its predecessor's and syncs it.
-            argv = [*self.dtq, "worker", "--offline-db", str(self.state / f"journal-worker-{i}.db"),
-                    "--grace-seconds", str(WORKER_GRACE_S)]  # fmt: skip
-            child = Child(f"worker-{i}", argv, dict(self.env), tier=2, restart=True,
-                          grace_s=WORKER_GRACE_S + 5)  # fmt: skip
+            argv = [
+                *self.dtq,
+                "worker",
+                "--offline-db",
+                str(self.state / f"journal-worker-{i}.db"),
+                "--grace-seconds",
+                str(WORKER_GRACE_S),
+            ]
+            child = Child(
+                f"worker-{i}",
+                argv,
+                dict(self.env),
+                tier=2,
+                restart=True,
+                grace_s=WORKER_GRACE_S + 5,
+            )
             workers.append(self.sup.start(child))
         self.wait_for("the workers", lambda: self.workers_seen(since_ms) >= len(workers), *workers)
         self.info.append(("workers", f"{self.args.workers} (queue default, Redis mode)"))
@@ -344,22 +403,33 @@ class Stack:
         paths = spec.get("paths", {}) if isinstance(spec, dict) else {}
         dashboards = [p for p in paths if "dashboard" in p]
         env_file = self.state / "env"
-        keep = ("DTQ_REDIS_URL", "DTQ_DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "DTQ_NOTIFY_TOPIC_ARN")  # fmt: skip
+        keep = (
+            "DTQ_REDIS_URL",
+            "DTQ_DATABASE_URL",
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "DTQ_NOTIFY_TOPIC_ARN",
+        )
         env_file.write_text("".join(f"{k}={self.env[k]}\n" for k in keep if k in self.env))
         rows = [
             ("API", self.api_url),
             ("health", f"{self.api_url}/health"),
             ("metrics", f"{self.api_url}/metrics"),
             ("API docs", f"{self.api_url}/openapi.json"),
-            ("dashboard", f"{self.api_url}{dashboards[0]}" if dashboards
-             else "none in `dtq dev` (Grafana comes with infra/docker-compose.yml)"),
+            (
+                "dashboard",
+                f"{self.api_url}{dashboards[0]}"
+                if dashboards
+                else "none in `dtq dev` (Grafana comes with infra/docker-compose.yml)",
+            ),
             ("admin", f"{settings.admin_username} / {settings.admin_password}"),
             ("worker", f"{settings.worker_username} / {settings.worker_password}"),
             ("", f"(kept in {self.state / 'credentials'})"),
             *self.info,
             ("2nd shell", f"set -a; . {env_file}; set +a; dtq status"),
-        ]  # fmt: skip
+        ]
         bar = "─" * 60
         lines = [bar, "DTQ is up. Ctrl-C stops everything.", bar]
         lines += [f"{k:<10} {v}" for k, v in rows] + [bar]
@@ -376,14 +446,15 @@ class Stack:
                     continue
                 how = describe_exit(child.proc.returncode if child.proc else None)
                 if not child.restart:
-                    self.say(f"{child.name} stopped unexpectedly ({how}); "
-                             "stopping the stack (see its output above)")  # fmt: skip
+                    self.say(
+                        f"{child.name} stopped unexpectedly ({how}); "
+                        "stopping the stack (see its output above)"
+                    )
                     return 1
                 if now - child.started_at > 60:
                     child.restarts = 0
                 delay = min(30.0, 2.0**child.restarts)
-                self.say(f"{child.name} stopped unexpectedly ({how}); "
-                         f"restarting it in {delay:g} s")  # fmt: skip
+                self.say(f"{child.name} stopped unexpectedly ({how}); restarting it in {delay:g} s")
                 child.restart_at = now + delay
         return 0
 

@@ -29,9 +29,17 @@ def param(name: str, where: str, schema: Schema, required: bool = False) -> Sche
     return {"name": name, "in": where, "required": required, "schema": schema}
 
 
-def op(op_id: str, summary: str, ok: dict[int, Schema], *, errors: tuple[int, ...] = (),
-        body: Schema | None = None, params: list[Schema] | None = None, public: bool = False,
-        tag: str = "tasks") -> Schema:  # fmt: skip
+def op(
+    op_id: str,
+    summary: str,
+    ok: dict[int, Schema],
+    *,
+    errors: tuple[int, ...] = (),
+    body: Schema | None = None,
+    params: list[Schema] | None = None,
+    public: bool = False,
+    tag: str = "tasks",
+) -> Schema:
     """One operation; the error answers every operation can give are added here."""
     codes = {503, 405, *errors}
     if not public:

@@ -20,10 +20,20 @@ from chalicelib.core.cron import CATCHUP_MODES, MAX_EXPR_LENGTH
 from chalicelib.service.schedules import OVERLAP_MODES, SCHEDULER_TASK_FIELDS
 
 _NO_NUL = "^[^\\u0000]*$"
-CRON = {"type": "string", "minLength": 1, "maxLength": MAX_EXPR_LENGTH, "pattern": _NO_NUL,
-        "description": "5-field cron, or @hourly @daily @weekly @monthly @yearly"}  # fmt: skip
-ZONE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _NO_NUL,
-        "description": "IANA time zone, e.g. Europe/Berlin"}  # fmt: skip
+CRON = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_EXPR_LENGTH,
+    "pattern": _NO_NUL,
+    "description": "5-field cron, or @hourly @daily @weekly @monthly @yearly",
+}
+ZONE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "pattern": _NO_NUL,
+    "description": "IANA time zone, e.g. Europe/Berlin",
+}
 
 # fmt: off
 _TASK_PROPS = {k: v for k, v in TASK_BODY["properties"].items() if k not in SCHEDULER_TASK_FIELDS}

@@ -26,8 +26,9 @@ def null(schema: Schema) -> Schema:
     return {**schema, "type": [schema["type"], "null"]}
 
 
-def obj(props: dict[str, Schema], required: list[str] | None = None, *,
-        closed: bool = True) -> Schema:  # fmt: skip
+def obj(
+    props: dict[str, Schema], required: list[str] | None = None, *, closed: bool = True
+) -> Schema:
     """An object schema; ``closed`` ones refuse unknown fields, as the API does."""
     schema: Schema = {"type": "object", "properties": props}
     if required:
