@@ -14,9 +14,9 @@ environment; this module holds both sides of that arrangement:
   stopping it (SIGKILL, or the second signal's ``os._exit``).
 
 The worker starts claiming once its first child is ready (or after ``READY_TIMEOUT_S``):
-the child's start-up, ≈ 0.3 s of CPU for its imports, otherwise ran on the cores the
-worker's first tasks needed (about a fifth of the CPU of a 20,000-task drain on two
-cores: 17 of 84 µs per task).
+the child's start-up, a fraction of a second of CPU for its imports, otherwise ran on
+the cores the worker's first tasks needed (on two cores, about a fifth of the CPU of a
+short drain; bench/HISTORY.md).
 """
 
 from __future__ import annotations

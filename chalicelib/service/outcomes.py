@@ -13,8 +13,9 @@ mode) both come here, so the rules hold in both modes by construction (docs/api.
   hash) and answered "accepted" again without touching the task, its history or the
   duplicate counter; an outcome repeated within one report gets the verdict of its first
   copy. A Redis-mode worker re-sends only after a report whose reply it lost, so it
-  skips that bookkeeping (three Redis commands and two round trips per outcome, ≈ 40 µs
-  of the worker's CPU per task) and such a re-send is refused as ``already_finished``.
+  skips that bookkeeping (three Redis commands and two round trips per outcome, a
+  sizeable share of the worker's CPU per task) and such a re-send is refused as
+  ``already_finished``.
 """
 
 from __future__ import annotations

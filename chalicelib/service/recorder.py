@@ -44,9 +44,9 @@ GROUP = "recorder"
 #: transitions, up to ~100); one statement per round.
 BATCH = 200
 #: After a round that found less than a quarter batch, wait this long for more. A round
-#: costs a statement, a commit and four round trips whatever its size: PostgreSQL takes
-#: ≈ 41 µs per task in rounds of 20 tasks and ≈ 24 µs in rounds of 200 (2026-11-29), and
-#: at peak drain rate an eager recorder made rounds of 60-150 tasks.
+#: costs a statement, a commit and four round trips whatever its size, so PostgreSQL's
+#: cost per task nearly halves from rounds of 20 tasks to rounds of 200, and an eager
+#: recorder made rounds far below BATCH at peak drain rate (bench/HISTORY.md).
 GATHER_S = 0.02
 #: Pending entries of a consumer idle this long are taken over (it probably died).
 CLAIM_IDLE_MS = 30_000

@@ -70,8 +70,8 @@ local function push_event(e)
 end
 
 -- The two events of every task, `claimed` and `succeeded`, are written as pieces of
--- text, with no table, no cjson and no intermediate strings: building them was a quarter
--- of what claim and report cost per task (valgrind, 2026-11-29). Numbers come as the
+-- text, with no table, no cjson and no intermediate strings: building them was a large
+-- share of what claim and report cost per task (bench/HISTORY.md). Numbers come as the
 -- decimal strings the hash holds (or NOW_S) wherever they can, since each number→string
 -- conversion is a printf. Ids are UUIDs (Postgres types them); text that is not ours
 -- (worker id, error, result) goes through cjson.encode; `w` comes encoded.
