@@ -62,7 +62,7 @@ class DTQ:
 
     @property
     def client(self) -> TaskService:
-        return self.svc.client  # type: ignore[no-any-return]
+        return self.svc.tasks  # type: ignore[no-any-return]
 
     def reset(self) -> None:
         if self.svc is not None:

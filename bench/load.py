@@ -41,7 +41,7 @@ def main() -> None:
         while not stop.is_set():
             due = int((time.monotonic() - start) * rate) - sent
             if due > 0:
-                svc.client.enqueue_many([{"name": "dtq.noop"}] * due)
+                svc.tasks.enqueue_many([{"name": "dtq.noop"}] * due)
                 sent += due
                 calls += 1
             stop.wait(TICK_S)

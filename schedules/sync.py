@@ -137,7 +137,7 @@ def apply(schedules: Schedules, changes: list[Change]) -> None:
 
 def sync(schedules: Schedules, folder: Path, *, dry_run: bool, out: Any) -> list[Change]:
     declared = load(folder)
-    changes = plan(declared, schedules.rows(), schedules.client.payload_limit)
+    changes = plan(declared, schedules.rows(), schedules.tasks.payload_limit)
     for c in changes:
         print(c.describe(), file=out)
     if not changes:
@@ -161,7 +161,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise DTQError(f"--dir {args.dir!r}: no such folder")
     svc = deps.build(Settings.from_env(os.environ), pool_size=2)
     try:
-        sync(Schedules(svc.client), folder, dry_run=args.dry_run, out=sys.stdout)
+        sync(Schedules(svc.tasks), folder, dry_run=args.dry_run, out=sys.stdout)
     finally:
         svc.close()
     return 0

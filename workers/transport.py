@@ -109,10 +109,10 @@ class RedisTransport:
 
     mode = "redis"
 
-    def __init__(self, queue: Queue, fleet: Fleet, client: TaskService) -> None:
+    def __init__(self, queue: Queue, fleet: Fleet, tasks: TaskService) -> None:
         self.queue = queue
         self.fleet = fleet
-        self.client = client
+        self.tasks = tasks
 
     def register(
         self, worker_id: str, queues: Sequence[str], hostname: str, concurrency: int, *, first: bool
@@ -139,7 +139,7 @@ class RedisTransport:
     ) -> tuple[list[Lease], int]:
         with redis_errors():
             got = self.queue.claim(queues, worker_id, max_tasks, lease_ms)
-        payloads = self.client.payloads
+        payloads = self.tasks.payloads
         if payloads is None:
             return got.leases, got.retry_after_ms
         # Payloads offloaded to S3 come back in full before any handler sees them.
@@ -165,7 +165,7 @@ class RedisTransport:
         self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
     ) -> Synced:
         pushed = self._push_created(created)
-        payloads = self.client.payloads
+        payloads = self.tasks.payloads
         outcomes = [
             Outcome(
                 queue=r.queue,
@@ -199,7 +199,7 @@ class RedisTransport:
         pushed: list[str] = []
         with redis_errors():
             try:
-                self.client.enqueue_many(bodies)
+                self.tasks.enqueue_many(bodies)
                 return [b["idempotency_key"] for b in bodies]
             except Unavailable:
                 raise
@@ -207,7 +207,7 @@ class RedisTransport:
                 pass  # one bad body: push the rest one by one, drop only the bad ones
             for body in bodies:
                 try:
-                    self.client.enqueue_many([body])
+                    self.tasks.enqueue_many([body])
                 except Unavailable:
                     raise
                 except ApiError:

@@ -16,7 +16,7 @@ PREVIEW_PARAMS = ("cron", "timezone", "after", "count")
 
 
 def _schedules(web: Web) -> Schedules:
-    return Schedules(web.services.client)
+    return Schedules(web.services.tasks)
 
 
 def create(web: Web, body: Any) -> Reply:

@@ -87,12 +87,12 @@ def _outcome(web: Web, worker_id: str, index: int, raw: Any) -> Outcome:
     task_id = forms.task_id(task_id)
     result_json = compact(form.body.get("result"))
     succeeded = status == "succeeded"
-    payloads = web.services.client.payloads
+    payloads = web.services.tasks.payloads
     if succeeded and payloads is not None:
         result_json = payloads.offload_result(task_id, result_json)  # S3 when too large
     elif len(result_json.encode()) > web.settings.max_payload_bytes:
         raise PayloadTooLarge(f"result is larger than {web.settings.max_payload_bytes} bytes")
-    queue = web.services.client.queue_of(task_id)
+    queue = web.services.tasks.queue_of(task_id)
     return Outcome(
         queue=queue,
         task_id=task_id,
@@ -132,7 +132,7 @@ def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> lis
             )
     if not specs:
         return []
-    client = web.services.client
+    client = web.services.tasks
     try:
         return [task for task, _ in client.create(specs)]
     except Conflict:
@@ -157,7 +157,7 @@ def _create(web: Web, created: list[Any], rejected: list[dict[str, Any]]) -> lis
 
 def _spec(web: Web, index: int, raw: Any) -> TaskSpec:
     prefix = f"created[{index}]."
-    spec = parse_task(raw, max_payload_bytes=web.services.client.payload_limit, prefix=prefix)
+    spec = parse_task(raw, max_payload_bytes=web.services.tasks.payload_limit, prefix=prefix)
     if spec.idempotency_key is None:
         message = "is required for a task created offline"
         field = f"{prefix}idempotency_key"

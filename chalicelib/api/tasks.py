@@ -33,8 +33,8 @@ def create(web: Web, body: Any, idempotency_header: str | None) -> Reply:
                 details=[{"field": "idempotency_key", "message": message}],
             )
         body["idempotency_key"] = idempotency_header
-    spec = parse_task(body, max_payload_bytes=web.services.client.payload_limit)
-    [(task, created)] = web.services.client.create([spec])
+    spec = parse_task(body, max_payload_bytes=web.services.tasks.payload_limit)
+    [(task, created)] = web.services.tasks.create([spec])
     return Reply(task, 201 if created else 200)
 
 
@@ -44,7 +44,7 @@ def create_batch(web: Web, body: Any) -> Reply:
     if "tasks" in form.body and not items and not form.errors:
         form.add("tasks", f"must hold 1-{MAX_BATCH} tasks")
     form.done()
-    tasks = web.services.client.enqueue_many(items)
+    tasks = web.services.tasks.enqueue_many(items)
     return Reply({"tasks": tasks}, 201)
 
 
@@ -55,7 +55,7 @@ def list_tasks(web: Web, params: dict[str, str], status: str | None = None) -> d
         raise ValidationError(
             f"status {message}", details=[{"field": "status", "message": message}]
         )
-    tasks, cursor = web.services.client.list(
+    tasks, cursor = web.services.tasks.list(
         status=status,
         queue=forms.query_name(params, "queue", 100),
         name=forms.query_name(params, "name", 200),
@@ -89,7 +89,7 @@ def get(
     web: Web, raw_id: str, principal: Principal | None, lease_token: str | None
 ) -> dict[str, Any]:
     task_id = forms.task_id(raw_id)
-    client = web.services.client
+    client = web.services.tasks
     if principal is not None and principal.role != Role.ADMIN:
         # A worker may read only what it holds: the lease token is the proof.
         if lease_token is None or not client.holds(task_id, lease_token):
@@ -98,12 +98,12 @@ def get(
 
 
 def cancel(web: Web, raw_id: str) -> Reply:
-    task, done = web.services.client.cancel(forms.task_id(raw_id))
+    task, done = web.services.tasks.cancel(forms.task_id(raw_id))
     return Reply(task, 200 if done else 202)
 
 
 def retry(web: Web, raw_id: str) -> dict[str, Any]:
-    return web.services.client.retry(forms.task_id(raw_id))
+    return web.services.tasks.retry(forms.task_id(raw_id))
 
 
 def replay_dead(web: Web, body: Any) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def replay_dead(web: Web, body: Any) -> dict[str, Any]:
         if _maybe_id(value) is None:
             form.add(f"ids[{i}]", "must be a task id (a UUID)")
     form.done()
-    client = web.services.client
+    client = web.services.tasks
     wanted = client.dead_ids(queue, MAX_REPLAY) if queue is not None else ids
     return {"replayed": client.replay_dead(i for i in map(_maybe_id, wanted) if i is not None)}
 

@@ -50,7 +50,7 @@ def claim(web: Web, body: Any) -> dict[str, Any]:
     lease_s = form.integer("lease_seconds", 1, MAX_LEASE_S) or web.settings.lease_seconds
     form.done()
     assert worker_id is not None
-    tasks, retry_after_ms = web.services.client.claim(queues, worker_id, want, lease_s * 1000)
+    tasks, retry_after_ms = web.services.tasks.claim(queues, worker_id, want, lease_s * 1000)
     return {"tasks": tasks, "retry_after_ms": retry_after_ms}
 
 
@@ -77,7 +77,7 @@ def extend(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
     extend_s = form.integer("extend_seconds", 1, MAX_LEASE_S) or web.settings.lease_seconds
     form.done()
     assert token is not None
-    client = web.services.client
+    client = web.services.tasks
     expires_ms, canceled = client.queue.extend(
         client.queue_of(task_id), task_id, token, extend_s * 1000
     )
@@ -91,6 +91,6 @@ def release(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
     token = form.text("lease_token", max_len=200)
     form.done()
     assert token is not None
-    client = web.services.client
+    client = web.services.tasks
     client.queue.release(client.queue_of(task_id), task_id, token)
     return {"released": True}

@@ -32,7 +32,7 @@ class Services:
     keys: Keys
     queue: Queue
     store: Store
-    client: TaskService
+    tasks: TaskService
 
     def close(self) -> None:
         self.pool.close()
@@ -68,10 +68,10 @@ def build(settings: Settings, *, pool_size: int = 10) -> Services:
     # Before any script runs against a Redis that may have lost writes, the epoch of
     # fences and versions is checked against the record (chalicelib/service/epoch.py).
     Epochs(queue, store).install(watch)
-    client = TaskService(
+    tasks = TaskService(
         queue, store, max_payload_bytes=settings.max_payload_bytes, payloads=make_payloads(settings)
     )
-    return Services(settings, client_redis, pool, keys, queue, store, client)
+    return Services(settings, client_redis, pool, keys, queue, store, tasks)
 
 
 def check_redis(svc: Services) -> None:

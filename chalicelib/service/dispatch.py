@@ -64,13 +64,13 @@ class Batch:
 class Dispatcher:
     def __init__(
         self,
-        client: TaskService,
+        tasks: TaskService,
         *,
         poll_s: float = POLL_S,
         batch: int = BATCH,
         lease_s: float = LEASE_S,
     ) -> None:
-        self.client = client
+        self.tasks = tasks
         self.poll_s = poll_s
         self.batch = batch
         self.lease_s = lease_s
@@ -104,7 +104,7 @@ class Dispatcher:
     def dispatch_once(self) -> Batch:
         """Take one batch of due backlog rows, put their tasks into Redis, settle the
         rows. Redis failing midway settles what was done and raises."""
-        rows = self.client.store.take_undispatched(self.batch, self.lease_s)
+        rows = self.tasks.store.take_undispatched(self.batch, self.lease_s)
         out = Batch(taken=len(rows))
         if not rows:
             return out
@@ -114,7 +114,7 @@ class Dispatcher:
                 if (
                     row["status"] not in TERMINAL
                     and row["version"] == 0
-                    and self.client.restore(row)
+                    and self.tasks.restore(row)
                 ):
                     out.restored += 1
                 else:
@@ -122,7 +122,7 @@ class Dispatcher:
                 done.append(str(row["id"]))
         finally:
             undone = [str(r["id"]) for r in rows[len(done) :]]
-            self.client.store.settle_undispatched(done, undone)
+            self.tasks.store.settle_undispatched(done, undone)
         log.info(
             "dispatch backlog: %d task(s) put into Redis, %d row(s) dropped",
             out.restored,

@@ -58,19 +58,19 @@ def idempotency_key(schedule_id: str, fire_at: datetime) -> str:
     return f"schedule:{schedule_id}:{to_ms(fire_at)}"
 
 
-def fire_due(client: TaskService, now: datetime) -> FireReport:
+def fire_due(tasks: TaskService, now: datetime) -> FireReport:
     """Enqueue every due fire of every enabled schedule (the cron tick).
 
     A schedule that cannot fire (a corrupted row: an invalid expression or task body) is
     logged and reported, and the others fire regardless; an unavailable Redis or
     PostgreSQL stops the tick (the next one resumes where this one stopped)."""
     report = FireReport()
-    for row in ScheduleRecord(client.store).enabled():
+    for row in ScheduleRecord(tasks.store).enabled():
         try:
             spec = cron_spec(row["cron"], row["timezone"])
             # Most ticks find nothing due: decide that without taking the row lock.
             if _due(spec, row, now):
-                _fire_schedule(client, str(row["id"]), now, report)
+                _fire_schedule(tasks, str(row["id"]), now, report)
         except (Unavailable, psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError):
             raise
         except Exception as exc:  # one bad schedule must not stop the others
@@ -83,16 +83,14 @@ def _due(spec: cron.CronSpec, row: Row, now: datetime) -> list[datetime]:
     return cron.due_fires(spec, row["last_fire_at"], row["created_at"], now, row["catchup"])
 
 
-def _fire_schedule(
-    client: TaskService, schedule_id: str, now: datetime, report: FireReport
-) -> None:
-    with ScheduleRecord(client.store).locked(schedule_id) as firing:
+def _fire_schedule(tasks: TaskService, schedule_id: str, now: datetime, report: FireReport) -> None:
+    with ScheduleRecord(tasks.store).locked(schedule_id) as firing:
         if firing is None:
             return  # another instance holds it, or it was disabled or deleted meanwhile
         row = firing.row
         fires = _due(cron_spec(row["cron"], row["timezone"]), row, now)
         for fire_at in fires:
-            skip = row["overlap"] == "skip" and _previous_running(client, firing)
+            skip = row["overlap"] == "skip" and _previous_running(tasks, firing)
             if not firing.insert(fire_at, skipped=skip, now=now):
                 continue  # fired already
             if skip:
@@ -103,56 +101,56 @@ def _fire_schedule(
                 )
                 report.skipped += 1
                 continue
-            task = _create(client, row, idempotency_key(schedule_id, fire_at))
+            task = _create(tasks, row, idempotency_key(schedule_id, fire_at))
             firing.set_task(fire_at, task["id"])
             report.fired += 1
         if fires:
             firing.advance(fires[-1])
 
 
-def _previous_running(client: TaskService, firing: Firing) -> bool:
+def _previous_running(tasks: TaskService, firing: Firing) -> bool:
     task_id = firing.previous_task_id()
     if task_id is None:
         return False
     try:
         # The live state (Redis) is newer than the record, which the recorder updates.
-        status = client.get(task_id, history=False)["status"]
+        status = tasks.get(task_id, history=False)["status"]
     except NotFound:
         return False  # purged by retention: long finished
     return status not in TERMINAL
 
 
-def _create(client: TaskService, row: Row, key: str | None) -> dict[str, Any]:
+def _create(tasks: TaskService, row: Row, key: str | None) -> dict[str, Any]:
     body = {**row["task"], **({"idempotency_key": key} if key else {})}
-    spec = parse_task(body, max_payload_bytes=client.payload_limit)
+    spec = parse_task(body, max_payload_bytes=tasks.payload_limit)
     try:
-        [(task, _)] = client.create([spec], schedule_id=str(row["id"]))
+        [(task, _)] = tasks.create([spec], schedule_id=str(row["id"]))
     except Conflict:
         # The schedule's task body changed between a crashed attempt of this fire and its
         # retry: the task that attempt created is this fire's task.
-        existing = client.store.task_by_idempotency_key(key) if key else None
+        existing = tasks.store.task_by_idempotency_key(key) if key else None
         if existing is None:
             raise
         return taskview.from_record(existing)
     return task
 
 
-def run_now(client: TaskService, row: Row, now: datetime) -> dict[str, Any]:
+def run_now(tasks: TaskService, row: Row, now: datetime) -> dict[str, Any]:
     """Enqueue the schedule's task now (``POST /schedules/{id}/run``), recorded as a fire
     at ``now`` so that it shows in ``last_runs`` and counts for overlap "skip"."""
-    with ScheduleRecord(client.store).manual(row) as firing:
+    with ScheduleRecord(tasks.store).manual(row) as firing:
         fire_at = firing.insert_free(now)
-        task = _create(client, row, None)
+        task = _create(tasks, row, None)
         firing.set_task(fire_at, task["id"])
     return task
 
 
-def last_runs(client: TaskService, schedule_id: str, limit: int) -> list[dict[str, Any]]:
+def last_runs(tasks: TaskService, schedule_id: str, limit: int) -> list[dict[str, Any]]:
     """The newest fires, each with the task it produced and that task's status now."""
-    fires = ScheduleRecord(client.store).last_fires(schedule_id, limit)
+    fires = ScheduleRecord(tasks.store).last_fires(schedule_id, limit)
     ids = [str(f["task_id"]) for f in fires if f["task_id"] is not None]
-    rows = {str(r["id"]): r for r in client.store.get_tasks(ids)} if ids else {}
-    live = _live(client, list(rows.values()))
+    rows = {str(r["id"]): r for r in tasks.store.get_tasks(ids)} if ids else {}
+    live = _live(tasks, list(rows.values()))
     runs = []
     for f in fires:
         task_id = str(f["task_id"]) if f["task_id"] is not None else None
@@ -166,9 +164,9 @@ def last_runs(client: TaskService, schedule_id: str, limit: int) -> list[dict[st
     return runs
 
 
-def _live(client: TaskService, rows: list[Row]) -> dict[str, LiveTask]:
+def _live(tasks: TaskService, rows: list[Row]) -> dict[str, LiveTask]:
     try:
-        states = client.queue.live_many([(r["queue"], str(r["id"])) for r in rows])
+        states = tasks.queue.live_many([(r["queue"], str(r["id"])) for r in rows])
     except redis.RedisError:
         return {}  # the record alone still answers, a little older
     return {str(r["id"]): s for r, s in zip(rows, states, strict=True) if s is not None}

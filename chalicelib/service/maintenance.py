@@ -47,7 +47,7 @@ def event_now(event_time: str | None, wall: datetime) -> datetime:
 
 
 def cron_tick(svc: Services, now: datetime) -> FireReport:
-    report = fire_due(svc.client, now)
+    report = fire_due(svc.tasks, now)
     if report.fired or report.skipped or report.failed:
         log.info("cron tick %s: %s", now.isoformat(), report)
     return report
@@ -76,7 +76,7 @@ def reconcile(svc: Services, sample: int = RECONCILE_SAMPLE) -> Reconciliation:
     """Both directions: recorded live tasks missing from Redis are restored (e.g. created
     while Redis was down); Redis tasks missing from the record are reported, never
     dropped (a task is recorded before it enters Redis, so each one is an anomaly)."""
-    restore = restore_missing(svc.client)
+    restore = restore_missing(svc.tasks)
     out = Reconciliation(checked=restore.checked, restored=restore.restored)
     ids = _redis_sample(svc, sample)
     out.sampled = len(ids)

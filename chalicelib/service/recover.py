@@ -24,7 +24,7 @@ class Report:
     epoch: int | None = None  #: the epoch raised to, when one was
 
 
-def restore_missing(client: TaskService, *, page: int = PAGE) -> Report:
+def restore_missing(tasks: TaskService, *, page: int = PAGE) -> Report:
     """Restore every non-terminal recorded task that Redis does not hold.
 
     A missing task that had transitions (version > 0) was in Redis and is gone: Redis
@@ -33,26 +33,26 @@ def restore_missing(client: TaskService, *, page: int = PAGE) -> Report:
     transition only never reached Redis (its enqueue's Redis step failed)."""
     report = Report()
     after = "00000000-0000-0000-0000-000000000000"
-    while rows := client.store.live_tasks(after, page):
+    while rows := tasks.store.live_tasks(after, page):
         after = str(rows[-1]["id"])
-        live = client.queue.live_many([(r["queue"], str(r["id"])) for r in rows])
+        live = tasks.queue.live_many([(r["queue"], str(r["id"])) for r in rows])
         report.checked += len(rows)
         for row, state in zip(rows, live, strict=True):
             if state is not None:
                 continue
             if report.epoch is None and row["version"] > 0:
-                report.epoch = Epochs(client.queue, client.store).raise_epoch(
+                report.epoch = Epochs(tasks.queue, tasks.store).raise_epoch(
                     f"task {row['id']} was in Redis and is gone"
                 )
-            if client.restore(row):
+            if tasks.restore(row):
                 report.restored += 1
     return report
 
 
-def recover(client: TaskService) -> Report:
+def recover(tasks: TaskService) -> Report:
     """``dtq recover``: Redis lost its data. The record may lag behind what Redis had
     handed out (leases, fences), so the epoch is raised first, unconditionally."""
-    epoch = Epochs(client.queue, client.store).raise_epoch("dtq recover")
-    report = restore_missing(client)
+    epoch = Epochs(tasks.queue, tasks.store).raise_epoch("dtq recover")
+    report = restore_missing(tasks)
     report.epoch = epoch
     return report

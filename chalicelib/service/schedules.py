@@ -122,12 +122,12 @@ def schedule_id(raw: str) -> str:
 class Schedules:
     """Schedule CRUD over the record; ``now`` is always passed in."""
 
-    def __init__(self, client: TaskService) -> None:
-        self.client = client
-        self.record = ScheduleRecord(client.store)
+    def __init__(self, tasks: TaskService) -> None:
+        self.tasks = tasks
+        self.record = ScheduleRecord(tasks.store)
 
     def _limit(self) -> int:
-        return self.client.payload_limit
+        return self.tasks.payload_limit
 
     def create(self, body: Any, now: datetime, *, source: str | None = None) -> dict[str, Any]:
         spec = parse_schedule(body, max_payload_bytes=self._limit())
@@ -158,7 +158,7 @@ class Schedules:
         except ValidationError:
             times = []  # a corrupted row is still shown, with no fire times
         out["next_fire_times"] = [iso(t) for t in times]
-        out["last_runs"] = firing.last_runs(self.client, str(row["id"]), LAST_RUNS)
+        out["last_runs"] = firing.last_runs(self.tasks, str(row["id"]), LAST_RUNS)
         return out
 
     def update(
@@ -197,7 +197,7 @@ class Schedules:
 
     def run(self, raw_id: str, now: datetime) -> dict[str, Any]:
         """Enqueue the schedule's task now, outside its fire times (``POST …/run``)."""
-        return firing.run_now(self.client, self.row(raw_id), now)
+        return firing.run_now(self.tasks, self.row(raw_id), now)
 
 
 def preview(params: dict[str, str], now: datetime) -> dict[str, Any]:

@@ -56,7 +56,7 @@ UNRECORDED_SCAN = 500
 
 
 class TaskService:
-    """Tasks over both stores (``Services.client`` in the composition root)."""
+    """Tasks over both stores (``Services.tasks`` in the composition root)."""
 
     def __init__(
         self,

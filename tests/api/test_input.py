@@ -14,7 +14,7 @@ from tests.api.conftest import Http, assert_error
 
 
 def nothing_stored(services: Services) -> None:
-    assert services.client.list()[0] == []
+    assert services.tasks.list()[0] == []
     assert services.queue.known_queues() == []
 
 
@@ -96,10 +96,10 @@ def test_run_at_beyond_ten_years_is_refused_on_every_path(admin: Http, services:
     error = assert_error(admin.post("/tasks/batch", batch), 400, "validation_error")
     assert [d["field"] for d in error["details"]] == ["tasks[1].run_at"], error
     with pytest.raises(ValidationError) as err:
-        services.client.enqueue("t", run_at=far)
+        services.tasks.enqueue("t", run_at=far)
     assert [d["field"] for d in err.value.details] == ["run_at"]
     with pytest.raises(ValidationError) as err:
-        services.client.enqueue_many([{"name": "ok"}, {"name": "t", "run_at": far}])
+        services.tasks.enqueue_many([{"name": "ok"}, {"name": "t", "run_at": far}])
     assert [d["field"] for d in err.value.details] == ["tasks[1].run_at"]
     nothing_stored(services)
 

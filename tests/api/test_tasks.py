@@ -114,7 +114,7 @@ def test_idempotency_key_in_body_or_header(admin: Http, services: Services) -> N
         "/tasks", {"name": "t", "idempotency_key": "k2"}, headers={"Idempotency-Key": "k3"}
     )
     assert_error(mixed, 400, "validation_error")
-    assert len(services.client.list()[0]) == 1
+    assert len(services.tasks.list()[0]) == 1
 
 
 def test_concurrent_identical_requests_create_exactly_one(
@@ -134,7 +134,7 @@ def test_concurrent_identical_requests_create_exactly_one(
     for t in threads:
         t.join()
     assert sorted(statuses) == [200] * 7 + [201]
-    assert len(services.client.list()[0]) == 1
+    assert len(services.tasks.list()[0]) == 1
 
 
 def test_strings_are_stored_and_returned_verbatim(admin: Http) -> None:
@@ -163,7 +163,7 @@ def test_batch_is_all_or_nothing_and_names_the_index(admin: Http, services: Serv
     bad = [{"name": "a"}, {"name": "b"}, {"name": "c", "priority": 10}]
     error = assert_error(admin.post("/tasks/batch", {"tasks": bad}), 400, "validation_error")
     assert error["details"][0]["field"] == "tasks[2].priority"
-    assert len(services.client.list(limit=100)[0]) == 10
+    assert len(services.tasks.list(limit=100)[0]) == 10
     assert_error(admin.post("/tasks/batch", {"tasks": []}), 400, "validation_error")
     too_many = {"tasks": [{"name": "t"}] * 1001}
     assert_error(admin.post("/tasks/batch", too_many), 400, "validation_error")

@@ -26,7 +26,7 @@ def _s3_object(key: str) -> bytes:
 def test_a_1_mib_payload_and_a_large_result_round_trip_through_s3(offloading: Services) -> None:
     svc = offloading
     payload = {"blob": "x" * MIB, "n": 1}
-    task = svc.client.enqueue("upload.process", payload)
+    task = svc.tasks.enqueue("upload.process", payload)
     assert task["payload"] == payload  # the API answers with the full payload
     task_id = task["id"]
 
@@ -42,12 +42,12 @@ def test_a_1_mib_payload_and_a_large_result_round_trip_through_s3(offloading: Se
     # The worker's side: the lease carries the reference, resolve() gives it all.
     [lease] = svc.queue.claim(["default"], "w1", 1, 30_000).leases
     assert is_ref(lease.payload)
-    assert payloads.resolve(lease.payload, svc.client.payloads) == payload
+    assert payloads.resolve(lease.payload, svc.tasks.payloads) == payload
 
     # A result over the limit is offloaded the same way before it is reported.
     result = {"out": "y" * (svc.settings.max_payload_bytes + 1)}
-    assert svc.client.payloads is not None
-    reported = svc.client.payloads.offload_result(task_id, json.dumps(result))
+    assert svc.tasks.payloads is not None
+    reported = svc.tasks.payloads.offload_result(task_id, json.dumps(result))
     assert len(reported) < 300
     svc.queue.complete("default", task_id, lease.lease_token, reported, "w1")
     Recorder(svc.queue, svc.store, "rec").drain()
@@ -55,31 +55,29 @@ def test_a_1_mib_payload_and_a_large_result_round_trip_through_s3(offloading: Se
     assert row is not None and row["status"] == "succeeded" and is_ref(row["result"])
     assert json.loads(_s3_object(f"results/{task_id}.json")) == result
 
-    got = svc.client.get(task_id)
+    got = svc.tasks.get(task_id)
     assert got["payload"] == payload and got["result"] == result
 
 
 def test_small_payloads_stay_inline_and_batches_offload_per_task(offloading: Services) -> None:
     svc = offloading
     small, big = {"a": 1}, {"blob": "é" * MIB}  # 2 bytes per character in UTF-8
-    tasks = svc.client.enqueue_many(
-        [{"name": "s", "payload": small}, {"name": "b", "payload": big}]
-    )
+    tasks = svc.tasks.enqueue_many([{"name": "s", "payload": small}, {"name": "b", "payload": big}])
     rows = {r["name"]: r for r in svc.store.get_tasks([t["id"] for t in tasks])}
     assert rows["s"]["payload"] == small and is_ref(rows["b"]["payload"])
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert keys == [f"payloads/{tasks[1]['id']}.json"]
-    assert svc.client.get(tasks[1]["id"])["payload"] == big
+    assert svc.tasks.get(tasks[1]["id"])["payload"] == big
 
 
 def test_without_a_bucket_large_payloads_are_still_refused(services: Services) -> None:
-    assert services.client.payloads is None
+    assert services.tasks.payloads is None
     with pytest.raises(PayloadTooLarge):
-        services.client.enqueue("t", {"blob": "x" * MIB})
+        services.tasks.enqueue("t", {"blob": "x" * MIB})
 
 
 def test_a_reference_outside_the_bucket_is_refused(offloading: Services) -> None:
-    store = offloading.client.payloads
+    store = offloading.tasks.payloads
     assert store is not None
     forged = {"$dtq_offloaded": "s3://someone-elses-bucket/secrets.json", "bytes": 1, "sha256": ""}
     with pytest.raises(ConfigError):
@@ -105,10 +103,10 @@ def test_aws_endpoint_url_is_honoured(moto_endpoint: str, settings: Settings) ->
     )
     try:
         payload = {"blob": "z" * (settings.max_payload_bytes + 1)}
-        task = svc.client.enqueue("t", payload)
+        task = svc.tasks.enqueue("t", payload)
         assert s3.head_object(Bucket=BUCKET, Key=f"payloads/{task['id']}.json")
-        assert svc.client.get(task["id"])["payload"] == payload
-        assert isinstance(svc.client.payloads, Payloads)
+        assert svc.tasks.get(task["id"])["payload"] == payload
+        assert isinstance(svc.tasks.payloads, Payloads)
     finally:
         for key in svc.redis.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
             svc.redis.delete(key)

@@ -30,8 +30,8 @@ def _subscribed_queue(topic_arn: str) -> tuple[Any, str]:
 def test_a_dead_task_is_published_to_sns(aws: None, services: Services) -> None:
     topic_arn = boto3.client("sns").create_topic(Name="dtq-dead")["TopicArn"]
     sqs, queue_url = _subscribed_queue(topic_arn)
-    task = services.client.enqueue("fragile", {"n": 7}, max_attempts=1)
-    survivor = services.client.enqueue("fine")
+    task = services.tasks.enqueue("fragile", {"n": 7}, max_attempts=1)
+    survivor = services.tasks.enqueue("fine")
     [lease] = services.queue.claim(["default"], "w1", 1, 30_000).leases
     assert (
         services.queue.fail("default", lease.task_id, lease.lease_token, "boom", -1, "w1") == "dead"
@@ -57,7 +57,7 @@ def test_a_dead_task_is_published_to_sns(aws: None, services: Services) -> None:
     assert body["task"]["id"] == task["id"] and body["task"]["error"] == "boom"
     assert body["task"]["status"] == "dead" and body["task"]["attempts"] == 1
     assert envelope["MessageAttributes"]["event"]["Value"] == "task.dead"
-    history = [h["event"] for h in services.client.get(task["id"])["history"]]
+    history = [h["event"] for h in services.tasks.get(task["id"])["history"]]
     assert history[-2:] == ["dead", "sns_published"]
     assert Deliveries(services.store).of_task(survivor["id"]) == []
 

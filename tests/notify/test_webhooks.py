@@ -46,7 +46,7 @@ def test_webhook_is_signed_retried_with_backoff_and_in_the_history(
     services: Services, receiver: Receiver
 ) -> None:
     receiver.respond(500)  # the first attempt fails, the second succeeds
-    task = services.client.enqueue("report", {"n": 1}, webhook_url=receiver.url + "/hook")
+    task = services.tasks.enqueue("report", {"n": 1}, webhook_url=receiver.url + "/hook")
     _run_one(services)
     # As in `dtq api` / `dtq worker`: a recorder and a notifier thread, nothing driven.
     stop = threading.Event()
@@ -60,7 +60,7 @@ def test_webhook_is_signed_retried_with_backoff_and_in_the_history(
     try:
         wait_until(lambda: len(receiver.requests) >= 2, 15, "two webhook attempts")
         got = wait_until(
-            lambda: (t := services.client.get(task["id"])) and len(_delivery_events(t)) == 2 and t,
+            lambda: (t := services.tasks.get(task["id"])) and len(_delivery_events(t)) == 2 and t,
             10,
             "both attempts in the history",
         )
@@ -110,10 +110,10 @@ def test_retrying_and_dead_use_the_queue_default_and_the_task_url_wins(
     deliveries = Deliveries(services.store)
     deliveries.set_queue_webhook(queue, receiver.url + "/queue-default")
     assert deliveries.queue_webhooks([queue]) == {queue: receiver.url + "/queue-default"}
-    fragile = services.client.enqueue(
+    fragile = services.tasks.enqueue(
         "fragile", queue=queue, max_attempts=2, backoff={"base_seconds": 0.0}
     )
-    own = services.client.enqueue("own", queue=queue, webhook_url=receiver.url + "/own")
+    own = services.tasks.enqueue("own", queue=queue, webhook_url=receiver.url + "/own")
     # Claim order is FIFO: fail `fragile` twice (retrying, then dead), then finish `own`.
     assert _fail(services, queue, "boom 1") == "retrying"
     assert _fail(services, queue, "boom 2") == "retrying"  # `own`: its first attempt
@@ -152,7 +152,7 @@ def test_retrying_and_dead_use_the_queue_default_and_the_task_url_wins(
 def test_a_replayed_recorder_batch_schedules_each_delivery_once(
     services: Services, receiver: Receiver
 ) -> None:
-    task = services.client.enqueue("t", webhook_url=receiver.url)
+    task = services.tasks.enqueue("t", webhook_url=receiver.url)
     _run_one(services)
     stream = services.keys.queue("default").events
     batch = join_entries([f[b"d"] for _, f in services.redis.xrange(stream)])
@@ -165,7 +165,7 @@ def test_a_replayed_recorder_batch_schedules_each_delivery_once(
 def test_a_notifier_that_dies_mid_delivery_is_replaced_after_its_lease(
     services: Services, receiver: Receiver
 ) -> None:
-    task = services.client.enqueue("t", webhook_url=receiver.url)
+    task = services.tasks.enqueue("t", webhook_url=receiver.url)
     _run_one(services)
     Recorder(services.queue, services.store, "rec").drain()
     deliveries = Deliveries(services.store)
@@ -184,7 +184,7 @@ def test_redirects_are_not_followed_and_410_stops_retries(
     services: Services, receiver: Receiver
 ) -> None:
     receiver.respond(302, 410)
-    task = services.client.enqueue("t", webhook_url=receiver.url + "/hook")
+    task = services.tasks.enqueue("t", webhook_url=receiver.url + "/hook")
     _run_one(services)
     Recorder(services.queue, services.store, "rec").drain()
     notifier = _notifier(services, policy=replace(FAST, base_seconds=0.05))
@@ -197,29 +197,27 @@ def test_redirects_are_not_followed_and_410_stops_retries(
     )
     notifier.close()
     assert [r.path for r in receiver.requests] == ["/hook", "/hook"]  # never /elsewhere
-    codes = [
-        h["delivery"]["status_code"] for h in _delivery_events(services.client.get(task["id"]))
-    ]
+    codes = [h["delivery"]["status_code"] for h in _delivery_events(services.tasks.get(task["id"]))]
     assert codes == [302, 410]
 
 
 def test_without_a_secret_nothing_is_sent_and_the_history_says_why(
     services: Services, receiver: Receiver
 ) -> None:
-    task = services.client.enqueue("t", webhook_url=receiver.url)
+    task = services.tasks.enqueue("t", webhook_url=receiver.url)
     _run_one(services)
     Recorder(services.queue, services.store, "rec").drain()
     notifier = Notifier.from_settings(services.settings, services.store)  # no secret set
     assert notifier.deliver_due() == 1
     notifier.close()
-    [attempt] = _delivery_events(services.client.get(task["id"]))
+    [attempt] = _delivery_events(services.tasks.get(task["id"]))
     assert attempt["event"] == "webhook_failed"
     assert attempt["error"] == "DTQ_WEBHOOK_SECRET is not set"
     assert receiver.requests == []
 
 
 def test_an_unreachable_receiver_is_a_failed_attempt(services: Services) -> None:
-    task = services.client.enqueue("t", webhook_url="http://127.0.0.1:1/nobody")
+    task = services.tasks.enqueue("t", webhook_url="http://127.0.0.1:1/nobody")
     _run_one(services)
     Recorder(services.queue, services.store, "rec").drain()
     secret = "s" * 16
@@ -229,7 +227,7 @@ def test_an_unreachable_receiver_is_a_failed_attempt(services: Services) -> None
     assert notifier.secret == secret.encode()
     assert notifier.deliver_due() == 1
     notifier.close()
-    [attempt] = _delivery_events(services.client.get(task["id"]))
+    [attempt] = _delivery_events(services.tasks.get(task["id"]))
     assert attempt["event"] == "webhook_failed" and "refused" in attempt["error"].lower()
 
 
@@ -264,7 +262,7 @@ def test_the_scheduled_function_delivers_what_is_due(
     import app as app_module
     from chalicelib.api import web
 
-    task = services.client.enqueue("report", {}, webhook_url=receiver.url + "/scheduled")
+    task = services.tasks.enqueue("report", {}, webhook_url=receiver.url + "/scheduled")
     _run_one(services)
     Recorder(services.queue, services.store, "rec").drain()
     hooked = replace(services, settings=replace(services.settings, webhook_secret=SECRET.decode()))

@@ -26,7 +26,7 @@ def claim(
 
 
 def test_enqueue_claim_complete_round_trip(services: Services) -> None:
-    task = services.client.enqueue("reports.daily", {"day": "2026-11-28"}, priority=7)
+    task = services.tasks.enqueue("reports.daily", {"day": "2026-11-28"}, priority=7)
     assert task["status"] == "queued"
     [lease] = claim(services)
     assert (lease.task_id, lease.name, lease.payload) == (
@@ -53,8 +53,8 @@ def test_priority_is_strict_and_fifo_within_priority(services: Services) -> None
     ]
     # Two calls, the first split into two script calls (chunks of 1,000): the sequence
     # numbers that keep FIFO order run on across calls and chunks.
-    services.client.enqueue_many(bodies[:1200])
-    services.client.enqueue_many(bodies[1200:])
+    services.tasks.enqueue_many(bodies[:1200])
+    services.tasks.enqueue_many(bodies[1200:])
     got: list[Lease] = []
     while batch := claim(services, 37):
         got.extend(batch)
@@ -64,15 +64,15 @@ def test_priority_is_strict_and_fifo_within_priority(services: Services) -> None
 
 
 def test_highest_priority_first_across_queues(services: Services) -> None:
-    services.client.enqueue("t", queue="a", priority=1)
-    services.client.enqueue("t", queue="b", priority=8)
-    services.client.enqueue("t", queue="a", priority=5)
+    services.tasks.enqueue("t", queue="a", priority=1)
+    services.tasks.enqueue("t", queue="b", priority=8)
+    services.tasks.enqueue("t", queue="a", priority=5)
     got = claim(services, 3, queues=("a", "b"))
     assert [lease.priority for lease in got] == [8, 5, 1]
 
 
 def test_delayed_task_is_not_claimable_before_run_at(services: Services) -> None:
-    task = services.client.enqueue("t", delay_seconds=0.3)
+    task = services.tasks.enqueue("t", delay_seconds=0.3)
     assert task["status"] == "scheduled"
     assert claim(services) == []
     [lease] = wait_until(lambda: claim(services), what="the delayed task")
@@ -83,7 +83,7 @@ def test_delayed_task_is_not_claimable_before_run_at(services: Services) -> None
 
 
 def test_ten_thousand_tasks_claimed_by_eight_threads_exactly_once(services: Services) -> None:
-    services.client.enqueue_many([{"name": "t", "payload": {"i": i}} for i in range(10_000)])
+    services.tasks.enqueue_many([{"name": "t", "payload": {"i": i}} for i in range(10_000)])
     seen: list[list[str]] = [[] for _ in range(8)]
     errors: list[BaseException] = []
 
@@ -107,7 +107,7 @@ def test_ten_thousand_tasks_claimed_by_eight_threads_exactly_once(services: Serv
 
 
 def test_stale_or_foreign_token_is_refused_and_changes_nothing(services: Services) -> None:
-    services.client.enqueue("t")
+    services.tasks.enqueue("t")
     [lease] = claim(services)
     before = services.queue.task_hash("default", lease.task_id)
     with pytest.raises(LeaseLost):
@@ -122,7 +122,7 @@ def test_stale_or_foreign_token_is_refused_and_changes_nothing(services: Service
 
 
 def test_extend_lease_moves_the_deadline_on_the_server_clock(services: Services) -> None:
-    services.client.enqueue("t")
+    services.tasks.enqueue("t")
     [lease] = claim(services, lease_ms=1000)
     expires, canceled = services.queue.extend("default", lease.task_id, lease.lease_token, 60_000)
     assert not canceled
@@ -132,7 +132,7 @@ def test_extend_lease_moves_the_deadline_on_the_server_clock(services: Services)
 
 
 def test_outcome_after_finish_is_refused_as_duplicate(services: Services) -> None:
-    services.client.enqueue("t")
+    services.tasks.enqueue("t")
     [lease] = claim(services)
     services.queue.complete("default", lease.task_id, lease.lease_token, "1")
     with pytest.raises(AlreadyFinished):
@@ -159,7 +159,7 @@ def _status(services: Services, lease: Lease) -> str | None:
 
 
 def test_expired_lease_counts_as_failed_attempt_and_fence_grows(services: Services) -> None:
-    services.client.enqueue(
+    services.tasks.enqueue(
         "t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
     )
     [first] = claim(services, lease_ms=20)
@@ -171,7 +171,7 @@ def test_expired_lease_counts_as_failed_attempt_and_fence_grows(services: Servic
 
 
 def test_late_result_is_accepted_when_nobody_finished_first(services: Services) -> None:
-    services.client.enqueue(
+    services.tasks.enqueue(
         "t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
     )
     [first] = claim(services, lease_ms=20)
@@ -188,7 +188,7 @@ def test_late_result_is_accepted_when_nobody_finished_first(services: Services) 
 
 
 def test_late_result_is_refused_when_another_worker_finished_first(services: Services) -> None:
-    services.client.enqueue(
+    services.tasks.enqueue(
         "t", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
     )
     [first] = claim(services, lease_ms=20)
@@ -203,8 +203,8 @@ def test_late_result_is_refused_when_another_worker_finished_first(services: Ser
 
 
 def test_release_gives_the_task_back_without_counting_the_attempt(services: Services) -> None:
-    services.client.enqueue("t", payload={"n": 1})
-    services.client.enqueue("t", payload={"n": 2})
+    services.tasks.enqueue("t", payload={"n": 1})
+    services.tasks.enqueue("t", payload={"n": 2})
     [lease] = claim(services)
     services.queue.release("default", lease.task_id, lease.lease_token)
     [again] = claim(services)
@@ -218,7 +218,7 @@ def test_pipelines_survive_redis_losing_its_script_cache(services: Services) -> 
     from chalicelib.core.models import Outcome
 
     services.redis.script_flush()  # as after a Redis restart or failover
-    services.client.enqueue_many([{"name": "t"}, {"name": "t"}])
+    services.tasks.enqueue_many([{"name": "t"}, {"name": "t"}])
     services.redis.script_flush()
     leases = claim(services, 2)
     services.redis.script_flush()

@@ -59,7 +59,7 @@ def test_errors_are_one_line_without_traceback(services: Services) -> None:
 
 
 def test_dead_letter_list_and_replay(services: Services) -> None:
-    task = services.client.enqueue("fragile", max_attempts=1)
+    task = services.tasks.enqueue("fragile", max_attempts=1)
     [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
     services.queue.fail("default", lease.task_id, lease.lease_token, "gone for good")
     Recorder(services.queue, services.store, "t").drain()
@@ -74,11 +74,11 @@ def test_dead_letter_list_and_replay(services: Services) -> None:
 
 
 def test_dlq_replay_skips_what_is_not_dead_like_the_http_endpoint(services: Services) -> None:
-    dead = services.client.enqueue("t", {}, max_attempts=1)
-    canceled = services.client.enqueue("t", {}, delay_seconds=3600)
+    dead = services.tasks.enqueue("t", {}, max_attempts=1)
+    canceled = services.tasks.enqueue("t", {}, delay_seconds=3600)
     [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
     services.queue.fail("default", lease.task_id, lease.lease_token, "gone for good")
-    services.client.cancel(canceled["id"])
+    services.tasks.cancel(canceled["id"])
     replayed = dtq(services, "dlq", "replay", dead["id"], canceled["id"])
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.strip() == "replayed 1 task(s); 1 skipped: not dead"

@@ -23,17 +23,17 @@ def test_same_idempotency_key_and_body_returns_the_original(services: Services) 
     spec = parse_task(
         {"name": "t", "payload": {"a": 1}, "idempotency_key": "k1"}, max_payload_bytes=1000
     )
-    [(first, created_first)] = services.client.create([spec])
-    [(again, created)] = services.client.create([spec])
+    [(first, created_first)] = services.tasks.create([spec])
+    [(again, created)] = services.tasks.create([spec])
     assert created_first and again["id"] == first["id"]
     assert services.redis.zcard(services.keys.queue("default").ready) == 1
     assert not created
 
 
 def test_idempotency_key_with_another_body_conflicts(services: Services) -> None:
-    services.client.enqueue("t", {"a": 1}, idempotency_key="k2")
+    services.tasks.enqueue("t", {"a": 1}, idempotency_key="k2")
     with pytest.raises(Conflict):
-        services.client.enqueue("t", {"a": 2}, idempotency_key="k2")
+        services.tasks.enqueue("t", {"a": 2}, idempotency_key="k2")
 
 
 def test_concurrent_identical_requests_create_exactly_one_task(services: Services) -> None:
@@ -43,7 +43,7 @@ def test_concurrent_identical_requests_create_exactly_one_task(services: Service
 
     def go() -> None:
         barrier.wait()
-        [(_, created)] = services.client.create([spec])
+        [(_, created)] = services.tasks.create([spec])
         results.append(created)
 
     threads = [threading.Thread(target=go) for _ in range(8)]
@@ -61,41 +61,41 @@ def test_batch_is_all_or_nothing_and_names_the_bad_index(services: Services, bad
     bodies: list[dict[str, Any]] = [{"name": "ok"}] * (bad + 10)
     bodies[bad] = {"name": "bad name!"}
     with pytest.raises(ValidationError) as err:
-        services.client.enqueue_many(bodies)
+        services.tasks.enqueue_many(bodies)
     assert err.value.details[0]["field"] == f"tasks[{bad}].name"
-    assert services.client.list()[0] == []
+    assert services.tasks.list()[0] == []
     assert services.redis.zcard(services.keys.queue("default").ready) == 0
-    assert len(services.client.enqueue_many([{"name": "ok"}] * (bad + 10))) == bad + 10
+    assert len(services.tasks.enqueue_many([{"name": "ok"}] * (bad + 10))) == bad + 10
 
 
 def test_batch_with_a_conflicting_idempotency_key_stores_nothing(services: Services) -> None:
-    services.client.enqueue("t", {"v": 1}, idempotency_key="dup")
+    services.tasks.enqueue("t", {"v": 1}, idempotency_key="dup")
     with pytest.raises(Conflict):
-        services.client.enqueue_many(
+        services.tasks.enqueue_many(
             [{"name": "t"}, {"name": "t", "payload": {"v": 2}, "idempotency_key": "dup"}]
         )
-    tasks, _ = services.client.list()
+    tasks, _ = services.tasks.list()
     assert len(tasks) == 1
 
 
 def test_payload_over_the_limit_is_refused(services: Services) -> None:
     with pytest.raises(PayloadTooLarge):
-        services.client.enqueue("t", {"blob": "x" * 300_000})
-    assert services.client.list()[0] == []
+        services.tasks.enqueue("t", {"blob": "x" * 300_000})
+    assert services.tasks.list()[0] == []
 
 
 def test_list_pages_newest_first_with_filters(services: Services) -> None:
-    ids = [services.client.enqueue("t", queue="a" if i % 2 else "b")["id"] for i in range(7)]
-    page1, cursor = services.client.list(limit=3)
+    ids = [services.tasks.enqueue("t", queue="a" if i % 2 else "b")["id"] for i in range(7)]
+    page1, cursor = services.tasks.list(limit=3)
     assert [t["id"] for t in page1] == ids[::-1][:3]
-    page2, cursor2 = services.client.list(limit=3, cursor=cursor)
-    page3, cursor3 = services.client.list(limit=3, cursor=cursor2)
+    page2, cursor2 = services.tasks.list(limit=3, cursor=cursor)
+    page3, cursor3 = services.tasks.list(limit=3, cursor=cursor2)
     assert [t["id"] for t in page2 + page3] == ids[::-1][3:]
     assert cursor3 is None
-    only_a, _ = services.client.list(queue="a", limit=50)
+    only_a, _ = services.tasks.list(queue="a", limit=50)
     assert {t["id"] for t in only_a} == {ids[i] for i in range(7) if i % 2}
     with pytest.raises(ValidationError):
-        services.client.list(cursor="garbage")
+        services.tasks.list(cursor="garbage")
 
 
 def test_redis_down_task_is_recorded_then_dispatched_by_the_reconciler(
@@ -107,19 +107,19 @@ def test_redis_down_task_is_recorded_then_dispatched_by_the_reconciler(
         )
     )
     try:
-        task = down.client.enqueue("t", {"n": 1})
+        task = down.tasks.enqueue("t", {"n": 1})
     finally:
         down.close()
     assert task["status"] == "queued"
     assert services.store.get_task(task["id"]) is not None  # committed before the reply
     assert services.queue.claim(["default"], "w", 5, 30_000).leases == []
-    assert restore_missing(services.client).restored == 1
+    assert restore_missing(services.tasks).restored == 1
     [lease] = services.queue.claim(["default"], "w", 5, 30_000).leases
     assert lease.task_id == task["id"] and lease.payload == {"n": 1}
 
 
 def test_task_json_has_every_documented_field(services: Services) -> None:
-    task = services.client.get(services.client.enqueue("t", {"x": 1})["id"])
+    task = services.tasks.get(services.tasks.enqueue("t", {"x": 1})["id"])
     for field in (
         "id",
         "name",
@@ -159,7 +159,7 @@ def test_concurrent_single_creates_share_commits_and_are_all_durable(services: S
 
     def go(i: int) -> None:
         for j in range(25):
-            task = services.client.enqueue("t", {"i": i, "j": j})
+            task = services.tasks.enqueue("t", {"i": i, "j": j})
             with lock:
                 ids.append(task["id"])
 
@@ -185,7 +185,7 @@ def test_a_failed_shared_commit_fails_its_callers_and_stores_nothing(settings: S
     )
     try:
         with pytest.raises(Unavailable):
-            down.client.enqueue("t")
+            down.tasks.enqueue("t")
         # Read with a plain client: `down` would first check this Redis against its
         # (unreachable) record and refuse to use it.
         plain = redis.Redis.from_url(settings.redis_url)
@@ -202,7 +202,7 @@ def test_a_batch_over_several_queues_and_chunks_lands_each_task_once(services: S
         for i in range(2_500)
     ]
     bodies[7]["lock_key"] = "lk"
-    created = services.client.enqueue_many(bodies)
+    created = services.tasks.enqueue_many(bodies)
     qa, qb = services.keys.queue("qa"), services.keys.queue("qb")
     assert services.redis.zcard(qa.ready) == 1_250 and services.redis.zcard(qb.ready) == 1_250
     for body, task in zip(bodies, created, strict=True):
@@ -224,7 +224,7 @@ def test_a_batch_keeps_every_character_of_its_text_fields(services: Services) ->
         {"name": "t", "payload": {"text": tricky, tricky: [tricky]}, "lock_key": tricky},
         {"name": "t", "payload": {"n": 1}, "webhook_url": "http://example.com/a\\b?q=\\N"},
     ]
-    created = services.client.enqueue_many(bodies)
+    created = services.tasks.enqueue_many(bodies)
     stored = [services.store.get_task(t["id"]) for t in created]
     assert stored[0] is not None and stored[1] is not None
     assert stored[0]["payload"] == {"text": tricky, tricky: [tricky]}
@@ -237,14 +237,14 @@ def test_a_batch_keeps_every_character_of_its_text_fields(services: Services) ->
 def test_a_read_shows_the_event_behind_its_status_recorded_or_not(services: Services) -> None:
     # docs/api.md, "Consistency of reads": status (from Redis) and history (from the
     # record, plus what is still in the event stream) agree in one answer.
-    task = services.client.enqueue("t", {}, max_attempts=2)
+    task = services.tasks.enqueue("t", {}, max_attempts=2)
     [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
     services.queue.fail(
         "default", lease.task_id, lease.lease_token, "boom", retry_delay_ms=0, worker_id="w"
     )
     [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases  # the retry is due
     services.queue.complete("default", lease.task_id, lease.lease_token, '{"ok": 1}', "w")
-    before = services.client.get(task["id"])
+    before = services.tasks.get(task["id"])
     assert before["status"] == "succeeded"
     names = [e["event"] for e in before["history"]]
     assert names == [
@@ -260,7 +260,7 @@ def test_a_read_shows_the_event_behind_its_status_recorded_or_not(services: Serv
     failed = next(e for e in before["history"] if e["event"] == "failed")
     assert failed["error"] == "boom" and failed["worker_id"] == "w"
     Recorder(services.queue, services.store, "t").drain()
-    after = services.client.get(task["id"])
+    after = services.tasks.get(task["id"])
     assert [e["event"] for e in after["history"]] == names  # the record says the same
     assert [e["at"] for e in after["history"]] == [e["at"] for e in before["history"]]
 
@@ -282,15 +282,15 @@ def test_the_python_client_refuses_what_the_api_refuses(
     bounds and the storable-text checks that only the HTTP path made."""
     payload = options.pop("payload", None)
     with pytest.raises(ValidationError) as err:
-        services.client.enqueue("t", payload, **options)
+        services.tasks.enqueue("t", payload, **options)
     assert field in [d["field"] for d in err.value.details]
     with pytest.raises(ValidationError):
-        services.client.enqueue_many([{"name": "t", "payload": payload or {}, **options}])
+        services.tasks.enqueue_many([{"name": "t", "payload": payload or {}, **options}])
     assert services.redis.zcard(services.keys.queue("default").ready) == 0
 
 
 def test_integral_floats_are_accepted_by_every_entry_point(services: Services) -> None:
-    task = services.client.enqueue("t", {}, priority=7.0)
+    task = services.tasks.enqueue("t", {}, priority=7.0)
     assert task["priority"] == 7
-    [batched] = services.client.enqueue_many([{"name": "t", "max_attempts": 3.0}])
+    [batched] = services.tasks.enqueue_many([{"name": "t", "max_attempts": 3.0}])
     assert batched["max_attempts"] == 3

@@ -16,7 +16,7 @@ from tests.helpers import wait_until
 
 def new_task(services: Services, i: int) -> NewTask:
     spec = parse_task({"name": "t", "payload": {"i": i}}, max_payload_bytes=1000)
-    return services.client._new_task(spec, services.queue.clock.now_ms(), None)
+    return services.tasks._new_task(spec, services.queue.clock.now_ms(), None)
 
 
 def test_callers_arriving_during_a_commit_share_the_next_one(services: Services) -> None:

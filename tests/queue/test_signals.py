@@ -22,31 +22,31 @@ def claim(services: Services, n: int) -> list[Lease]:
 
 
 def test_ready_tasks_push_a_signal_each_up_to_64(services: Services) -> None:
-    services.client.enqueue_many([{"name": "t"}] * 3)
+    services.tasks.enqueue_many([{"name": "t"}] * 3)
     assert signals(services) == 3
-    services.client.enqueue_many([{"name": "t"}] * 100)
+    services.tasks.enqueue_many([{"name": "t"}] * 100)
     assert signals(services) == 64
 
 
 def test_a_claim_that_empties_the_ready_set_clears_the_signals(services: Services) -> None:
-    services.client.enqueue_many([{"name": "t"}] * 5)
+    services.tasks.enqueue_many([{"name": "t"}] * 5)
     assert len(claim(services, 2)) == 2
     assert signals(services) == 5  # three still wait: their signals stay
     assert len(claim(services, 10)) == 3
     assert signals(services) == 0
-    services.client.enqueue("t")  # new work signals again
+    services.tasks.enqueue("t")  # new work signals again
     assert signals(services) == 1
 
 
 def test_a_scheduled_task_signals_so_that_waiting_workers_look_at_its_due_time(
     services: Services,
 ) -> None:
-    services.client.enqueue("t", delay_seconds=60)
+    services.tasks.enqueue("t", delay_seconds=60)
     assert signals(services) == 1
 
 
 def test_a_failure_that_will_be_retried_signals(services: Services) -> None:
-    services.client.enqueue("t", max_attempts=2)
+    services.tasks.enqueue("t", max_attempts=2)
     [lease] = claim(services, 1)
     clear(services)
     services.queue.fail("default", lease.task_id, lease.lease_token, "boom")
@@ -56,7 +56,7 @@ def test_a_failure_that_will_be_retried_signals(services: Services) -> None:
 
 def test_a_report_under_a_concurrency_cap_signals_while_tasks_wait(services: Services) -> None:
     services.queue.configure("default", concurrency="1")
-    services.client.enqueue_many([{"name": "t"}] * 2)
+    services.tasks.enqueue_many([{"name": "t"}] * 2)
     [first] = claim(services, 5)  # the cap lets one through
     clear(services)
     services.queue.complete("default", first.task_id, first.lease_token, "null")
@@ -68,7 +68,7 @@ def test_a_report_under_a_concurrency_cap_signals_while_tasks_wait(services: Ser
 
 
 def test_a_report_without_a_cap_does_not_signal(services: Services) -> None:
-    services.client.enqueue_many([{"name": "t"}] * 2)
+    services.tasks.enqueue_many([{"name": "t"}] * 2)
     [lease] = claim(services, 1)
     clear(services)
     services.queue.complete("default", lease.task_id, lease.lease_token, "null")

@@ -34,7 +34,7 @@ def retry_score(svc: Services, task_id: str) -> float:
 
 def test_failed_attempt_waits_for_exponential_backoff(services: Services) -> None:
     backoff = {"base_seconds": 10, "factor": 3, "max_seconds": 60, "jitter": False}
-    services.client.enqueue("t", backoff=backoff, max_attempts=5)
+    services.tasks.enqueue("t", backoff=backoff, max_attempts=5)
     [lease] = claim(services)
     before = services.queue.clock.now_ms()
     assert (
@@ -51,7 +51,7 @@ def test_failed_attempt_waits_for_exponential_backoff(services: Services) -> Non
 
 def test_backoff_grows_by_factor_and_is_capped(services: Services) -> None:
     backoff = {"base_seconds": 0.001, "factor": 1000, "max_seconds": 2, "jitter": False}
-    services.client.enqueue("t", backoff=backoff, max_attempts=5)
+    services.tasks.enqueue("t", backoff=backoff, max_attempts=5)
     [lease] = claim(services)
     services.queue.fail("default", lease.task_id, lease.lease_token, "1")  # 1 ms
     [lease] = wait_until(lambda: claim(services))
@@ -67,7 +67,7 @@ def test_backoff_grows_by_factor_and_is_capped(services: Services) -> None:
 
 def test_full_jitter_stays_within_bounds(services: Services) -> None:
     backoff = {"base_seconds": 100, "factor": 2, "max_seconds": 3600, "jitter": True}
-    services.client.enqueue_many([{"name": "t", "backoff": backoff} for _ in range(50)])
+    services.tasks.enqueue_many([{"name": "t", "backoff": backoff} for _ in range(50)])
     scores = []
     for lease in claim(services, 50):
         now = services.queue.clock.now_ms()
@@ -78,7 +78,7 @@ def test_full_jitter_stays_within_bounds(services: Services) -> None:
 
 
 def test_handler_chosen_retry_delay_overrides_backoff(services: Services) -> None:
-    services.client.enqueue(
+    services.tasks.enqueue(
         "t", backoff={"base_seconds": 1000, "factor": 2, "max_seconds": 3600, "jitter": False}
     )
     [lease] = claim(services)
@@ -88,7 +88,7 @@ def test_handler_chosen_retry_delay_overrides_backoff(services: Services) -> Non
 
 
 def test_dead_after_max_attempts_then_replay(services: Services) -> None:
-    task = services.client.enqueue("t", max_attempts=2, backoff=NO_WAIT)
+    task = services.tasks.enqueue("t", max_attempts=2, backoff=NO_WAIT)
     [lease] = claim(services)
     assert (
         services.queue.fail("default", lease.task_id, lease.lease_token, "a") == TaskStatus.RETRYING
@@ -106,16 +106,16 @@ def test_dead_after_max_attempts_then_replay(services: Services) -> None:
     with pytest.raises(AlreadyFinished):
         services.queue.complete("default", lease2.task_id, lease2.lease_token, "null")
 
-    services.client.retry(task["id"])
+    services.tasks.retry(task["id"])
     assert services.redis.zscore(qk.dead, task["id"]) is None
     [again] = claim(services)
     assert again.task_id == task["id"] and again.attempt == 1 and again.fence == 3
     with pytest.raises(InvalidTransition):
-        services.client.retry(task["id"])  # running: not dead or canceled
+        services.tasks.retry(task["id"])  # running: not dead or canceled
 
 
 def test_cancel_in_every_state(services: Services) -> None:
-    c = services.client
+    c = services.tasks
     scheduled = c.enqueue("t", delay_seconds=3600)
     queued = c.enqueue("t")
     _, done = c.cancel(scheduled["id"])
@@ -153,25 +153,25 @@ def test_cancel_in_every_state(services: Services) -> None:
 
 
 def test_outcome_of_a_cancel_requested_task_is_refused(services: Services) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     [lease] = claim(services)
-    services.client.cancel(task["id"])
+    services.tasks.cancel(task["id"])
     with pytest.raises(TaskCanceled):
         services.queue.complete("default", lease.task_id, lease.lease_token, '"too late"')
-    got = services.client.get(task["id"])
+    got = services.tasks.get(task["id"])
     assert got["status"] == "canceled" and got["result"] is None
 
 
 def test_canceled_task_can_be_retried(services: Services) -> None:
-    task = services.client.enqueue("t")
-    services.client.cancel(task["id"])
-    assert services.client.retry(task["id"])["status"] == "queued"
+    task = services.tasks.enqueue("t")
+    services.tasks.cancel(task["id"])
+    assert services.tasks.retry(task["id"])["status"] == "queued"
     [lease] = claim(services)
     assert lease.task_id == task["id"]
 
 
 def test_lock_key_allows_one_running_task_at_a_time(services: Services) -> None:
-    c = services.client
+    c = services.tasks
     locked = [c.enqueue("t", lock_key="account:42", payload={"i": i})["id"] for i in range(3)]
     free = c.enqueue("t", priority=1)["id"]
     first = claim(services, 10)
@@ -188,7 +188,7 @@ def test_lock_key_allows_one_running_task_at_a_time(services: Services) -> None:
 
 
 def test_lock_is_released_by_failure_and_by_lease_expiry(services: Services) -> None:
-    c = services.client
+    c = services.tasks
     a = c.enqueue(
         "t",
         lock_key="L",
@@ -205,12 +205,12 @@ def test_lock_is_released_by_failure_and_by_lease_expiry(services: Services) -> 
     wait_until(lambda: services.queue.clock.now_ms() > lb.lease_expires_ms + 5)
     [ld] = wait_until(lambda: claim(services, 5))
     assert ld.task_id == d["id"]
-    assert services.client.get(b["id"])["status"] == "dead"  # lease lost on its only attempt
+    assert services.tasks.get(b["id"])["status"] == "dead"  # lease lost on its only attempt
 
 
 def test_paused_queue_accepts_but_starts_nothing(services: Services) -> None:
     services.queue.configure("default", paused="1")
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     assert task["status"] == "queued"
     assert claim(services, 10) == []
     services.queue.configure("default", paused="0")
@@ -219,7 +219,7 @@ def test_paused_queue_accepts_but_starts_nothing(services: Services) -> None:
 
 def test_concurrency_caps_running_tasks_across_workers(services: Services) -> None:
     services.queue.configure("default", concurrency="2")
-    services.client.enqueue_many([{"name": "t"} for _ in range(5)])
+    services.tasks.enqueue_many([{"name": "t"} for _ in range(5)])
     got = claim(services, 10, worker="a")
     assert len(got) == 2
     assert claim(services, 10, worker="b") == []
@@ -232,7 +232,7 @@ def test_concurrency_caps_running_tasks_across_workers(services: Services) -> No
 def test_rate_limit_holds_starts_within_ten_percent_over_five_seconds(services: Services) -> None:
     """A measurement over real time by nature: 20 starts/s for 5 s should give ~100."""
     services.queue.configure("default", rl_rate="20", rl_burst="1")
-    services.client.enqueue_many([{"name": "t"} for _ in range(400)])
+    services.tasks.enqueue_many([{"name": "t"} for _ in range(400)])
     started = 0
     end = time.monotonic() + 5.0
     hints = []
@@ -260,10 +260,10 @@ def test_redis_that_may_evict_is_refused(services: Services) -> None:
 
 
 def test_enqueue_is_idempotent_in_redis(services: Services) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     row = services.store.get_task(task["id"])
     assert row is not None
-    assert services.client.restore(row) is False  # already there: untouched
+    assert services.tasks.restore(row) is False  # already there: untouched
     assert services.redis.zcard(services.keys.queue("default").ready) == 1
     assert Code.EXISTS == 6
 
@@ -273,14 +273,14 @@ def test_no_task_enters_a_queue_missing_from_the_registry(services: Services) ->
     # one script call with no registry write, so the script itself must refuse a queue
     # that is not registered (a new one, or one whose registry Redis lost).
     r, qk = services.redis, services.keys.queue("fresh")
-    first = services.client.enqueue("t", queue="fresh")
+    first = services.tasks.enqueue("t", queue="fresh")
     assert b"fresh" in r.smembers(services.keys.queues)
     assert r.hget(qk.meta, "registered") == b"1"
     r.delete(services.keys.queues, qk.meta)  # Redis lost them (a restart, a failover)
-    second = services.client.enqueue("t", queue="fresh")
+    second = services.tasks.enqueue("t", queue="fresh")
     assert b"fresh" in r.smembers(services.keys.queues)
     assert r.zrange(qk.ready, 0, -1) == [first["id"].encode(), second["id"].encode()]
-    many = services.client.enqueue_many(
+    many = services.tasks.enqueue_many(
         [{"name": "t", "queue": "other"}, {"name": "t", "queue": "fresh"}]
     )
     assert {b"fresh", b"other"} <= r.smembers(services.keys.queues)

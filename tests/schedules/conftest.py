@@ -19,7 +19,7 @@ T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
 @pytest.fixture
 def schedules(services: Services) -> Schedules:
-    return Schedules(services.client)
+    return Schedules(services.tasks)
 
 
 def body(name: str, cron: str = "* * * * *", **fields: Any) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_scheduled_functions_through_the_chalice_test_client(
     client: Client, services: Services, admin: Http
 ) -> None:
     now = utcnow()
-    schedules = Schedules(services.client)
+    schedules = Schedules(services.tasks)
     minute = now.replace(second=0, microsecond=0)
     created = schedules.create(body("tick", catchup="all"), minute - timedelta(seconds=90))
     # The event's time is in 2015: the wall clock is later, so it decides.
@@ -146,7 +146,7 @@ def test_scheduled_functions_through_the_chalice_test_client(
     assert ahead.payload["fired"] >= 1
     assert client.lambda_.invoke("cron_tick", _event(client)).payload["fired"] == 0
 
-    services.client.enqueue("t", {}, queue="q1")
+    services.tasks.enqueue("t", {}, queue="q1")
     assert client.lambda_.invoke("reap_leases", _event(client)).payload == {"reaped": {}}
     rec = client.lambda_.invoke("reconcile", _event(client)).payload
     assert rec["restored"] == 0 and rec["unrecorded"] == [] and rec["checked"] >= 1

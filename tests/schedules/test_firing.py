@@ -32,7 +32,7 @@ def test_three_schedulers_ticking_for_an_hour_fire_each_time_exactly_once(
         try:
             start.wait()
             for t in range(phase_s, 3600 + step_s, step_s):
-                fire_due(services.client, T0 + timedelta(seconds=min(t, 3600)))
+                fire_due(services.tasks, T0 + timedelta(seconds=min(t, 3600)))
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
@@ -65,25 +65,25 @@ def test_catchup_after_a_ten_minute_outage(
     services: Services, schedules: Schedules, catchup: str, expected: int
 ) -> None:
     created = schedules.create(body("c", catchup=catchup), T0 - timedelta(seconds=30))
-    assert fire_due(services.client, T0 + timedelta(seconds=5)).fired == 1  # 12:00
+    assert fire_due(services.tasks, T0 + timedelta(seconds=5)).fired == 1  # 12:00
     # Down from 12:00:05 to 12:10:45: fire times 12:01 ... 12:10 were missed.
-    report = fire_due(services.client, T0 + timedelta(minutes=10, seconds=45))
+    report = fire_due(services.tasks, T0 + timedelta(minutes=10, seconds=45))
     assert report.fired == expected
     assert len(tasks_of(services, created["id"])) == 1 + expected
     # Back to normal: the next minute fires whatever the policy.
-    assert fire_due(services.client, T0 + timedelta(minutes=11, seconds=1)).fired == 1
+    assert fire_due(services.tasks, T0 + timedelta(minutes=11, seconds=1)).fired == 1
 
 
 def test_overlap_skip_waits_for_the_previous_run_to_finish(
     services: Services, schedules: Schedules
 ) -> None:
     created = schedules.create(body("slow", overlap="skip"), T0)
-    assert fire_due(services.client, T0 + timedelta(minutes=1, seconds=1)).fired == 1
-    report = fire_due(services.client, T0 + timedelta(minutes=2, seconds=1))
+    assert fire_due(services.tasks, T0 + timedelta(minutes=1, seconds=1)).fired == 1
+    report = fire_due(services.tasks, T0 + timedelta(minutes=2, seconds=1))
     assert (report.fired, report.skipped) == (0, 1)  # the 12:01 task is still queued
     [first] = tasks_of(services, created["id"])
-    services.client.cancel(str(first["id"]))  # finished (canceled is terminal)
-    assert fire_due(services.client, T0 + timedelta(minutes=3, seconds=1)).fired == 1
+    services.tasks.cancel(str(first["id"]))  # finished (canceled is terminal)
+    assert fire_due(services.tasks, T0 + timedelta(minutes=3, seconds=1)).fired == 1
     runs = schedules.get(created["id"], T0 + timedelta(minutes=3, seconds=2))["last_runs"]
     assert [r["status"] for r in runs] == ["queued", "skipped", "canceled"]
     assert runs[1]["task_id"] is None
@@ -94,8 +94,8 @@ def test_overlap_allow_fires_while_the_previous_run_is_going(
     services: Services, schedules: Schedules
 ) -> None:
     created = schedules.create(body("fast"), T0)
-    fire_due(services.client, T0 + timedelta(minutes=1, seconds=1))
-    fire_due(services.client, T0 + timedelta(minutes=2, seconds=1))
+    fire_due(services.tasks, T0 + timedelta(minutes=1, seconds=1))
+    fire_due(services.tasks, T0 + timedelta(minutes=2, seconds=1))
     assert len(tasks_of(services, created["id"])) == 2
 
 
@@ -107,8 +107,8 @@ def test_a_retry_after_a_crash_reuses_the_task_the_crashed_attempt_created(
     # The crashed tick committed the task, then died before its fire row committed.
     key = idempotency_key(created["id"], fire)
     spec = parse_task({"name": "job.crashy", "idempotency_key": key}, max_payload_bytes=1000)
-    [(orphan, _)] = services.client.create([spec], schedule_id=created["id"])
-    assert fire_due(services.client, fire + timedelta(seconds=1)).fired == 1
+    [(orphan, _)] = services.tasks.create([spec], schedule_id=created["id"])
+    assert fire_due(services.tasks, fire + timedelta(seconds=1)).fired == 1
     [task] = tasks_of(services, created["id"])
     [row] = fires_of(services, created["id"])
     assert str(row["task_id"]) == orphan["id"] == str(task["id"])
@@ -134,7 +134,7 @@ def test_a_corrupted_schedule_does_not_stop_the_others(
                 " created_at) VALUES (%s, %s, %s, %s, %s, 'latest', 'allow', %s)",
                 (sid, f"bad-{sid[:8]}", expr, zone, json.dumps(task), T0),
             )
-    report = fire_due(services.client, T0 + timedelta(minutes=1, seconds=1))
+    report = fire_due(services.tasks, T0 + timedelta(minutes=1, seconds=1))
     assert report.fired == 1 and sorted(report.failed) == sorted(bad_ids)
     assert len(tasks_of(services, good["id"])) == 1
     listed = {s["name"]: s for s in schedules.list(T0)}
@@ -146,10 +146,10 @@ def test_disabled_schedules_do_not_fire_and_re_enabling_does_not_replay(
     services: Services, schedules: Schedules
 ) -> None:
     created = schedules.create(body("paused", catchup="all", enabled=False), T0)
-    assert fire_due(services.client, T0 + timedelta(minutes=30)).fired == 0
+    assert fire_due(services.tasks, T0 + timedelta(minutes=30)).fired == 0
     schedules.update(created["id"], {"enabled": True}, T0 + timedelta(minutes=30, seconds=10))
     # The 30 minutes it was disabled are not caught up; the next minute fires.
-    assert fire_due(services.client, T0 + timedelta(minutes=31, seconds=1)).fired == 1
+    assert fire_due(services.tasks, T0 + timedelta(minutes=31, seconds=1)).fired == 1
     assert len(tasks_of(services, created["id"])) == 1
 
 
@@ -167,9 +167,9 @@ def test_each_fire_creates_the_declared_task(services: Services, schedules: Sche
         ),
         T0,
     )
-    fire_due(services.client, T0 + timedelta(minutes=1))
+    fire_due(services.tasks, T0 + timedelta(minutes=1))
     [row] = tasks_of(services, created["id"])
-    task = services.client.get(str(row["id"]))
+    task = services.tasks.get(str(row["id"]))
     assert (task["name"], task["queue"], task["priority"]) == ("reports.daily", "reports", 8)
     assert task["payload"] == {"format": "pdf"} and task["max_attempts"] == 2
     assert task["schedule_id"] == created["id"]

@@ -27,7 +27,7 @@ def _age(services: Services, task_id: str, days: int, status: str | None = None)
 
 
 def test_retention_purges_old_terminal_tasks_only(services: Services) -> None:
-    c = services.client
+    c = services.tasks
     old_done, old_dead, old_live, new_done = (c.enqueue("t")["id"] for _ in range(4))
     _age(services, old_done, 40, "succeeded")
     _age(services, old_dead, 31, "dead")
@@ -41,16 +41,16 @@ def test_retention_purges_old_terminal_tasks_only(services: Services) -> None:
 
 
 def test_retention_keeps_each_schedules_newest_fire(services: Services) -> None:
-    schedules = Schedules(services.client)
+    schedules = Schedules(services.tasks)
     created = schedules.create(body("old", catchup="all"), T0)
-    fire_due(services.client, T0 + timedelta(minutes=5))
+    fire_due(services.tasks, T0 + timedelta(minutes=5))
     out = maintenance.purge(services, T0 + timedelta(days=31), batch=2)
     assert out.fires == 4
     assert [f["fire_at"] for f in fires_of(services, created["id"])] == [T0 + timedelta(minutes=5)]
 
 
 def test_reaper_expires_the_leases_of_an_idle_queue(services: Services) -> None:
-    c, q = services.client, services.queue
+    c, q = services.tasks, services.queue
     task = c.enqueue("t", {}, queue="idle", max_attempts=3)
     [lease] = q.claim(["idle"], "w1", 1, 50).leases
     assert lease.task_id == task["id"]
@@ -63,7 +63,7 @@ def test_reaper_expires_the_leases_of_an_idle_queue(services: Services) -> None:
 def test_reconciler_restores_recorded_tasks_and_reports_unrecorded_ones(
     services: Services,
 ) -> None:
-    c, q = services.client, services.queue
+    c, q = services.tasks, services.queue
     task = c.enqueue("t", {"n": 1})
     # Redis lost the task (say it was created while Redis was failing over).
     k = services.keys.queue("default")
@@ -91,7 +91,7 @@ def test_reconciler_restores_recorded_tasks_and_reports_unrecorded_ones(
 
 
 def test_flush_records_pending_transitions(services: Services) -> None:
-    c, q = services.client, services.queue
+    c, q = services.tasks, services.queue
     task = c.enqueue("t")
     assert len(q.claim(["default"], "w1", 1, 30_000).leases) == 1
     assert maintenance.flush_record(services, budget_s=5) >= 1

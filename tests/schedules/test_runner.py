@@ -87,7 +87,7 @@ def test_dtq_scheduler_process_fires_a_minutely_schedule(
     services: Services, tmp_path: Path
 ) -> None:
     now = utcnow()
-    created = Schedules(services.client).create(body("minutely"), now)
+    created = Schedules(services.tasks).create(body("minutely"), now)
     boundary = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     # Tick as if the next minute were 2 s away instead of up to 60 s.
     offset_s = max(0.0, (boundary - now).total_seconds() - 2.0)

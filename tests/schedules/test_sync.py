@@ -113,12 +113,12 @@ def test_dtq_schedules_sync_command(services: Services, tmp_path: Path) -> None:
     )
     assert dry.returncode == 0, dry.stderr
     assert "+ daily-report" in dry.stdout and "dry run: 2 change(s)" in dry.stdout
-    assert Schedules(services.client).rows() == []
+    assert Schedules(services.tasks).rows() == []
     done = subprocess.run(
         cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0 and "applied 2 change(s)" in done.stdout, done.stderr
-    assert len(Schedules(services.client).rows()) == 2
+    assert len(Schedules(services.tasks).rows()) == 2
     bad = subprocess.run(
         [*cmd[:-1], str(tmp_path / "nope")],
         env=env,

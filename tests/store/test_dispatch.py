@@ -124,7 +124,7 @@ def test_tasks_accepted_while_redis_is_down_are_dispatched_by_running_recorders(
     # and changed nothing, so each history holds one "recovered" event.
     Recorder(services.queue, services.store, "check").drain()
     for task_id in ids:
-        events = [e["event"] for e in services.client.get(task_id)["history"]]
+        events = [e["event"] for e in services.tasks.get(task_id)["history"]]
         assert events.count("recovered") == 1, events
 
 
@@ -132,14 +132,14 @@ def test_rows_of_finished_or_dispatched_tasks_are_dropped_and_the_rest_restored(
     services: Services, proxy: Proxy, cut_off: Services
 ) -> None:
     proxy.cut()
-    finished, reached, never = (cut_off.client.enqueue("t", {"n": n}) for n in range(3))
+    finished, reached, never = (cut_off.tasks.enqueue("t", {"n": n}) for n in range(3))
     assert len(backlog(services)) == 3
     q, qk = services.queue, services.keys.queue("default")
     # Meanwhile `finished` ran to completion (its Redis hash expired since), and
     # `reached` did reach Redis (the create only lost the reply) and is running.
     for task in (finished, reached):
         row = services.store.get_task(task["id"])
-        assert row is not None and services.client.restore(row)
+        assert row is not None and services.tasks.restore(row)
     [lease] = q.claim(["default"], "w", 1, 30_000).leases
     assert lease.task_id == finished["id"]
     q.complete("default", lease.task_id, lease.lease_token, "null")
@@ -149,7 +149,7 @@ def test_rows_of_finished_or_dispatched_tasks_are_dropped_and_the_rest_restored(
     services.redis.delete(qk.task(finished["id"]))
     assert services.store.get_task(finished["id"])["status"] == "succeeded"  # type: ignore[index]
 
-    done = Dispatcher(services.client).dispatch_once()
+    done = Dispatcher(services.tasks).dispatch_once()
 
     assert done == Batch(taken=3, restored=1, dropped=2)
     assert backlog(services) == []
@@ -162,8 +162,8 @@ def test_redis_failing_mid_dispatch_leaves_the_rows_due_at_once(
     services: Services, proxy: Proxy, cut_off: Services
 ) -> None:
     proxy.cut()
-    ids = [cut_off.client.enqueue("t")["id"] for _ in range(3)]
-    dispatcher = Dispatcher(cut_off.client)
+    ids = [cut_off.tasks.enqueue("t")["id"] for _ in range(3)]
+    dispatcher = Dispatcher(cut_off.tasks)
     with pytest.raises(redis.ConnectionError):
         dispatcher.dispatch_once()
     # Not hidden for the lease: the next look, once Redis answers, takes them.
@@ -182,7 +182,7 @@ def test_dispatchers_share_the_backlog_and_a_dead_ones_rows_return_after_the_lea
     services: Services, proxy: Proxy, cut_off: Services
 ) -> None:
     proxy.cut()
-    ids = sorted(cut_off.client.enqueue("t")["id"] for _ in range(5))
+    ids = sorted(cut_off.tasks.enqueue("t")["id"] for _ in range(5))
     store = services.store
     first = store.take_undispatched(3, lease_s=30)
     assert [str(r["id"]) for r in first] == ids[:3]  # oldest first
@@ -199,7 +199,7 @@ def test_dispatchers_share_the_backlog_and_a_dead_ones_rows_return_after_the_lea
 
 
 def test_an_empty_backlog_costs_one_look_a_second(services: Services) -> None:
-    dispatcher = Dispatcher(services.client, poll_s=1.0)
+    dispatcher = Dispatcher(services.tasks, poll_s=1.0)
     assert dispatcher.poll(now=100.0) == Batch()
     assert [dispatcher.poll(now=100.0 + t) for t in (0.1, 0.5, 0.99)] == [None] * 3
     assert dispatcher.poll(now=101.0) == Batch()

@@ -113,7 +113,7 @@ def _history(svc: deps.Services, task_id: str) -> list[str]:
 def test_a_redis_that_lost_its_tail_never_hands_out_a_fence_twice(
     own: OwnRedis, svc: deps.Services
 ) -> None:
-    task = svc.client.enqueue("t", {})
+    task = svc.tasks.enqueue("t", {})
     before_claim = own.aof_size()
     [first] = svc.queue.claim(["default"], "w1", 1, 60_000).leases
     Recorder(svc.queue, svc.store, "r").drain()
@@ -138,8 +138,8 @@ def test_a_redis_that_lost_its_tail_never_hands_out_a_fence_twice(
 
 
 def test_a_plain_restart_also_starts_a_new_epoch_once(own: OwnRedis, svc: deps.Services) -> None:
-    svc.client.enqueue("t", {})
-    svc.client.enqueue("t", {})
+    svc.tasks.enqueue("t", {})
+    svc.tasks.enqueue("t", {})
     [a] = svc.queue.claim(["default"], "w", 1, 60_000).leases
     own.stop()
     own.start()  # nothing lost, but nothing tells us so: a new epoch, harmless
@@ -149,7 +149,7 @@ def test_a_plain_restart_also_starts_a_new_epoch_once(own: OwnRedis, svc: deps.S
     # and does not raise it again for the same server.
     other = deps.build(svc.settings, pool_size=2)
     try:
-        svc.client.enqueue("t", {})
+        svc.tasks.enqueue("t", {})
         [c] = other.queue.claim(["default"], "w", 1, 60_000).leases
         assert split(c.fence)[0] == 1
     finally:
@@ -159,7 +159,7 @@ def test_a_plain_restart_also_starts_a_new_epoch_once(own: OwnRedis, svc: deps.S
 def test_recover_after_total_loss_outranks_leases_the_record_never_saw(
     own: OwnRedis, svc: deps.Services
 ) -> None:
-    task = svc.client.enqueue("t", {})
+    task = svc.tasks.enqueue("t", {})
     # Leased with no recorder running: the record still says fence 0, attempt 0.
     [held] = svc.queue.claim(["default"], "w1", 1, 60_000).leases
     assert held.fence == 1
@@ -168,7 +168,7 @@ def test_recover_after_total_loss_outranks_leases_the_record_never_saw(
         f.unlink()  # Redis comes back empty
     own.start()
 
-    report = recover(svc.client)
+    report = recover(svc.tasks)
     assert report.restored == 1 and report.epoch is not None and report.epoch >= 1
     [again] = svc.queue.claim(["default"], "w2", 1, 60_000).leases
     assert again.task_id == task["id"]
@@ -179,7 +179,7 @@ def test_recover_after_total_loss_outranks_leases_the_record_never_saw(
 def test_lock_fences_start_above_every_earlier_epoch(own: OwnRedis, svc: deps.Services) -> None:
     scripts = LockScripts(svc.redis, svc.queue.on_new_server)
     lock = DistributedLock(scripts, svc.keys, "invoice:1", ttl_s=30)
-    svc.client.enqueue("t", {})  # the deployment's first check: epoch 0 published
+    svc.tasks.enqueue("t", {})  # the deployment's first check: epoch 0 published
     before = own.aof_size()
     first = lock.acquire()
     assert first == 1
@@ -192,9 +192,9 @@ def test_large_numbers_reach_the_record_exactly(svc: deps.Services) -> None:
     # cjson writes 14 significant digits; a fence of epoch 2**20 has 16. Every event
     # (the general emit path of a failure included) must carry it exactly, or the
     # recorder's batch is refused as a bigint.
-    svc.client.enqueue("t", {})  # registers the queue (publishes epoch 0)
+    svc.tasks.enqueue("t", {})  # registers the queue (publishes epoch 0)
     svc.queue.publish_epoch(2**20)
-    task = svc.client.enqueue("t", {}, max_attempts=3)
+    task = svc.tasks.enqueue("t", {}, max_attempts=3)
     leases = svc.queue.claim(["default"], "w", 2, 60_000).leases
     lease = next(le for le in leases if le.task_id == task["id"])
     assert lease.fence == 2**20 * EPOCH_SPAN + 1
@@ -213,7 +213,7 @@ def test_epoch_span_matches_the_scripts() -> None:
 def test_nothing_runs_against_a_server_the_record_could_not_check(
     own: OwnRedis, svc: deps.Services
 ) -> None:
-    task = svc.client.enqueue("t", {})  # this server process is checked (and says so)
+    task = svc.tasks.enqueue("t", {})  # this server process is checked (and says so)
     blind_settings = dataclasses.replace(
         svc.settings, database_url="postgresql://postgres@127.0.0.1:9/x"
     )

@@ -25,14 +25,14 @@ def terminate_backends(services: Services) -> int:
 def test_after_a_restart_a_call_answers_503_at_worst_and_the_pool_heals(
     services: Services,
 ) -> None:
-    first = services.client.enqueue("t")
+    first = services.tasks.enqueue("t")
     assert terminate_backends(services) >= 1
     outcomes = []
     for _ in range(services.pool.max_size + 1):
         try:
-            outcomes.append(services.client.get(first["id"])["id"])
+            outcomes.append(services.tasks.get(first["id"])["id"])
         except Unavailable:  # a connection lent right after use is checked by its use
             outcomes.append("503")
     # Each broken connection fails one call at most, and is then replaced.
     assert outcomes.count("503") <= services.pool.max_size and outcomes[-1] == first["id"]
-    assert services.client.enqueue("t")["id"] != first["id"]
+    assert services.tasks.enqueue("t")["id"] != first["id"]

@@ -23,7 +23,7 @@ def test_ten_thousand_tasks_recorded_with_one_terminal_status_each(services: Ser
     bodies = [
         {"name": "t", "payload": {"i": i}, "max_attempts": 2, "backoff": NO_WAIT} for i in range(n)
     ]
-    tasks = services.client.enqueue_many(bodies)
+    tasks = services.tasks.enqueue_many(bodies)
     recorder = Recorder(services.queue, services.store, "test")
     expected: dict[str, str] = {}
     while True:
@@ -85,7 +85,7 @@ def test_ten_thousand_tasks_recorded_with_one_terminal_status_each(services: Ser
 
 
 def test_recording_waits_while_postgres_is_down_and_loses_nothing(services: Services) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
     services.queue.complete("default", lease.task_id, lease.lease_token, '"ok"')
     # A store whose database does not answer: the batch fails, entries stay pending.
@@ -104,7 +104,7 @@ def test_recording_waits_while_postgres_is_down_and_loses_nothing(services: Serv
 
 
 def test_replayed_batch_is_a_no_op(services: Services) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     [lease] = services.queue.claim(["default"], "w", 1, 30_000).leases
     services.queue.complete("default", lease.task_id, lease.lease_token, "1")
     stream = services.keys.queue("default").events
@@ -117,15 +117,15 @@ def test_replayed_batch_is_a_no_op(services: Services) -> None:
 
 
 def test_get_sees_live_state_before_the_recorder_catches_up(services: Services) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     [lease] = services.queue.claim(["default"], "w9", 1, 30_000).leases
-    got = services.client.get(task["id"])
+    got = services.tasks.get(task["id"])
     assert got["status"] == "running" and got["worker_id"] == "w9" and got["attempts"] == 1
     # The claim is not recorded yet; the answer shows it from the event stream, so its
     # status and history agree (docs/api.md, "Consistency of reads").
     assert [h["event"] for h in got["history"]] == ["created", "queued", "claimed"]
     Recorder(services.queue, services.store, "t").drain()
-    got = services.client.get(task["id"])
+    got = services.tasks.get(task["id"])
     assert [h["event"] for h in got["history"]] == ["created", "queued", "claimed"]
     assert got["history"][-1]["worker_id"] == "w9" and got["history"][-1]["attempt"] == 1
     assert lease.fence == 1
@@ -138,7 +138,7 @@ def test_text_that_is_not_ours_survives_the_event_encoding(services: Services) -
     worker = 'w "1" \\ ☃'
     error = 'ValueError: "bad" \\ path\n\ttab ünïcödé </end>'
     result = json.dumps({"q": '"quoted"', "b": "\\", "nl": "a\nb", "u": "☃", "n": [1, 2.5]})
-    task = services.client.enqueue("t", max_attempts=2, backoff=NO_WAIT)
+    task = services.tasks.enqueue("t", max_attempts=2, backoff=NO_WAIT)
     [lease] = services.queue.claim(["default"], worker, 1, 30_000).leases
     services.queue.fail("default", lease.task_id, lease.lease_token, error, retry_delay_ms=0)
     [lease] = services.queue.claim(["default"], worker, 1, 30_000).leases  # carries the error
@@ -177,7 +177,7 @@ def test_recording_updates_task_rows_on_their_own_page(services: Services) -> No
     # and no dead index entries for vacuum. With full pages (fillfactor 100) a third of
     # these rows moved, and at 9,200 tasks/s 97 % of the updates were not HOT and
     # PostgreSQL spent twice the CPU (64 % of a core against 32).
-    ids = [t["id"] for t in services.client.enqueue_many([{"name": "t"}] * 300)]
+    ids = [t["id"] for t in services.tasks.enqueue_many([{"name": "t"}] * 300)]
     before = _pages(services, ids)
     assert len(set(before.values())) > 5  # several pages, each filled as far as allowed
     leases = services.queue.claim(["default"], "w", 300, 30_000).leases
@@ -186,7 +186,7 @@ def test_recording_updates_task_rows_on_their_own_page(services: Services) -> No
     )
     Recorder(services.queue, services.store, "test").drain()
     after = _pages(services, ids)
-    assert all(services.client.get(i, history=False)["status"] == "succeeded" for i in ids[:3])
+    assert all(services.tasks.get(i, history=False)["status"] == "succeeded" for i in ids[:3])
     stayed = sum(after[i] == before[i] for i in ids)
     assert stayed >= len(ids) * 0.9, f"only {stayed} of {len(ids)} rows stayed on their page"
 
@@ -221,7 +221,7 @@ def _pending(services: Services, queue: str) -> int:
 def _work(services: Services, queue: str, n: int) -> list[str]:
     """Enqueue n tasks on the queue, claim them in one call and complete them one by one:
     1 + n stream entries, which record the tasks as succeeded."""
-    tasks = services.client.enqueue_many([{"name": "t", "queue": queue}] * n)
+    tasks = services.tasks.enqueue_many([{"name": "t", "queue": queue}] * n)
     leases = services.queue.claim([queue], "w", n, 30_000).leases
     for lease in leases:
         services.queue.complete(queue, lease.task_id, lease.lease_token, '"ok"')
@@ -231,7 +231,7 @@ def _work(services: Services, queue: str, n: int) -> list[str]:
 def test_an_entry_postgres_refuses_is_parked_and_the_rest_is_recorded(
     services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    victim = services.client.enqueue("t", delay_seconds=3600)["id"]  # not claimed here
+    victim = services.tasks.enqueue("t", delay_seconds=3600)["id"]  # not claimed here
     good = _work(services, "default", 3)
     stream = services.keys.queue("default").events
     poison = POISON % victim
@@ -272,7 +272,7 @@ def test_an_entry_postgres_refuses_is_parked_and_the_rest_is_recorded(
 def test_entries_not_written_by_our_scripts_are_parked_whatever_they_hold(
     services: Services,
 ) -> None:
-    task = services.client.enqueue("t", delay_seconds=3600)["id"]  # not claimed here
+    task = services.tasks.enqueue("t", delay_seconds=3600)["id"]  # not claimed here
     stream = services.keys.queue("default").events
     nul_escape = '[{"id":"' + task + '","v":1,"ev":"a\\u0000b","at":1}]'  # no text has NUL
     bad: list[tuple[dict[str, bytes], str, str]] = [  # fields, as stored, error
@@ -300,13 +300,13 @@ def test_entries_not_written_by_our_scripts_are_parked_whatever_they_hold(
     assert services.redis.xlen(stream) == 0
     assert _stats(services, "default")["parked"] == len(bad)
     assert services.store.history(task) == []  # nothing of the bad entries was recorded
-    done = services.client.list(status="succeeded")[0]
+    done = services.tasks.list(status="succeeded")[0]
     assert len(done) == len(bad)
 
 
 def test_a_good_entry_beside_a_poison_one_is_recorded_not_parked(services: Services) -> None:
-    task = services.client.enqueue("t")["id"]
-    victim = services.client.enqueue("t")["id"]
+    task = services.tasks.enqueue("t")["id"]
+    victim = services.tasks.enqueue("t")["id"]
     stream = services.keys.queue("default").events
     good = {
         "id": task,
@@ -329,7 +329,7 @@ def test_a_good_entry_beside_a_poison_one_is_recorded_not_parked(services: Servi
 
 def test_an_unreachable_or_unmigrated_database_parks_nothing(services: Services) -> None:
     [task] = _work(services, "default", 1)
-    victim = services.client.enqueue("t")["id"]
+    victim = services.tasks.enqueue("t")["id"]
     stream = services.keys.queue("default").events
     services.redis.xadd(stream, {"d": POISON % victim})
     # Connection refused (nothing listens on port 1): the round fails as a whole.

@@ -12,7 +12,7 @@ LONG = {"base_seconds": 3600, "factor": 1, "max_seconds": 3600, "jitter": False}
 def test_flush_mid_run_then_recover_restores_live_tasks_and_reruns_nothing(
     services: Services,
 ) -> None:
-    c, q = services.client, services.queue
+    c, q = services.tasks, services.queue
     now_tasks = c.enqueue_many(
         [{"name": "t", "payload": {"i": i}, "backoff": LONG} for i in range(600)]
     )

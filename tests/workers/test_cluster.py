@@ -129,9 +129,9 @@ def test_enqueue_work_record_and_cancel_across_slots(
     bodies = [
         {"name": "dtq.echo", "queue": q, "payload": {"i": i}} for i in range(40) for q in QUEUES
     ]
-    created = cluster.client.enqueue_many(bodies)
-    doomed = cluster.client.enqueue("dtq.echo", queue="beta", delay_seconds=3600)
-    _, canceled_now = cluster.client.cancel(doomed["id"])
+    created = cluster.tasks.enqueue_many(bodies)
+    doomed = cluster.tasks.enqueue("dtq.echo", queue="beta", delay_seconds=3600)
+    _, canceled_now = cluster.tasks.cancel(doomed["id"])
     assert canceled_now
     worker = spawn_worker(
         "--queues",
@@ -148,16 +148,16 @@ def test_enqueue_work_record_and_cancel_across_slots(
     for task in created:
         assert (cluster.queue.task_hash(task["queue"], task["id"]) or {}).get("st") == "succeeded"
     Recorder(cluster.queue, cluster.store, "test").drain()
-    statuses = {t["status"] for t in cluster.client.list(limit=200)[0] if t["id"] != doomed["id"]}
+    statuses = {t["status"] for t in cluster.tasks.list(limit=200)[0] if t["id"] != doomed["id"]}
     assert statuses == {"succeeded"}
-    assert cluster.client.get(doomed["id"])["status"] == "canceled"
+    assert cluster.tasks.get(doomed["id"])["status"] == "canceled"
 
 
 def test_an_idle_wait_over_queues_in_several_slots_wakes_on_any(cluster: Services) -> None:
     for q in QUEUES:
         cluster.redis.delete(cluster.keys.queue(q).signal)
     signal = cluster.keys.queue(QUEUES[-1]).signal
-    timer = threading.Timer(0.3, lambda: cluster.client.enqueue("t", queue=QUEUES[-1]))
+    timer = threading.Timer(0.3, lambda: cluster.tasks.enqueue("t", queue=QUEUES[-1]))
     timer.start()
     assert cluster.queue.wait_for_work(QUEUES, 10.0)
     timer.join()

@@ -21,7 +21,7 @@ def run_burst(
     services: Services, tmp_path: Path, handlers: registry.Registry, concurrency: int = 4
 ) -> Worker:
     transport = RedisTransport(
-        services.queue, Fleet(services.queue, services.store), services.client
+        services.queue, Fleet(services.queue, services.store), services.tasks
     )
     worker = Worker(
         WorkerConfig(concurrency=concurrency, worker_id="w-test"),
@@ -58,16 +58,16 @@ def test_handlers_results_retries_unknown_names_children_and_locks(
     handlers.add("parent", parent)
     handlers.add("flaky", flaky)
     handlers.add("child", lambda payload: payload["of"])  # one-argument handlers work too
-    p = services.client.enqueue("parent")
-    f = services.client.enqueue("flaky")
-    u = services.client.enqueue("nobody.handles.this", max_attempts=1)
+    p = services.tasks.enqueue("parent")
+    f = services.tasks.enqueue("flaky")
+    u = services.tasks.enqueue("nobody.handles.this", max_attempts=1)
     worker = run_burst(services, tmp_path, handlers)
 
     assert live(services, p["id"])["res"] == f'{{"child_key":"{p["id"]}:1","attempt":1}}'
     assert (live(services, f["id"])["st"], live(services, f["id"])["att"]) == ("succeeded", "2")
     assert live(services, u["id"])["st"] == "dead"
     assert "no handler registered" in live(services, u["id"])["err"]
-    [child] = services.client.list(name="child")[0]
+    [child] = services.tasks.list(name="child")[0]
     assert child["idempotency_key"] == f"{p['id']}:1"
     if live(services, child["id"]).get("st") != "succeeded":  # pushed after its parent ended
         run_burst(services, tmp_path, handlers)

@@ -96,7 +96,7 @@ def registered(services: Services, worker_id: str) -> bool:
 
 
 def history(services: Services, task_id: str) -> list[dict[str, Any]]:
-    return list(services.client.get(task_id)["history"])
+    return list(services.tasks.get(task_id)["history"])
 
 
 @pytest.fixture
@@ -203,8 +203,8 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
     transport: Transport,  # noqa: F811 (the fixture)
     services: Services,
 ) -> None:
-    services.client.enqueue("t")
-    services.client.enqueue("t")
+    services.tasks.enqueue("t")
+    services.tasks.enqueue("t")
     [old] = transport.claim("w-old", ["default"], 1, 30_000)[0]
     [new] = transport.claim("w-new", ["default"], 1, 30_000)[0]
     # w-old's report reached the server, but w-old died before settling its journal row;
@@ -235,7 +235,7 @@ def in_process_worker(
     *,
     prefetch: int | None = None,
 ) -> Worker:
-    redis = RedisTransport(services.queue, Fleet(services.queue, services.store), services.client)
+    redis = RedisTransport(services.queue, Fleet(services.queue, services.store), services.tasks)
     config = WorkerConfig(concurrency=1, prefetch=prefetch, worker_id=worker_id)
     return Worker(config, redis, handlers, Journal(str(tmp_path / f"{worker_id}.db")))
 
@@ -265,7 +265,7 @@ def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
 
     handlers = registry.load([])
     handlers.add("flaky", flaky)
-    task = services.client.enqueue("flaky", max_attempts=3)
+    task = services.tasks.enqueue("flaky", max_attempts=3)
     first = services.queue.claim(["default"], "w", 1, 30_000).leases[0]
     with running(in_process_worker(services, tmp_path, handlers, "w")) as worker:
         # Attempt 1 failed here: journaled, and reported (the reply lost on its way back,
@@ -292,7 +292,7 @@ def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
     # Attempt 2 ran; attempt 1's failure did not answer it (an attempt that never ran).
     assert ran == [2]
     recorded_events(services)
-    final = services.client.get(task["id"])
+    final = services.tasks.get(task["id"])
     assert (final["attempts"], final["result"]) == (2, {"attempt": 2})
     assert Counter(e["event"] for e in final["history"])["failed"] == 1
 
@@ -314,9 +314,9 @@ def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
     worker = in_process_worker(services, tmp_path, handlers, "w", prefetch=0)
     with running(worker):
         # Its one slot busy (and nothing prefetched), it claims nothing meanwhile.
-        services.client.enqueue("gate")
+        services.tasks.enqueue("gate")
         wait_until(gate_runs.is_set, timeout_s=15, what="the gate task to run")
-        task = services.client.enqueue("once", max_attempts=3, backoff=FAST_BACKOFF)
+        task = services.tasks.enqueue("once", max_attempts=3, backoff=FAST_BACKOFF)
         first = services.queue.claim(["default"], "w", 1, 300).leases[0]
         # Attempt 1 succeeded here but its report never left, and its lease expires: the
         # task comes back to this worker, which owes that success.
@@ -340,7 +340,7 @@ def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
     assert ran == []
     assert f"task {task['id']}: its journaled outcome ended it" in caplog.text
     recorded_events(services)
-    final = services.client.get(task["id"])
+    final = services.tasks.get(task["id"])
     assert final["result"] == {"from": "journal"}
     assert "duplicate_result" not in {e["event"] for e in final["history"]}
 
@@ -363,7 +363,7 @@ def test_two_workers_from_one_folder_get_two_journals_and_drain_without_duplicat
         what="both workers registered",
     )
     batch = [{"name": "dtq.noop", "queue": "bulk"}] * 1000
-    ids = [t["id"] for _ in range(2) for t in services.client.enqueue_many(batch)]
+    ids = [t["id"] for _ in range(2) for t in services.tasks.enqueue_many(batch)]
 
     def stats() -> dict[str, float]:
         return dict(services.queue.stats(["bulk"])["bulk"])
@@ -423,7 +423,7 @@ def test_a_worker_started_beside_an_offline_one_leaves_it_its_outcomes(
     online = start_in(here, "online", "--concurrency", "2")
     wait_until(lambda: holder(journal_file(here, 2)) == online.pid, timeout_s=30)
     # It has synced its journal (its first claim comes after): it runs new work ...
-    extra = services.client.enqueue("dtq.noop")["id"]
+    extra = services.tasks.enqueue("dtq.noop")["id"]
     wait_until(lambda: states(services, [extra]) == ["succeeded"], timeout_s=15)
     # ... and left the offline worker's outcomes alone.
     assert states(services, ids) == ["running"] * 4

@@ -38,7 +38,7 @@ MARKED = ("--tasks", "tests.workers.marker_tasks")
 
 def enqueue_marked(services: Services, tmp_path: Path, n: int = 4) -> list[str]:
     body = {"dir": str(tmp_path), "seconds": 0.8}
-    return [services.client.enqueue("test.marked_sleep", body)["id"] for _ in range(n)]
+    return [services.tasks.enqueue("test.marked_sleep", body)["id"] for _ in range(n)]
 
 
 def held_by_the_worker(tmp_path: Path, n: int = 4) -> bool:
@@ -60,7 +60,7 @@ def assert_each_ran_once(services: Services, ids: list[str]) -> None:
 
     wait_until(caught_up, timeout_s=30, what="the record to catch up")
     for task_id in ids:
-        task = services.client.get(task_id)
+        task = services.tasks.get(task_id)
         history = Counter(e["event"] for e in task["history"])
         assert (task["status"], task["attempts"]) == ("succeeded", 1)
         assert history["claimed"] == 1 and history["succeeded"] == 1
@@ -82,7 +82,7 @@ def test_offline_worker_finishes_held_tasks_and_syncs_on_reconnect(
     proxy.cut()
     # The tasks outlive the connection: their outcomes wait in the journal.
     wait_until(lambda: journaled(tmp_path) == 4, timeout_s=10, what="4 journaled outcomes")
-    extra = services.client.enqueue("dtq.noop")["id"]
+    extra = services.tasks.enqueue("dtq.noop")["id"]
     assert states(services, ids) == ["running"] * 4  # nothing reached Redis
     proxy.restore()
     wait_until(lambda: states(services, [*ids, extra]) == ["succeeded"] * 5, timeout_s=20)

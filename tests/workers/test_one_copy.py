@@ -46,7 +46,7 @@ def test_a_task_leased_again_to_the_worker_running_it_waits_and_runs_once(
     handlers = registry.load([])
     handlers.add("blocking", blocking)
     transport = RedisTransport(
-        services.queue, Fleet(services.queue, services.store), services.client
+        services.queue, Fleet(services.queue, services.store), services.tasks
     )
     worker = Worker(
         WorkerConfig(concurrency=2, worker_id="w-once"),
@@ -54,7 +54,7 @@ def test_a_task_leased_again_to_the_worker_running_it_waits_and_runs_once(
         handlers,
         Journal(str(tmp_path / "j.db")),
     )
-    task = services.client.enqueue("blocking", {})
+    task = services.tasks.enqueue("blocking", {})
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:

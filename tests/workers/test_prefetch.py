@@ -25,7 +25,7 @@ def one_slot_worker(
     prefetch: int | None = None,
 ) -> Worker:
     transport = RedisTransport(
-        services.queue, Fleet(services.queue, services.store), services.client
+        services.queue, Fleet(services.queue, services.store), services.tasks
     )
     config = WorkerConfig(concurrency=1, prefetch=prefetch, worker_id=f"w-{name}")
     return Worker(config, transport, handlers, Journal(str(tmp_path / f"{name}.db")))
@@ -57,14 +57,14 @@ def test_the_capacity_follows_the_run_time_between_its_bounds() -> None:
 def test_short_tasks_come_many_per_claim(services: Services, tmp_path: Path) -> None:
     handlers = registry.load([])
     handlers.add("quick", lambda payload: None)
-    services.client.enqueue_many([{"name": "quick"}] * 200)
+    services.tasks.enqueue_many([{"name": "quick"}] * 200)
     auto = burst(services, tmp_path, handlers, "auto")
     assert auto.counts["succeeded"] == 200
     # One slot and one prefetched task (prefetch 1, the old default) need a claim per one
     # or two tasks; once the run time is known the claims carry up to 17.
     assert auto.claims <= 40, auto.claims
 
-    services.client.enqueue_many([{"name": "quick"}] * 200)
+    services.tasks.enqueue_many([{"name": "quick"}] * 200)
     fixed = burst(services, tmp_path, handlers, "fixed", prefetch=1)
     assert fixed.counts["succeeded"] == 200
     assert fixed.claims >= 100, fixed.claims
@@ -84,7 +84,7 @@ def test_long_tasks_are_not_prefetched_beyond_one_per_slot(
 
     handlers = registry.load([])
     handlers.add("slow", slow)
-    services.client.enqueue_many([{"name": "slow"}] * 8)
+    services.tasks.enqueue_many([{"name": "slow"}] * 8)
     w = one_slot_worker(services, tmp_path, handlers, "slow")
     worker.append(w)
     w.run(burst=True)

@@ -29,7 +29,7 @@ def test_cpu_bound_handlers_run_in_two_child_processes(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
     sizes = [20_000 + 1_000 * i for i in range(12)]
-    tasks = [services.client.enqueue("proc.primes", {"below": n})["id"] for n in sizes]
+    tasks = [services.tasks.enqueue("proc.primes", {"below": n})["id"] for n in sizes]
     worker = spawn_worker(*POOL, "--concurrency", "2")
     wait_until(lambda: all(status(services, t) == "succeeded" for t in tasks), timeout_s=25)
     results = [json.loads(live(services, t)["res"]) for t in tasks]
@@ -43,9 +43,9 @@ def test_cpu_bound_handlers_run_in_two_child_processes(
 def test_an_exception_a_retry_and_context_calls_behave_as_with_threads(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
-    bad = services.client.enqueue("proc.fail", {"n": 42}, max_attempts=1)["id"]
-    again = services.client.enqueue("proc.retry", max_attempts=3)["id"]
-    parent = services.client.enqueue("proc.parent")["id"]
+    bad = services.tasks.enqueue("proc.fail", {"n": 42}, max_attempts=1)["id"]
+    again = services.tasks.enqueue("proc.retry", max_attempts=3)["id"]
+    parent = services.tasks.enqueue("proc.parent")["id"]
     spawn_worker(*POOL, "--concurrency", "2")
     wait_until(lambda: status(services, bad) == "dead", timeout_s=20)
     wait_until(lambda: status(services, again) == "succeeded", timeout_s=20)
@@ -53,7 +53,7 @@ def test_an_exception_a_retry_and_context_calls_behave_as_with_threads(
     res = json.loads(live(services, parent)["res"])
     assert res["key"] == f"{parent}:1" and res["extended"] is True
     assert "ctx.lock is not available with --pool process" in res["lock"]
-    [child] = services.client.list(name="proc.primes")[0]
+    [child] = services.tasks.list(name="proc.primes")[0]
     assert child["idempotency_key"] == f"{parent}:1"
     wait_until(lambda: status(services, child["id"]) == "succeeded", timeout_s=20)
     assert json.loads(live(services, child["id"])["res"])["primes"] == 25
@@ -73,7 +73,7 @@ def test_a_timed_out_attempt_kills_and_replaces_its_child(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "spin.pid"
-    spin = services.client.enqueue(
+    spin = services.tasks.enqueue(
         "proc.spin", {"pidfile": str(pidfile)}, timeout_seconds=1, max_attempts=1
     )["id"]
     worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "0", "--lease-seconds", "1.5")
@@ -81,21 +81,21 @@ def test_a_timed_out_attempt_kills_and_replaces_its_child(
     wait_until(lambda: pidfile.read_text(), timeout_s=5)
     spinner = int(pidfile.read_text())
     # The other slot keeps working while one spins.
-    other = services.client.enqueue("proc.primes", {"below": 5_000})["id"]
+    other = services.tasks.enqueue("proc.primes", {"below": 5_000})["id"]
     wait_until(lambda: status(services, other) == "succeeded", timeout_s=10)
     wait_until(lambda: status(services, spin) == "dead", timeout_s=10)
     assert live(services, spin)["err"].startswith("TimeoutError")
     wait_until(lambda: not alive(spinner), timeout_s=10, what="the spinning child to die")
     # Both slots work again (one through a fresh child): two sleeps run side by side.
-    more = [services.client.enqueue("proc.sleep", {"seconds": 0.5})["id"] for _ in range(2)]
+    more = [services.tasks.enqueue("proc.sleep", {"seconds": 0.5})["id"] for _ in range(2)]
     wait_until(lambda: all(status(services, t) == "running" for t in more), timeout_s=10)
     wait_until(lambda: all(status(services, t) == "succeeded" for t in more), timeout_s=10)
     pids = {json.loads(live(services, t)["res"])["pid"] for t in more}
     assert len(pids) == 2 and spinner not in pids
     # A cancel reaches the handler in its child (through the slot's cancel flag).
-    doomed = services.client.enqueue("proc.sleep", {"seconds": 60})["id"]
+    doomed = services.tasks.enqueue("proc.sleep", {"seconds": 60})["id"]
     wait_until(lambda: status(services, doomed) == "running", timeout_s=10)
-    services.client.cancel(doomed)
+    services.tasks.cancel(doomed)
     wait_until(lambda: status(services, doomed) == "canceled", timeout_s=5)
     assert worker.poll() is None
 
@@ -104,7 +104,7 @@ def test_sigterm_with_tasks_in_flight_loses_none_and_leaves_no_child(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     body = {"seconds": 1.0, "dir": str(tmp_path)}
-    tasks = [services.client.enqueue("proc.sleep", body)["id"] for _ in range(3)]
+    tasks = [services.tasks.enqueue("proc.sleep", body)["id"] for _ in range(3)]
     worker = spawn_worker(*POOL, "--concurrency", "2", "--prefetch", "1", "--grace-seconds", "10")
     wait_until(lambda: [status(services, t) for t in tasks].count("running") == 3, timeout_s=15)
     # Two handlers started in their children (a claimed, unstarted task is given back).

@@ -56,7 +56,7 @@ def unrecorded(services: Services) -> int:
 def test_by_default_one_child_process_records_every_outcome(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
-    services.client.enqueue_many(
+    services.tasks.enqueue_many(
         [{"name": "dtq.echo", "payload": {"i": i}} for i in range(400)]
         + [{"name": "dtq.fail", "max_attempts": 1} for _ in range(50)]
     )
@@ -74,7 +74,7 @@ def test_sigterm_stops_the_recorder_child_before_the_worker_exits(
 ) -> None:
     worker = spawn_worker()
     child, started = one_recorder(worker)
-    services.client.enqueue("dtq.noop")
+    services.tasks.enqueue("dtq.noop")
     wait_recorded(services, {"succeeded": 1})  # the child is past its start-up
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0
@@ -90,7 +90,7 @@ def test_a_worker_killed_with_sigkill_takes_its_recorder_child_with_it(
 ) -> None:
     worker = spawn_worker()
     child, started = one_recorder(worker)
-    services.client.enqueue("dtq.noop")
+    services.tasks.enqueue("dtq.noop")
     wait_recorded(services, {"succeeded": 1})
     worker.kill()
     worker.wait(10)
@@ -100,7 +100,7 @@ def test_a_worker_killed_with_sigkill_takes_its_recorder_child_with_it(
 def test_the_second_signals_immediate_exit_takes_the_recorder_child_with_it(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
-    task = services.client.enqueue("test.marked_sleep", {"seconds": 30, "dir": str(tmp_path)})
+    task = services.tasks.enqueue("test.marked_sleep", {"seconds": 30, "dir": str(tmp_path)})
     worker = spawn_worker("--grace-seconds", "60", *MARKED)
     child, started = one_recorder(worker)
     wait_recorded(services, {"running": 1})
@@ -119,10 +119,10 @@ def test_a_killed_recorder_child_is_replaced_and_its_batch_in_hand_recorded(
 ) -> None:
     worker = spawn_worker("--concurrency", "8", "--worker-id", "w")
     first, _ = one_recorder(worker)
-    services.client.enqueue("dtq.noop")
+    services.tasks.enqueue("dtq.noop")
     wait_recorded(services, {"succeeded": 1})
     os.kill(first, signal.SIGSTOP)
-    ids = [t["id"] for t in services.client.enqueue_many([{"name": "dtq.echo"}] * 300)]
+    ids = [t["id"] for t in services.tasks.enqueue_many([{"name": "dtq.echo"}] * 300)]
 
     def done_in_redis() -> bool:
         return all(
@@ -153,14 +153,14 @@ def test_a_killed_recorder_child_is_replaced_and_its_batch_in_hand_recorded(
 def test_record_thread_records_without_a_child_process(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
-    services.client.enqueue_many([{"name": "dtq.echo"} for _ in range(50)])
+    services.tasks.enqueue_many([{"name": "dtq.echo"} for _ in range(50)])
     worker = spawn_worker("--record", "thread", "--concurrency", "4")
     wait_recorded(services, {"succeeded": 50})
     assert children(worker.pid) == {}
 
 
 def test_no_record_runs_no_recorder(services: Services, spawn_worker: SpawnWorker) -> None:
-    ids = [t["id"] for t in services.client.enqueue_many([{"name": "dtq.noop"}] * 20)]
+    ids = [t["id"] for t in services.tasks.enqueue_many([{"name": "dtq.noop"}] * 20)]
     worker = spawn_worker("--no-record")
 
     def done_in_redis() -> bool:

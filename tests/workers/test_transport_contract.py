@@ -56,7 +56,7 @@ def transport(
     request: pytest.FixtureRequest, services: Services, settings: Settings
 ) -> Iterator[Transport]:
     if request.param == "redis":
-        yield RedisTransport(services.queue, Fleet(services.queue, services.store), services.client)
+        yield RedisTransport(services.queue, Fleet(services.queue, services.store), services.tasks)
     else:
         yield from _http_transport(services, settings)
 
@@ -68,8 +68,8 @@ def test_claim_on_an_empty_queue_returns_nothing(transport: Transport) -> None:
 def test_claim_highest_priority_first_with_lease_fields(
     transport: Transport, services: Services
 ) -> None:
-    low = services.client.enqueue("t", {"a": 1}, priority=1)
-    high = services.client.enqueue("t", {"b": 2}, priority=8)
+    low = services.tasks.enqueue("t", {"a": 1}, priority=1)
+    high = services.tasks.enqueue("t", {"b": 2}, priority=8)
     leases, _ = transport.claim("w1", ["default"], 5, 30_000)
     assert [lease.task_id for lease in leases] == [high["id"], low["id"]]
     first = leases[0]
@@ -80,10 +80,10 @@ def test_claim_highest_priority_first_with_lease_fields(
 def test_extend_keeps_the_lease_and_reports_lost_and_canceled(
     transport: Transport, services: Services
 ) -> None:
-    a = services.client.enqueue("t")
-    b = services.client.enqueue("t")
+    a = services.tasks.enqueue("t")
+    b = services.tasks.enqueue("t")
     la, lb = transport.claim("w1", ["default"], 2, 5_000)[0]
-    services.client.cancel(b["id"])
+    services.tasks.cancel(b["id"])
     bogus = la._replace(lease_token="not-mine")
     ok, canceled, lost = transport.extend([(la, 60_000), (lb, 60_000), (bogus, 60_000)])
     assert ok.task_id == a["id"] and ok.lost is None and not ok.canceled
@@ -95,7 +95,7 @@ def test_extend_keeps_the_lease_and_reports_lost_and_canceled(
 def test_sync_accepts_once_and_a_resend_changes_nothing(
     transport: Transport, services: Services
 ) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
     report = Report(
         lease.task_id, lease.queue, lease.lease_token, True, '{"n": 1}', started_ms=1, finished_ms=2
@@ -120,7 +120,7 @@ def test_sync_accepts_once_and_a_resend_changes_nothing(
 def test_a_failed_outcome_follows_the_retry_policy(
     transport: Transport, services: Services
 ) -> None:
-    task = services.client.enqueue("t", max_attempts=2)
+    task = services.tasks.enqueue("t", max_attempts=2)
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
     bad = Report(lease.task_id, lease.queue, lease.lease_token, False, error="boom")
     assert transport.sync("w1", [bad], []).accepted == [task["id"]]
@@ -133,14 +133,14 @@ def test_created_tasks_are_pushed_once_by_idempotency_key(
     body = {"name": "child", "payload": {"x": 1}, "idempotency_key": "parent:1"}
     assert transport.sync("w1", [], [body]).created == ["parent:1"]
     assert transport.sync("w1", [], [body]).created == ["parent:1"]
-    tasks, _ = services.client.list(name="child")
+    tasks, _ = services.tasks.list(name="child")
     assert len(tasks) == 1 and tasks[0]["idempotency_key"] == "parent:1"
 
 
 def test_release_gives_the_task_back_without_counting_the_attempt(
     transport: Transport, services: Services
 ) -> None:
-    task = services.client.enqueue("t")
+    task = services.tasks.enqueue("t")
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
     transport.release([lease])
     live = services.queue.task_hash("default", task["id"]) or {}
@@ -163,12 +163,12 @@ def test_registration_shows_the_worker_in_the_fleet(
 def test_wait_for_work_blocks_until_an_enqueue_signals(
     transport: Transport, services: Services
 ) -> None:
-    services.client.enqueue("t")  # the queue exists
+    services.tasks.enqueue("t")  # the queue exists
     transport.claim("w1", ["default"], 1, 30_000)  # and has nothing ready
     signal = services.keys.queue("default").signal
     services.redis.delete(signal)  # no stale wake-up
     enqueued: list[str] = []
-    timer = threading.Timer(0.3, lambda: enqueued.append(services.client.enqueue("t")["id"]))
+    timer = threading.Timer(0.3, lambda: enqueued.append(services.tasks.enqueue("t")["id"]))
     timer.start()
     transport.wait_for_work(["default"], 5.0)
     timer.join()

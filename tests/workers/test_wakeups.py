@@ -24,7 +24,7 @@ def running(
     services: Services, tmp_path: Path, handlers: registry.Registry, concurrency: int = 4
 ) -> Iterator[Worker]:
     transport = RedisTransport(
-        services.queue, Fleet(services.queue, services.store), services.client
+        services.queue, Fleet(services.queue, services.store), services.tasks
     )
     worker = Worker(
         WorkerConfig(concurrency=concurrency, worker_id="w-wake", grace_s=5),
@@ -50,7 +50,7 @@ def test_a_dry_worker_claims_only_when_woken(services: Services, tmp_path: Path)
     gate = threading.Event()
     handlers = registry.load([])
     handlers.add("hold", lambda payload: gate.wait(10))
-    ids = [t["id"] for t in services.client.enqueue_many([{"name": "hold"}] * 2)]
+    ids = [t["id"] for t in services.tasks.enqueue_many([{"name": "hold"}] * 2)]
     with running(services, tmp_path, handlers) as worker:
         wait_until(lambda: all(status(services, i) == "running" for i in ids), what="both run")
         # Claims not preceded by a wake-up (the waker's or a reconnection's) so far:
@@ -61,7 +61,7 @@ def test_a_dry_worker_claims_only_when_woken(services: Services, tmp_path: Path)
         # knew it: no claim without a wake-up (each used to cost a claim of nothing).
         assert worker.claims - worker._woken <= unprompted
         # New work still wakes it.
-        late = services.client.enqueue("hold")
+        late = services.tasks.enqueue("hold")
         wait_until(lambda: status(services, late["id"]) == "succeeded", what="late task")
 
 
@@ -72,7 +72,7 @@ def test_a_capped_queue_drains_through_a_waiting_worker(services: Services, tmp_
     handlers.add("one", lambda payload: seen.append(payload["i"]))
     ids = [
         t["id"]
-        for t in services.client.enqueue_many(
+        for t in services.tasks.enqueue_many(
             [{"name": "one", "payload": {"i": i}} for i in range(5)]
         )
     ]
@@ -92,7 +92,7 @@ def test_a_retry_due_at_once_reaches_a_waiting_worker(services: Services, tmp_pa
 
     handlers = registry.load([])
     handlers.add("flaky", flaky)
-    task = services.client.enqueue(
+    task = services.tasks.enqueue(
         "flaky", backoff={"base_seconds": 0, "factor": 1, "max_seconds": 0, "jitter": False}
     )
     with running(services, tmp_path, handlers):

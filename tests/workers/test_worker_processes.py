@@ -42,7 +42,7 @@ def record_caught_up(services: Services) -> None:
 def recorded(services: Services, task_id: str) -> dict[str, Any]:
     """The task as the API shows it, after the record caught up with Redis."""
     record_caught_up(services)
-    return services.client.get(task_id)
+    return services.tasks.get(task_id)
 
 
 def events(task: dict[str, Any]) -> list[str]:
@@ -68,7 +68,7 @@ def test_drains_5000_mixed_tasks_to_exactly_the_expected_states(
     )
     tasks = []
     for i in range(0, len(bodies), 1000):
-        tasks += services.client.enqueue_many(bodies[i : i + 1000])
+        tasks += services.tasks.enqueue_many(bodies[i : i + 1000])
     spawn_worker("--concurrency", "16")
 
     def drained() -> bool:
@@ -95,9 +95,9 @@ def test_drains_5000_mixed_tasks_to_exactly_the_expected_states(
         ("dtq.fail", "dead", 2): 400,
         ("dtq.sleep", "succeeded", 1): 100,
     }
-    sample = services.client.get(tasks[1234]["id"])
+    sample = services.tasks.get(tasks[1234]["id"])
     assert sample["result"] == {"i": 1234}
-    dead = services.client.get(tasks[-150]["id"])
+    dead = services.tasks.get(tasks[-150]["id"])
     assert "dtq.fail: attempt 2 fails on purpose" in dead["error"]
     assert services.queue.stats(["default"])["default"].get("duplicates", 0) == 0
 
@@ -105,7 +105,7 @@ def test_drains_5000_mixed_tasks_to_exactly_the_expected_states(
 def test_kill_9_mid_task_is_retried_after_the_lease_expires(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
-    task = services.client.enqueue("dtq.sleep", {"seconds": 1.0})
+    task = services.tasks.enqueue("dtq.sleep", {"seconds": 1.0})
     first = spawn_worker("--lease-seconds", "1.5", "--worker-id", "doomed")
     wait_until(lambda: live(services, task["id"]).get("wid") == "doomed", timeout_s=15)
     first.kill()
@@ -122,7 +122,7 @@ def test_a_paused_workers_late_report_is_refused_as_a_duplicate(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     body = {"seconds": 0.5, "dir": str(tmp_path)}
-    task = services.client.enqueue("test.marked_sleep", body)
+    task = services.tasks.enqueue("test.marked_sleep", body)
     paused = spawn_worker("--lease-seconds", "1", "--worker-id", "paused", *MARKED)
     # Pause once the handler runs: a task claimed but not started when its lease is found
     # lost is dropped, not run (the test's former race: it paused right after the claim).
@@ -148,8 +148,8 @@ def test_a_claimed_task_whose_lease_was_lost_before_it_started_is_not_run(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     body = {"seconds": 0, "dir": str(tmp_path)}
-    first = services.client.enqueue("test.marked_gate", {"dir": str(tmp_path)})
-    second = services.client.enqueue("test.marked_sleep", body)
+    first = services.tasks.enqueue("test.marked_gate", {"dir": str(tmp_path)})
+    second = services.tasks.enqueue("test.marked_sleep", body)
     # One slot and one prefetched task: the second waits in the worker behind the first.
     paused = spawn_worker(
         "--concurrency",
@@ -196,7 +196,7 @@ def test_graceful_shutdown_finishes_or_releases_held_tasks(
     services: Services, spawn_worker: SpawnWorker, tmp_path: Path
 ) -> None:
     body = {"seconds": 0.6, "dir": str(tmp_path)}
-    short = [services.client.enqueue("test.marked_sleep", body)["id"] for _ in range(5)]
+    short = [services.tasks.enqueue("test.marked_sleep", body)["id"] for _ in range(5)]
     worker = spawn_worker("--concurrency", "3", "--prefetch", "2", "--grace-seconds", "10", *MARKED)
     wait_until(lambda: [status(services, t) for t in short].count("running") == 5, timeout_s=15)
     # Three handlers started (a claimed, unstarted task is given back at the signal).
@@ -207,7 +207,7 @@ def test_graceful_shutdown_finishes_or_releases_held_tasks(
     # Three ran to the end within the grace period; the two prefetched were given back.
     assert states == {"succeeded": 3, "queued": 2}
 
-    long = [services.client.enqueue("dtq.sleep", {"seconds": 1.5})["id"] for _ in range(2)]
+    long = [services.tasks.enqueue("dtq.sleep", {"seconds": 1.5})["id"] for _ in range(2)]
     worker = spawn_worker(
         "--concurrency", "4", "--prefetch", "0", "--grace-seconds", "0.3", *MARKED
     )
@@ -230,7 +230,7 @@ def test_a_second_signal_exits_at_once(
 ) -> None:
     # A claimed task the handler has not started yet is released at the first signal; this
     # one leaves a marker when its handler runs, so the test knows it is past that point.
-    task = services.client.enqueue("test.marked_sleep", {"seconds": 30, "dir": str(tmp_path)})
+    task = services.tasks.enqueue("test.marked_sleep", {"seconds": 30, "dir": str(tmp_path)})
     worker = spawn_worker("--grace-seconds", "60", *MARKED)
     started = tmp_path / f"{task['id']}.started"
     wait_until(started.exists, timeout_s=15, what="the handler to start")
@@ -246,19 +246,19 @@ def test_a_second_signal_exits_at_once(
 def test_timeout_and_cancellation_of_a_running_sleep(
     services: Services, spawn_worker: SpawnWorker
 ) -> None:
-    slow = services.client.enqueue("dtq.sleep", {"seconds": 60}, timeout_seconds=1, max_attempts=1)
-    doomed = services.client.enqueue("dtq.sleep", {"seconds": 60})
+    slow = services.tasks.enqueue("dtq.sleep", {"seconds": 60}, timeout_seconds=1, max_attempts=1)
+    doomed = services.tasks.enqueue("dtq.sleep", {"seconds": 60})
     spawn_worker("--concurrency", "2", "--prefetch", "0", "--lease-seconds", "1.5")
     wait_until(lambda: status(services, doomed["id"]) == "running", timeout_s=15)
     started = time.monotonic()
-    _, canceled_now = services.client.cancel(doomed["id"])
+    _, canceled_now = services.tasks.cancel(doomed["id"])
     assert canceled_now is False  # running: it ends at the worker's next lease extension
     wait_until(lambda: status(services, doomed["id"]) == "canceled", timeout_s=5)
     assert time.monotonic() - started < 2.0
     wait_until(lambda: status(services, slow["id"]) == "dead", timeout_s=10)
     assert "TimeoutError" in live(services, slow["id"])["err"]
     # Neither slot leaked: two new tasks run side by side at once.
-    more = [services.client.enqueue("dtq.sleep", {"seconds": 0.3})["id"] for _ in range(2)]
+    more = [services.tasks.enqueue("dtq.sleep", {"seconds": 0.3})["id"] for _ in range(2)]
     wait_until(lambda: all(status(services, t) == "running" for t in more), timeout_s=5)
     wait_until(lambda: all(status(services, t) == "succeeded" for t in more), timeout_s=5)
     final = recorded(services, doomed["id"])
@@ -268,7 +268,7 @@ def test_timeout_and_cancellation_of_a_running_sleep(
 def test_a_worker_freezes_its_start_up_heap(services: Services, spawn_worker: SpawnWorker) -> None:
     # Full collections then skip the modules and clients built at start-up (a 17 to 30 ms
     # pause each without it, at 9,200 tasks/s on the bench machine).
-    task = services.client.enqueue("proc.gc_frozen")
+    task = services.tasks.enqueue("proc.gc_frozen")
     spawn_worker("--tasks", "tests.workers.proc_tasks")
     wait_until(lambda: status(services, task["id"]) == "succeeded", timeout_s=20)
     assert int(live(services, task["id"])["res"]) > 10_000

@@ -49,7 +49,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         svc.queue.check_eviction_policy(svc.settings.allow_evicting_redis)
         # Record what Redis still holds first, so the record is as fresh as it can be.
         recorded = Recorder(svc.queue, svc.store, "recover").drain()
-        report = recover(svc.client)
+        report = recover(svc.tasks)
     finally:
         svc.close()
     print(
@@ -112,7 +112,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         options["delay_seconds"] = args.delay
     svc = _services()
     try:
-        task = svc.client.enqueue(args.name, payload, **options)
+        task = svc.tasks.enqueue(args.name, payload, **options)
     finally:
         svc.close()
     print(json.dumps(task, indent=2))
@@ -124,10 +124,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     svc = _services()
     try:
-        stats = svc.client.queue_stats()
+        stats = svc.tasks.queue_stats()
         workers = Fleet(svc.queue, svc.store).describe()
         failing = [
-            t for status in ("retrying", "dead") for t in svc.client.list(status=status, limit=5)[0]
+            t for status in ("retrying", "dead") for t in svc.tasks.list(status=status, limit=5)[0]
         ]
     finally:
         svc.close()
@@ -172,12 +172,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     svc = _services()
     try:
         if args.action == "list":
-            tasks, _ = svc.client.list(status="dead", queue=args.queue, limit=args.limit)
+            tasks, _ = svc.tasks.list(status="dead", queue=args.queue, limit=args.limit)
             for t in tasks:
                 print(f"{t['id']}  {t['queue']:<16} {t['name']:<32} {t['error'] or ''}")
             return 0
-        ids = args.ids or svc.client.dead_ids(args.queue, DLQ_REPLAY_LIMIT)
-        replayed = svc.client.replay_dead(ids)
+        ids = args.ids or svc.tasks.dead_ids(args.queue, DLQ_REPLAY_LIMIT)
+        replayed = svc.tasks.replay_dead(ids)
         skipped = len(set(ids)) - replayed
         print(
             f"replayed {replayed} task(s)" + (f"; {skipped} skipped: not dead" if skipped else "")

@@ -218,7 +218,7 @@ def _redis_worker(
     svc = deps.build(settings, pool_size=4)
     deps.check_redis(svc)
     closers.append(svc.close)
-    transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.client)
+    transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.tasks)
     locks = LockScripts(svc.redis, svc.queue.on_new_server)
     worker = Worker(config, transport, handlers, journal, locks=(locks, svc.keys), pool=pool)
     if record_threads:
