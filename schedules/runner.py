@@ -48,7 +48,7 @@ _AWS_CRON = re.compile(r"cron\((.+)\)")
 
 
 @dataclass(frozen=True)
-class Job:
+class Timer:
     """One scheduled function: a fixed period, or an AWS cron expression."""
 
     name: str
@@ -63,14 +63,14 @@ class Job:
         return cron.next_fire_times(self.spec, now, 1)[0]
 
 
-def parse_expression(name: str, expression: str, every_s: float | None = None) -> Job:
+def parse_expression(name: str, expression: str, every_s: float | None = None) -> Timer:
     """``rate(5 minutes)`` or AWS's 6-field ``cron(0 3 ? * MON-FRI *)`` (UTC)."""
     if every_s is not None:
-        return Job(name, expression, period_s=every_s)
+        return Timer(name, expression, period_s=every_s)
     if m := _RATE.fullmatch(expression):
-        return Job(name, expression, period_s=int(m.group(1)) * _UNIT_S[m.group(2).rstrip("s")])
+        return Timer(name, expression, period_s=int(m.group(1)) * _UNIT_S[m.group(2).rstrip("s")])
     if m := _AWS_CRON.fullmatch(expression):
-        return Job(name, expression, spec=cron.parse(aws_cron_to_standard(m.group(1)), "UTC"))
+        return Timer(name, expression, spec=cron.parse(aws_cron_to_standard(m.group(1)), "UTC"))
     raise ConfigError(f"{name}: unsupported schedule expression {expression!r}")
 
 
@@ -109,19 +109,19 @@ def scheduled_event(rule: str, at: datetime, region: str = "us-east-1") -> dict[
 class Runner:
     """Invokes the app's scheduled functions on time until ``stop`` is set."""
 
-    def __init__(self, app: Any, jobs: list[Job], clock: Clock, stop: threading.Event) -> None:
+    def __init__(self, app: Any, jobs: list[Timer], clock: Clock, stop: threading.Event) -> None:
         self.app = app
         self.jobs = jobs
         self.clock = clock
         self.stop = stop
 
-    def invoke(self, job: Job, at: datetime) -> Any:
+    def invoke(self, job: Timer, at: datetime) -> Any:
         from chalice.local import LambdaContext
 
         context = LambdaContext(job.name, memory_size=512, max_runtime_ms=LAMBDA_TIMEOUT_S * 1000)
         return self.app.handler_map[job.name](scheduled_event(job.name, at), context)
 
-    def loop(self, job: Job) -> None:
+    def loop(self, job: Timer) -> None:
         # Rate functions run once at start (a restarted scheduler reaps and reconciles at
         # once), then every period; cron functions at their next fire time.
         due = self.clock() if job.period_s is not None else job.next_after(self.clock())
@@ -151,7 +151,7 @@ class Runner:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-def jobs_of(app: Any, every: dict[str, float]) -> list[Job]:
+def jobs_of(app: Any, every: dict[str, float]) -> list[Timer]:
     """The app's scheduled functions (``app.event_sources``), with local periods."""
     from chalice.app import ScheduledEventConfig
 

@@ -22,8 +22,7 @@ from urllib.parse import quote, urlsplit
 from chalicelib.core.clock import iso_ms
 from chalicelib.core.errors import ConfigError, Unavailable
 from chalicelib.core.forms import is_http_url
-from chalicelib.core.models import Lease
-from workers.offline import Report
+from chalicelib.core.models import Lease, Outcome
 from workers.transport import Extended, Synced
 
 #: Against an API without ``POST /tasks/wait``, idle workers poll at most this often.
@@ -177,7 +176,7 @@ class HttpTransport:
         return out
 
     def sync(
-        self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
+        self, worker_id: str, reports: Sequence[Outcome], created: Sequence[dict[str, Any]]
     ) -> Synced:
         # /tasks/sync takes one worker id per request: outcomes journaled by another
         # worker (a previous owner of the journal) go in a request of their own.

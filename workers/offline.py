@@ -27,9 +27,10 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from chalicelib.core.errors import ConfigError, DTQError
+from chalicelib.core.models import Outcome
 
 log = logging.getLogger("dtq.worker")
 
@@ -50,37 +51,21 @@ CREATE TABLE IF NOT EXISTS created (
 """
 
 
-class Report(NamedTuple):
-    """The outcome of one attempt, as journaled and reported (a named tuple for the
-    reason given at ``chalicelib.core.models.Lease``)."""
-
-    task_id: str
-    queue: str
-    token: str
-    succeeded: bool
-    result_json: str = "null"
-    error: str = ""
-    #: a retry delay the handler asked for (``Retry(delay_seconds)``); None: the backoff
-    retry_delay_ms: int | None = None
-    started_ms: int = 0
-    finished_ms: int = 0
-    #: the worker that ran the attempt and is reported as its author; "": the worker
-    #: reporting it (a row journaled by a previous owner of the journal keeps its id)
-    worker_id: str = ""
-
-    def row(self, worker_id: str) -> tuple[Any, ...]:
-        return (
-            self.task_id,
-            self.queue,
-            self.token,
-            int(self.succeeded),
-            self.result_json,
-            self.error,
-            self.retry_delay_ms,
-            self.started_ms,
-            self.finished_ms,
-            self.worker_id or worker_id,
-        )
+def _row(o: Outcome, worker_id: str) -> tuple[Any, ...]:
+    """An outcome as a journal row; ``worker_id`` is its author unless it names one (a
+    row journaled by a previous owner of the journal keeps its id)."""
+    return (
+        o.task_id,
+        o.queue,
+        o.token,
+        int(o.succeeded),
+        o.result_json,
+        o.error,
+        o.retry_delay_ms,
+        o.started_ms,
+        o.finished_ms,
+        o.worker_id or worker_id,
+    )
 
 
 _COLUMNS = (
@@ -192,7 +177,7 @@ class Journal:
 
     # -- outcomes ------------------------------------------------------------------
 
-    def add(self, reports: Sequence[Report], worker_id: str = "") -> None:
+    def add(self, reports: Sequence[Outcome], worker_id: str = "") -> None:
         """Journal outcomes in one transaction (durable when this returns); ``worker_id``:
         the worker that ran those without one of their own."""
         if not reports:
@@ -201,7 +186,7 @@ class Journal:
             self._db.execute("BEGIN")
             self._db.executemany(
                 f"INSERT OR REPLACE INTO outcomes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [r.row(worker_id) for r in reports],
+                [_row(r, worker_id) for r in reports],
             )
             self._db.execute("COMMIT")
             self._owed.update(r.task_id for r in reports)
@@ -210,14 +195,14 @@ class Journal:
         """True when an outcome of this task is journaled and not yet settled."""
         return task_id in self._owed
 
-    def pending(self, limit: int = 500) -> list[Report]:
+    def pending(self, limit: int = 500) -> list[Outcome]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM outcomes ORDER BY finished_ms LIMIT ?", (limit,)
             ).fetchall()
         return [_report(r) for r in rows]
 
-    def outcome(self, task_id: str) -> Report | None:
+    def outcome(self, task_id: str) -> Outcome | None:
         """The journaled outcome of this task, if any."""
         with self._lock:
             row = self._db.execute(
@@ -270,5 +255,5 @@ class Journal:
             return int(self._db.execute("SELECT count(*) FROM created").fetchone()[0])
 
 
-def _report(r: Sequence[Any]) -> Report:
-    return Report(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])
+def _report(r: Sequence[Any]) -> Outcome:
+    return Outcome(r[1], r[0], r[2], bool(r[3]), r[4], r[5], r[6], r[9], r[7], r[8])

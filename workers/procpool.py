@@ -3,7 +3,7 @@ CPU-bound handlers that the GIL would serialise on slot threads.
 
 The parent keeps everything else (claims, the one lease-extension loop, the journal,
 acknowledgements, timeouts): each slot is a parent thread that owns one child, sends it
-a job over a pipe and turns the answer into a :class:`Report` exactly as a slot thread
+a job over a pipe and turns the answer into an ``Outcome`` exactly as a slot thread
 would. Children are started with "spawn" (fork is slow here and unsafe with the
 parent's threads) and import the ``--tasks`` modules once.
 
@@ -38,8 +38,8 @@ from typing import Any
 
 from chalicelib.core.clock import now_ms
 from chalicelib.core.errors import Cancelled, DTQError, Retry
+from chalicelib.core.models import Outcome
 from workers.context import Host, Job
-from workers.offline import Report
 from workers.registry import Registry
 from workers.slots import MAX_ERROR_CHARS, _failed
 
@@ -123,7 +123,7 @@ class ProcessPool:
         alive = sum(1 for s in self._slots if s.proc.is_alive())
         return {"alive": alive, "replaced": self._replaced}
 
-    def run_job(self, registry: Registry, host: Host, job: Job) -> Report | None:
+    def run_job(self, registry: Registry, host: Host, job: Job) -> Outcome | None:
         """Run one attempt in this slot thread's child (``registry`` is the child's own)."""
         slot: _Slot = self._local.slot
         lease = job.lease
@@ -217,14 +217,14 @@ class ProcessPool:
             slot.conn.send(("raise", DTQError(f"{type(reply[1]).__name__}: {reply[1]}")))
 
 
-def _report(job: Job, msg: tuple[Any, ...]) -> Report | None:
+def _report(job: Job, msg: tuple[Any, ...]) -> Outcome | None:
     """The child's answer, turned into a report exactly as :func:`slots.run_job` does."""
     kind = msg[0]
     if kind == "ok":
         lease = job.lease
-        return Report(
-            lease.task_id,
+        return Outcome(
             lease.queue,
+            lease.task_id,
             lease.lease_token,
             True,
             msg[1],

@@ -1,5 +1,5 @@
 """Running handlers: a fixed pool of slot threads, and turning a handler's return or
-exception into a :class:`Report`.
+exception into a :class:`~chalicelib.core.models.Outcome`.
 
 Timeouts: a Python thread cannot be killed. When an attempt passes its
 ``timeout_seconds`` the worker reports it failed at once and sets the task's cancel
@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from chalicelib.core.clock import now_ms
 from chalicelib.core.errors import Cancelled, Retry
+from chalicelib.core.models import Outcome
 from workers.context import Host, Job, TaskContext
-from workers.offline import Report
 from workers.registry import Registry
 
 log = logging.getLogger("dtq.worker")
@@ -31,7 +31,7 @@ log = logging.getLogger("dtq.worker")
 MAX_ERROR_CHARS = 16_000
 
 
-def run_job(registry: Registry, host: Host, job: Job) -> Report | None:
+def run_job(registry: Registry, host: Host, job: Job) -> Outcome | None:
     """Run one attempt; None when the task was canceled (nothing to report)."""
     lease = job.lease
     handler = registry.get(lease.name)
@@ -40,9 +40,9 @@ def run_job(registry: Registry, host: Host, job: Job) -> Report | None:
             raise LookupError(f"no handler registered for task {lease.name!r}")
         result = handler(lease.payload, TaskContext(host, job))
         result_json = "null" if result is None else json.dumps(result, separators=(",", ":"))
-        return Report(
-            lease.task_id,
+        return Outcome(
             lease.queue,
+            lease.task_id,
             lease.lease_token,
             True,
             result_json,
@@ -61,22 +61,22 @@ def run_job(registry: Registry, host: Host, job: Job) -> Report | None:
         return _failed(job, text[:MAX_ERROR_CHARS])
 
 
-def _failed(job: Job, error: str, retry_delay_ms: int | None = None) -> Report:
+def _failed(job: Job, error: str, retry_delay_ms: int | None = None) -> Outcome:
     lease = job.lease
-    return Report(
-        lease.task_id,
+    return Outcome(
         lease.queue,
+        lease.task_id,
         lease.lease_token,
         False,
         "null",
         error,
         retry_delay_ms,
-        job.started_ms,
-        now_ms(),
+        started_ms=job.started_ms,
+        finished_ms=now_ms(),
     )
 
 
-def timed_out(job: Job) -> Report:
+def timed_out(job: Job) -> Outcome:
     return _failed(job, f"TimeoutError: the attempt exceeded {job.lease.timeout_seconds} s")
 
 
@@ -90,7 +90,7 @@ class Pool(Protocol):
 
     def close(self, join_s: float = 0.0) -> None: ...
 
-    def run_job(self, registry: Registry, host: Host, job: Job) -> Report | None: ...
+    def run_job(self, registry: Registry, host: Host, job: Job) -> Outcome | None: ...
 
 
 #: Builds a pool from ``(concurrency, run)``; ``run(job)`` is called on a slot's thread.
@@ -155,5 +155,5 @@ class SlotPool:
     def stats(self) -> dict[str, Any]:
         return {"alive": self._alive, "zombies": self._zombies}
 
-    def run_job(self, registry: Registry, host: Host, job: Job) -> Report | None:
+    def run_job(self, registry: Registry, host: Host, job: Job) -> Outcome | None:
         return run_job(registry, host, job)

@@ -23,7 +23,6 @@ from chalicelib.service.fleet import Fleet
 from chalicelib.service.outcomes import report as report_outcomes
 from chalicelib.service.payloads import resolve
 from chalicelib.service.tasks import TaskService
-from workers.offline import Report
 
 #: Idle workers re-check at least this often (due retries, expired leases of others).
 MAX_IDLE_WAIT_S = 1.0
@@ -73,7 +72,7 @@ class Transport(Protocol):
         ...
 
     def sync(
-        self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
+        self, worker_id: str, reports: Sequence[Outcome], created: Sequence[dict[str, Any]]
     ) -> Synced:
         """Push created tasks and report outcomes. Re-sending is harmless. Each outcome
         goes under its own lease token and its ``worker_id`` (``worker_id`` when it has
@@ -162,27 +161,18 @@ class RedisTransport:
         return out
 
     def sync(
-        self, worker_id: str, reports: Sequence[Report], created: Sequence[dict[str, Any]]
+        self, worker_id: str, reports: Sequence[Outcome], created: Sequence[dict[str, Any]]
     ) -> Synced:
         pushed = self._push_created(created)
         payloads = self.tasks.payloads
-        outcomes = [
-            Outcome(
-                queue=r.queue,
-                task_id=r.task_id,
-                token=r.token,
-                succeeded=r.succeeded,
-                result_json=(
-                    payloads.offload_result(r.task_id, r.result_json)
-                    if payloads is not None and r.succeeded
-                    else r.result_json
-                ),
-                error=r.error,
-                retry_delay_ms=r.retry_delay_ms,
-                worker_id=r.worker_id or worker_id,
-            )
-            for r in reports
-        ]
+        outcomes = [r if r.worker_id else r._replace(worker_id=worker_id) for r in reports]
+        if payloads is not None:
+            outcomes = [
+                o._replace(result_json=payloads.offload_result(o.task_id, o.result_json))
+                if o.succeeded
+                else o
+                for o in outcomes
+            ]
         with redis_errors():
             verdicts = report_outcomes(self.queue, outcomes, recognise_resends=False)
         result = Synced(created=pushed)

@@ -31,10 +31,10 @@ from typing import Any, Literal
 
 from chalicelib.core.clock import now_ms
 from chalicelib.core.errors import DTQError, LeaseLost, Unavailable
-from chalicelib.core.models import Lease
+from chalicelib.core.models import Lease, Outcome
 from chalicelib.core.taskspec import parse_task
 from workers.context import Job
-from workers.offline import Journal, Report
+from workers.offline import Journal
 from workers.registry import Registry
 from workers.slots import PoolFactory, SlotPool, timed_out
 from workers.transport import Synced, Transport
@@ -109,7 +109,7 @@ class Worker:
         #: Moving mean of run times (seconds); it starts where ``capacity`` gives the
         #: least prefetch.
         self._run_s = PREFETCH_WAIT_S
-        self._pending: list[Report] = []
+        self._pending: list[Outcome] = []
         self._pending_since = 0.0
         self._events: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -318,7 +318,7 @@ class Worker:
     def _finish(
         self,
         job: Job,
-        report: Report | None,
+        report: Outcome | None,
         *,
         timeout: bool = False,
         unreported: Literal["canceled", "dropped"] = "canceled",
@@ -355,7 +355,7 @@ class Worker:
         self._events.put(1)
         return True
 
-    def _add_pending(self, report: Report) -> None:
+    def _add_pending(self, report: Outcome) -> None:
         """Queue an outcome for the acker (caller holds ``self._lock``)."""
         if not self._pending:
             self._pending_since = time.monotonic()
@@ -394,7 +394,7 @@ class Worker:
             if self._online and (batch or self._created_dirty):
                 self._sync(batch)
 
-    def _sync(self, reports: list[Report]) -> Synced | None:
+    def _sync(self, reports: list[Outcome]) -> Synced | None:
         """Report outcomes (each under its own lease token and worker) and push created
         tasks; None when the server is unreachable (the worker is then offline)."""
         created = self.journal.pending_created() if self._created_dirty else []

@@ -99,8 +99,8 @@ class NewTask(NamedTuple):
 
 
 class Lease(NamedTuple):
-    """A claimed task as a worker sees it. A named tuple, like :class:`Outcome` and the
-    worker's ``Report``: one of each is built per task on the hot path, and a frozen
+    """A claimed task as a worker sees it. A named tuple, like :class:`Outcome`: one of
+    each is built per task on the hot path, and a frozen
     dataclass costs three times as much to build, all of it on the worker's GIL."""
 
     task_id: str
@@ -126,7 +126,8 @@ class Claim:
 
 
 class Outcome(NamedTuple):
-    """One reported outcome, for ``Queue.report_many``."""
+    """The outcome of one attempt: as a worker reports it (``Queue.report_many``, ``POST
+    /tasks/sync``) and journals it while offline."""
 
     queue: str
     task_id: str
@@ -134,5 +135,10 @@ class Outcome(NamedTuple):
     succeeded: bool
     result_json: str = "null"
     error: str = ""
+    #: a retry delay the handler asked for (``Retry(delay_seconds)``); None: the backoff
     retry_delay_ms: int | None = None
+    #: the worker that ran the attempt and is reported as its author; "": the worker
+    #: reporting it
     worker_id: str = ""
+    started_ms: int = 0
+    finished_ms: int = 0

@@ -5,20 +5,21 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from workers.offline import Journal, Report
+from chalicelib.core.models import Outcome
+from workers.offline import Journal
 
 
-def report(i: int, ok: bool = True) -> Report:
-    return Report(
-        f"t{i}",
+def report(i: int, ok: bool = True) -> Outcome:
+    return Outcome(
         "default",
+        f"t{i}",
         f"tok{i}",
         ok,
         f'{{"i": {i}}}',
         "" if ok else "boom",
         None if ok else 250,
-        1000 + i,
-        2000 + i,
+        started_ms=1000 + i,
+        finished_ms=2000 + i,
     )
 
 
@@ -40,7 +41,7 @@ def test_outcomes_survive_reopening_until_settled(tmp_path: Path) -> None:
 def test_rejournaling_an_outcome_replaces_it(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path / "j.db"))
     journal.add([report(1)])
-    journal.add([Report("t1", "default", "newtok", True)])
+    journal.add([Outcome("default", "t1", "newtok", True)])
     assert [r.token for r in journal.pending()] == ["newtok"]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from chalicelib.core.models import Outcome
 from chalicelib.core.settings import Settings
 from chalicelib.service.deps import Services
 from chalicelib.service.fleet import Fleet
@@ -38,7 +39,7 @@ from tests.workers.test_offline import (
 )
 from tests.workers.test_transport_contract import transport  # noqa: F401 (a fixture)
 from workers import registry
-from workers.offline import Journal, JournalBusy, Report
+from workers.offline import Journal, JournalBusy
 from workers.transport import RedisTransport, Transport
 from workers.worker import Worker, WorkerConfig
 
@@ -148,7 +149,7 @@ def test_the_default_is_the_first_free_journal_of_a_numbered_series(tmp_path: Pa
         "journal-h-2.db",
         "journal-h-3.db",
     ]
-    two.add([Report("t1", "default", "tok1", True)], "w-two")
+    two.add([Outcome("default", "t1", "tok1", True)], "w-two")
     two.close()
     # A worker started after the holder of -2 died takes that file, and its rows.
     again = Journal.first_free(folder, "h")
@@ -160,9 +161,9 @@ def test_the_default_is_the_first_free_journal_of_a_numbered_series(tmp_path: Pa
 def test_rows_keep_the_worker_that_wrote_them(tmp_path: Path) -> None:
     path = str(tmp_path / "j.db")
     journal = Journal(path)
-    journal.add([Report("t1", "default", "tok1", True)], "w-old")
+    journal.add([Outcome("default", "t1", "tok1", True)], "w-old")
     journal.add(
-        [Report("t2", "default", "tok2", False, error="boom", worker_id="w-other")], "w-old"
+        [Outcome("default", "t2", "tok2", False, error="boom", worker_id="w-other")], "w-old"
     )
     journal.close()
     again = Journal(path)
@@ -170,8 +171,8 @@ def test_rows_keep_the_worker_that_wrote_them(tmp_path: Path) -> None:
         ("t1", "tok1", "w-old"),
         ("t2", "tok2", "w-other"),
     ]
-    assert again.outcome("t2") == Report(
-        "t2", "default", "tok2", False, error="boom", worker_id="w-other"
+    assert again.outcome("t2") == Outcome(
+        "default", "t2", "tok2", False, error="boom", worker_id="w-other"
     )
     assert again.outcome("t3") is None
     again.close()
@@ -190,8 +191,10 @@ def test_a_journal_written_before_rows_kept_their_worker_is_upgraded(tmp_path: P
     old.close()
     journal = Journal(str(path))
     # Its writer is unknown: it goes under the worker that syncs it, as it always did.
-    assert journal.pending() == [Report("t1", "default", "tok1", True, "null", "", None, 1, 2)]
-    journal.add([Report("t2", "default", "tok2", True, finished_ms=3)], "w-new")
+    assert journal.pending() == [
+        Outcome("default", "t1", "tok1", True, started_ms=1, finished_ms=2)
+    ]
+    journal.add([Outcome("default", "t2", "tok2", True, finished_ms=3)], "w-new")
     assert [r.worker_id for r in journal.pending()] == ["", "w-new"]
     journal.close()
 
@@ -211,8 +214,8 @@ def test_an_outcome_is_reported_under_the_worker_that_journaled_it(
     # w-new, the next owner of that journal, sends the row with its own outcome.
     services.queue.complete(old.queue, old.task_id, old.lease_token, "1", worker_id="w-old")
     rows = [
-        Report(old.task_id, old.queue, old.lease_token, True, "1", worker_id="w-old"),
-        Report(new.task_id, new.queue, new.lease_token, True, "2"),
+        Outcome(old.queue, old.task_id, old.lease_token, True, "1", worker_id="w-old"),
+        Outcome(new.queue, new.task_id, new.lease_token, True, "2"),
     ]
     body = {"name": "child", "idempotency_key": "k1"}
     res = transport.sync("w-new", rows, [body])
@@ -271,7 +274,8 @@ def test_a_retry_runs_although_its_failed_attempt_is_still_journaled(
         # Attempt 1 failed here: journaled, and reported (the reply lost on its way back,
         # so the row stays) — the retry it causes comes back to this worker.
         worker.journal.add(
-            [Report(task["id"], "default", first.lease_token, False, error="attempt 1 failed")], "w"
+            [Outcome("default", task["id"], first.lease_token, False, error="attempt 1 failed")],
+            "w",
         )
         assert services.queue.fail(
             "default",
@@ -321,7 +325,7 @@ def test_a_late_success_still_journaled_ends_the_task_without_running_it_again(
         # Attempt 1 succeeded here but its report never left, and its lease expires: the
         # task comes back to this worker, which owes that success.
         worker.journal.add(
-            [Report(task["id"], "default", first.lease_token, True, '{"from": "journal"}')], "w"
+            [Outcome("default", task["id"], first.lease_token, True, '{"from": "journal"}')], "w"
         )
         wait_until(
             lambda: services.queue.clock.now_ms() > first.lease_expires_ms,

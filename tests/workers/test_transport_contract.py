@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from chalicelib.core import passwords
+from chalicelib.core.models import Outcome
 from chalicelib.core.settings import Settings
 from chalicelib.service.deps import Services
 from chalicelib.service.fleet import Fleet
 from tests.helpers import free_port, port_answers, wait_until
 from tests.workers.procs import DTQ, worker_env
-from workers.offline import Report
 from workers.transport import RedisTransport, Transport
 
 TRANSPORTS = ["redis"] + (["http"] if importlib.util.find_spec("workers.cli.serve") else [])
@@ -97,8 +97,8 @@ def test_sync_accepts_once_and_a_resend_changes_nothing(
 ) -> None:
     task = services.tasks.enqueue("t")
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
-    report = Report(
-        lease.task_id, lease.queue, lease.lease_token, True, '{"n": 1}', started_ms=1, finished_ms=2
+    report = Outcome(
+        lease.queue, lease.task_id, lease.lease_token, True, '{"n": 1}', started_ms=1, finished_ms=2
     )
     first = transport.sync("w1", [report], [])
     assert first.accepted == [task["id"]] and first.rejected == []
@@ -122,7 +122,7 @@ def test_a_failed_outcome_follows_the_retry_policy(
 ) -> None:
     task = services.tasks.enqueue("t", max_attempts=2)
     [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
-    bad = Report(lease.task_id, lease.queue, lease.lease_token, False, error="boom")
+    bad = Outcome(lease.queue, lease.task_id, lease.lease_token, False, error="boom")
     assert transport.sync("w1", [bad], []).accepted == [task["id"]]
     assert (services.queue.task_hash("default", task["id"]) or {})["st"] == "retrying"
 
