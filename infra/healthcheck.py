@@ -51,8 +51,9 @@ def find_dtq() -> tuple[int, list[str]] | None:
 def dtq_args(argv: list[str]) -> list[str] | None:
     """The arguments after ``dtq`` if this process *is* dtq, else None.
 
-    ``dtq ...``, ``python /opt/venv/bin/dtq ...`` and ``python -m workers.cli ...`` are;
-    an init that merely launched it (``docker-init -- dtq worker``) is not.
+    ``dtq ...``, ``python /opt/venv/bin/dtq ...`` and ``python -m dtq._impl.workers.cli
+    ...`` (``workers.cli`` in a checkout) are; an init that merely launched it
+    (``docker-init -- dtq worker``) is not.
     """
     if not argv:
         return None
@@ -63,7 +64,7 @@ def dtq_args(argv: list[str]) -> list[str] | None:
     rest = [a for a in argv[1:] if a not in ("-u", "-O", "-OO", "-B", "-E", "-s", "-I")]
     if rest and os.path.basename(rest[0]) == "dtq":
         return rest[1:]
-    if rest[:2] == ["-m", "workers.cli"]:
+    if rest[:1] == ["-m"] and rest[1:2] in (["dtq._impl.workers.cli"], ["workers.cli"]):
         return rest[2:]
     return None
 

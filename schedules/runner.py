@@ -15,7 +15,6 @@ run at once: exactly-once fires come from the database, not from this process.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import re
 import signal
@@ -31,10 +30,14 @@ from typing import Any
 from chalicelib.core import cron
 from chalicelib.core.clock import utcnow
 from chalicelib.core.errors import ConfigError, DTQError
+from workers import registry
 
 log = logging.getLogger("dtq.scheduler")
 
 Clock = Callable[[], datetime]
+
+#: DTQ's Chalice app, app.py of the repository (in a wheel: dtq._impl.app, setup.py).
+DEFAULT_APP = __name__.removesuffix("schedules.runner") + "app"
 
 #: Local periods that differ from the deployed expression: the cron tick every second.
 DEFAULT_EVERY = {"cron_tick": 1.0}
@@ -182,10 +185,12 @@ def _every(values: list[str]) -> dict[str, float]:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    registry.use_import_path(args.path or ["."])
+    module = registry.import_module(args.app, "--app")
     try:
-        app = importlib.import_module(args.app).app
-    except ImportError as exc:
-        raise DTQError(f"--app {args.app!r}: cannot import it ({exc})") from exc
+        app = module.app
+    except AttributeError:
+        raise DTQError(f"--app {args.app!r}: the module has no `app`") from None
     # Chalice gives the app's logger (named after the app: "dtq", the parent of every DTQ
     # logger) its own handler at level ERROR; here the jobs' INFO lines are wanted, once.
     app.log.setLevel(logging.INFO)
@@ -219,7 +224,19 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "scheduler", help="run the app's scheduled functions on time (EventBridge locally)"
     )
-    p.add_argument("--app", default="app", help="module holding the Chalice app (default: app)")
+    p.add_argument(
+        "--app",
+        default=DEFAULT_APP,
+        help=f"module holding the Chalice app (default: DTQ's own, {DEFAULT_APP})",
+    )
+    p.add_argument(
+        "--path",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a folder to import --app from, put first on the import path; repeat for "
+        "more (default: the current folder)",
+    )
     p.add_argument(
         "--every",
         action="append",

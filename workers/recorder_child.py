@@ -49,6 +49,10 @@ PARENT_POLL_S = 1.0
 #: How long the worker waits for its first child to be ready before it claims anyway.
 READY_TIMEOUT_S = 10.0
 
+#: ``python -m`` this for the ``dtq`` command: workers.cli, under whatever name this
+#: package has (a wheel's is dtq._impl.workers: setup.py).
+CLI_MODULE = __name__.removesuffix("recorder_child") + "cli"
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,7 +69,7 @@ class RecorderChild:
         self.argv = [
             sys.executable,
             "-m",
-            "workers.cli",
+            CLI_MODULE,
             "record",
             "--parent-pid",
             str(os.getpid()),

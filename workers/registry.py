@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
 from typing import Any
 
 from chalicelib.core.errors import ConfigError
@@ -87,13 +91,53 @@ def load(modules: Iterable[str]) -> Registry:
     for name in (m.strip() for m in modules):
         if not name:
             continue
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"--tasks: cannot import {name!r}: {exc}") from exc
+        module = import_module(name, "--tasks")
         hook = getattr(module, "register", None)
         if callable(hook):
             hook(extra)
     registry.update(DEFAULT)
     registry.update(extra)
     return registry
+
+
+def use_import_path(folders: Sequence[str]) -> list[str]:
+    """Put ``folders`` first on the import path, in their order (relative ones are taken
+    from the current folder): where ``--tasks`` modules are found, before anything
+    installed. Returns them as absolute paths."""
+    resolved = [os.path.abspath(folder) for folder in folders]
+    for folder in resolved:
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--path: {folder!r} is not a folder")
+    for folder in reversed(resolved):
+        while folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    return resolved
+
+
+def import_module(name: str, option: str) -> ModuleType:
+    """Import a module a user named with ``option``. Whatever its import raises becomes a
+    ConfigError naming the module, with the original exception and where it was raised
+    (the last frame outside the import machinery)."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise ConfigError(f"{option}: cannot import {name!r}: {_why(name, exc)}") from exc
+
+
+def _why(name: str, exc: Exception) -> str:
+    text = "".join(traceback.format_exception_only(exc)).rstrip()
+    if isinstance(exc, SyntaxError):  # the text shows the file, line and the code
+        return text
+    if isinstance(exc, ModuleNotFoundError) and exc.name == name.partition(".")[0]:
+        return f"{text} (run from the folder that holds it, or name that folder with --path)"
+    machinery = (__file__, importlib.__file__)
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen ") and frame.filename not in machinery
+    ]
+    if not frames:
+        return text
+    last = frames[-1]
+    return f'{text}\n  File "{last.filename}", line {last.lineno}, in {last.name}\n    {last.line}'

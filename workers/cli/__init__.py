@@ -262,13 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What this module's top-level packages are called: "" in the repository, "dtq._impl."
+#: in a wheel (setup.py). Module names held in strings are built on it.
+ROOT = __name__.removesuffix("workers.cli")
+
 #: Modules owning further verbs; each has ``register(subparsers)`` adding its parser(s).
-VERB_MODULES = (
-    "workers.cli.serve",
-    "workers.cli.worker",
-    "schedules.runner",
-    "workers.devstack.stack",
-    "workers.cli.bench",
+VERB_MODULES = tuple(
+    ROOT + name
+    for name in (
+        "workers.cli.serve",
+        "workers.cli.worker",
+        "schedules.runner",
+        "workers.devstack.stack",
+        "workers.cli.bench",
+    )
 )
 
 

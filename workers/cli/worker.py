@@ -47,6 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--tasks", default=None, help="comma-separated handler modules (default: DTQ_TASKS)"
     )
+    _add_path_option(p, "--tasks")
     p.add_argument("--api", default=None, metavar="URL", help="use the HTTP API, not Redis")
     p.add_argument(
         "--offline-db",
@@ -89,6 +90,17 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--burst", action="store_true", help="exit once nothing is left to claim")
     p.set_defaults(func=cmd_worker)
+
+
+def _add_path_option(p: argparse.ArgumentParser, option: str) -> None:
+    p.add_argument(
+        "--path",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help=f"a folder to import {option} from, put first on the import path; repeat "
+        "for more (default: the current folder)",
+    )
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> WorkerConfig:
@@ -148,6 +160,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # First: a worker refused its journal stops before it loads or starts anything.
     journal = _journal(args.offline_db, config.hostname)
     modules = (args.tasks if args.tasks is not None else settings.tasks).split(",")
+    registry.use_import_path(args.path or ["."])
     handlers = registry.load(modules)
     pool: PoolFactory = SlotPool
     if args.pool == "process":

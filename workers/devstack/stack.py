@@ -176,7 +176,8 @@ class Stack:
         self.aws_child: Child | None = None
         self.dtq = [str(Path(sys.executable).with_name("dtq"))]
         if not Path(self.dtq[0]).exists():
-            self.dtq = [sys.executable, "-m", "workers.cli"]
+            # workers.cli, under whatever name this package has (a wheel's: setup.py).
+            self.dtq = [sys.executable, "-m", __name__.removesuffix("devstack.stack") + "cli"]
 
     def say(self, text: str) -> None:
         self.out.line("dev", text)
