@@ -188,4 +188,5 @@ class EditableWheel(editable_wheel):
 if not hasattr(editable_wheel, "_ensure_dist_info"):  # where setuptools 65 to 84 make it
     raise SystemExit("setup.py: this setuptools has no editable_wheel._ensure_dist_info")
 
-setup(cmdclass={"build_py": BuildPy, "egg_info": EggInfo, "editable_wheel": EditableWheel})
+if __name__ == "__main__":  # as setuptools runs it; tests import the rewrite alone
+    setup(cmdclass={"build_py": BuildPy, "egg_info": EggInfo, "editable_wheel": EditableWheel})
