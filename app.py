@@ -45,7 +45,8 @@ def list_tasks(call: Call) -> Any:
 @api.route("/tasks/{id}", "GET", WORKER)
 def get_task(call: Call) -> Any:
     lease_token = call.header("x-lease-token")
-    return tasks.get(call.web, call.params["id"], call.principal, lease_token)
+    params = call.query(("wait",))
+    return tasks.get(call.web, call.params["id"], call.principal, lease_token, params)
 
 
 @api.route("/tasks/{id}/cancel", "POST", ADMIN)

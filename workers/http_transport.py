@@ -1,28 +1,22 @@
-"""The HTTP transport: a remote worker speaking the worker endpoints of docs/api.md.
-
-Standard library only (``http.client``): one keep-alive connection per thread with
-``TCP_NODELAY`` (Nagle plus delayed ACK otherwise stalls every request ~40 ms). It logs
-in as the worker user, renews its token before it expires and once more on a 401.
-Network errors, 5xx and 429 raise :class:`Unavailable` — the worker then goes offline
-and journals until the API answers again.
+"""The HTTP transport: a remote worker speaking the worker endpoints of docs/api.md,
+through an :class:`~workers.session.ApiSession` logged in as the worker user. Network
+errors, 5xx and 429 raise :class:`Unavailable`: the worker then goes offline and
+journals until the API answers again.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import threading
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from chalicelib.core.clock import iso_ms
 from chalicelib.core.errors import ConfigError, Unavailable
-from chalicelib.core.forms import is_http_url
 from chalicelib.core.models import Lease, Outcome
+from workers.session import ApiSession
 from workers.transport import Extended, Synced
 
 #: Against an API without ``POST /tasks/wait``, idle workers poll at most this often.
@@ -39,92 +33,14 @@ class HttpTransport:
     def __init__(
         self, base_url: str, username: str, password: str | None, *, timeout_s: float = 10.0
     ) -> None:
-        if not is_http_url(base_url):
-            raise ConfigError(f"--api: expected http(s)://host[:port], got {base_url!r}")
-        parts = urlsplit(base_url)
-        assert parts.hostname is not None  # is_http_url checked it
         if not password:
             raise ConfigError("DTQ_WORKER_PASSWORD: required with --api")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._base = parts.path.rstrip("/")
-        self._username, self._password = username, password
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self._token_lock = threading.Lock()
-        self._token: str | None = None
-        self._token_renew_at = 0.0
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _conn(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self._timeout_s)
-            conn.connect()
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.conn = conn
-        return conn
-
-    def _drop_conn(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    def _send(self, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        for attempt in (1, 2):
-            try:
-                conn = self._conn()
-                conn.request(method, self._base + path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-                break
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_conn()
-                # A kept-alive connection the server closed fails once; a second failure
-                # on a fresh connection means the API is unreachable.
-                if attempt == 2:
-                    raise Unavailable(f"API unreachable: {exc}") from exc
-        if resp.getheader("Connection", "").lower() == "close":
-            self._drop_conn()
-        if resp.status >= 500 or resp.status == 429:
-            raise Unavailable(f"API answered {resp.status} on {method} {path}")
-        try:
-            return resp.status, json.loads(raw) if raw else None
-        except ValueError:
-            raise Unavailable(f"API answered non-JSON ({resp.status}) on {path}") from None
-
-    def _login(self) -> str:
-        with self._token_lock:
-            if self._token and time.monotonic() < self._token_renew_at:
-                return self._token
-            status, body = self._send(
-                "POST",
-                "/auth/login",
-                {"username": self._username, "password": self._password},
-                None,
-            )
-            if status != 200:
-                raise ConfigError(f"--api: login as {self._username!r} refused ({status})")
-            self._token = str(body["access_token"])
-            # Renew at 80% of the lifetime so that no request carries an expiring token.
-            self._token_renew_at = time.monotonic() + 0.8 * float(body.get("expires_in", 3600))
-            return self._token
+        self.session = ApiSession(
+            base_url, username=username, password=password, timeout_s=timeout_s
+        )
 
     def _call(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        status, reply = self._send(method, path, body, self._login())
-        if status == 401:  # revoked or clock-skewed token: log in again, once
-            with self._token_lock:
-                self._token = None
-            status, reply = self._send(method, path, body, self._login())
-        return status, reply
+        return self.session.call(method, path, body)
 
     # -- the Transport protocol --------------------------------------------------------
 
@@ -225,7 +141,7 @@ class HttpTransport:
         # enqueue signals one of the queues.
         if timeout_s <= 0:
             return
-        wait_s = min(timeout_s, 20.0, self._timeout_s / 2)
+        wait_s = min(timeout_s, 20.0, self.session.timeout_s / 2)
         body = {"queues": list(queues), "timeout_seconds": wait_s}
         status, reply = self._call("POST", "/tasks/wait", body)
         if status == 404:  # an older API without the endpoint: poll instead
@@ -234,7 +150,7 @@ class HttpTransport:
             raise Unavailable(f"wait refused ({status}): {reply}")
 
     def close(self) -> None:
-        self._drop_conn()
+        self.session.close()
 
 
 def _lease(t: dict[str, Any]) -> Lease:

@@ -85,15 +85,26 @@ def _decode_cursor(cursor: str | None) -> str | None:
         ) from None
 
 
+#: Longest ``GET /tasks/{id}?wait=``: well inside API Gateway's 29 s.
+MAX_WAIT_S = 20
+
+
 def get(
-    web: Web, raw_id: str, principal: Principal | None, lease_token: str | None
+    web: Web,
+    raw_id: str,
+    principal: Principal | None,
+    lease_token: str | None,
+    params: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     task_id = forms.task_id(raw_id)
+    wait_s = forms.query_int(params or {}, "wait", 0, 0, MAX_WAIT_S)
     client = web.services.tasks
     if principal is not None and principal.role != Role.ADMIN:
         # A worker may read only what it holds: the lease token is the proof.
         if lease_token is None or not client.holds(task_id, lease_token):
             raise Forbidden("a worker may read only a task it currently holds")
+    if wait_s:
+        return client.wait(task_id, wait_s, history=True)
     return client.get(task_id)
 
 

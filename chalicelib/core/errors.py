@@ -124,6 +124,15 @@ class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
 
+class TaskFailed(DTQError):
+    """The task failed: its attempts are spent and it is in the dead-letter queue."""
+
+    def __init__(self, message: str | None = None, task: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        #: the task as ``GET /tasks/{id}`` shows it; ``task["error"]`` is the last error
+        self.task = task or {}
+
+
 class TaskSignal(Exception):
     """Raised by task handlers to steer their own attempt; never rendered as HTTP."""
 

@@ -170,6 +170,27 @@ class QueueReads:
             for queue, raw in zip(queues, pipe.execute(), strict=True)
         }
 
+    def events_tail(self, queue: str) -> str:
+        """The id of the newest entry of the queue's event stream ("0-0": none), to wait
+        for what comes after it."""
+        newest = self.redis.xrevrange(self.keys.queue(queue).events, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def await_task_event(
+        self, queue: str, task_id: str, after: str, timeout_s: float
+    ) -> tuple[str, bool]:
+        """Block until the queue's event stream gets entries after ``after``, at most
+        ``timeout_s``; returns the newest id read and whether any of the entries was a
+        transition of ``task_id`` (matched on the id's text, nothing decoded)."""
+        key = self.keys.queue(queue).events
+        reply = self.redis.xread({key: after}, count=1000, block=max(1, int(timeout_s * 1000)))
+        if not reply:
+            return after, False
+        entries = reply[0][1]
+        needle = task_id.encode()
+        seen = any(needle in (fields.get(b"d") or b"") for _, fields in entries)
+        return entries[-1][0].decode(), seen
+
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
         """Block until work may be there — an enqueue signals one of ``queues``, or a
         scheduled or retrying task falls due or a lease expires (those come without a

@@ -53,6 +53,8 @@ MIN_SHARED_WAIT_S = 0.2
 #: Newest stream entries a read looks through for the task's unrecorded transitions
 #: (normally the stream holds one recorder round: tens of entries).
 UNRECORDED_SCAN = 500
+#: Longest single blocking read of a wait: below the Redis client's socket timeout.
+WAIT_SLICE_S = 0.5
 
 
 class TaskService:
@@ -296,6 +298,29 @@ class TaskService:
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1]) if more and rows else None
         return [taskview.from_record(r) for r in rows], next_cursor
+
+    def wait(self, task_id: str, timeout_s: float, *, history: bool = False) -> dict[str, Any]:
+        """The task once it is final (succeeded, dead or canceled), or as it is when
+        ``timeout_s`` passes. Waits on the queue's event stream, so a finished task is
+        seen within milliseconds and PostgreSQL is read once at each end, not polled."""
+        row = self.store.get_task(task_id)
+        if row is None:
+            raise NotFound(f"task {task_id} not found")
+        queue = row["queue"]
+        deadline = time.monotonic() + timeout_s
+        after = self.queue.events_tail(queue)
+        while True:
+            live = self._live(queue, task_id)
+            status = live.status if live is not None else row["status"]
+            if status in TERMINAL or time.monotonic() >= deadline:
+                return self.get(task_id, history=history)
+            # Look again at least every slice (an entry trimmed unseen costs one slice),
+            # and at once when one of the task's transitions comes.
+            slice_end = min(deadline, time.monotonic() + WAIT_SLICE_S)
+            while (left := slice_end - time.monotonic()) > 0:
+                after, seen = self.queue.await_task_event(queue, task_id, after, left)
+                if seen:
+                    break
 
     def holds(self, task_id: str, lease_token: str) -> bool:
         """Whether ``lease_token`` is the lease of the task's current run."""

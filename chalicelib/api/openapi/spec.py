@@ -29,6 +29,8 @@ from chalicelib.api.openapi.schemas import (
 
 _HEADER_TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
 TASK_ID = param("id", "path", UUID, True)
+#: GET /tasks/{id}?wait=S: answer once the task is final, or after S seconds.
+_wait = param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 20})
 QUEUE_NAME = param("name", "path", QUEUE, True)
 PAGE = [
     param("queue", "query", QUEUE),
@@ -148,8 +150,8 @@ def _paths() -> dict[str, Any]:
             errors=(409,), body=_BATCH)},
         "/tasks/{id}": {"get": op(
             "getTask", "A task and its history (a worker: only a task it holds)",
-            {200: resp(ref("TaskWithHistory"), "The task")}, errors=(404,),
-            params=[TASK_ID, lease_token])},
+            {200: resp(ref("TaskWithHistory"), "The task")}, errors=(400, 404),
+            params=[TASK_ID, lease_token, _wait])},
         "/tasks/{id}/cancel": {"post": op(
             "cancelTask", "Cancel a task",
             {200: resp(task, "Canceled"), 202: resp(task, "Running: cancel requested")},
