@@ -23,8 +23,18 @@ from bench.stats import Figure, fmt, percentile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
-PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq", "bullmq", "procrastinate",
-         "pgqueuer")  # fmt: skip
+PEERS = (
+    "rq",
+    "celery",
+    "dramatiq",
+    "huey",
+    "arq",
+    "saq",
+    "taskiq",
+    "bullmq",
+    "procrastinate",
+    "pgqueuer",
+)
 #: Scenarios the peers run too (through bench/peers/driver.py).
 PEER_SCENARIOS = ("enqueue", "bulk", "drain", "latency")
 LOAD_NOTE = "bench/load.py: a call 2 ms after the last, with the tasks due since then"
@@ -367,9 +377,17 @@ class Bench:
         cpu = out.get("cpu_us", {})
         for group in (*cpu, "total") if cpu else ():
             us = sum(cpu.values()) if group == "total" else cpu[group]
-            r.add("drain", peer, f"CPU per task, {group}, {label}", "µs", o.peer_n, us,
-                  higher=False, note="/proc utime+stime between the first and the last "
-                  "task's start; the best concurrency's run")  # fmt: skip
+            r.add(
+                "drain",
+                peer,
+                f"CPU per task, {group}, {label}",
+                "µs",
+                o.peer_n,
+                us,
+                higher=False,
+                note="/proc utime+stime between the first and the last "
+                "task's start; the best concurrency's run",
+            )
 
     def _dtq_drain(self, processes: int, conc: int) -> float:
         o, r = self.opts, self.res
@@ -484,14 +502,21 @@ class Bench:
         sustained = []
         for _ in range(o.runs):
             rate, n = self._sustained_peak(peak_rate)
-            r.add("latency", "dtq", "sustained peak, enqueue and drain at once, 1 process",
-                  "tasks/s", n, rate, note=SUSTAINED_NOTE)  # fmt: skip
+            r.add(
+                "latency",
+                "dtq",
+                "sustained peak, enqueue and drain at once, 1 process",
+                "tasks/s",
+                n,
+                rate,
+                note=SUSTAINED_NOTE,
+            )
             sustained.append(rate)
+        half_sustained = statistics.median(sustained) / 2
         loads = {
             f"at half peak ({peak_rate / 2:,.0f} tasks/s)": peak_rate / 2,
-            f"at half sustained peak ({statistics.median(sustained) / 2:,.0f} tasks/s)":
-                statistics.median(sustained) / 2,
-        }  # fmt: skip
+            f"at half sustained peak ({half_sustained:,.0f} tasks/s)": half_sustained,
+        }
         for _ in range(o.runs):
             idle = drive.latency(self.dtq, samples, o.work_dir)
             self._latency("dtq", "idle worker", samples, *idle)
@@ -503,14 +528,35 @@ class Bench:
                 out = self.peer(peer, "latency", "--samples", str(samples))
                 if out:
                     for p in (50, 90, 99):
-                        r.add("latency", peer, f"idle worker p{p}", "ms", samples,
-                              out[f"p{p}"], higher=False)  # fmt: skip
-                    r.add("latency", peer, "idle worker: enqueue call p50", "ms", samples,
-                          out["call_p50"], higher=False)  # fmt: skip
+                        r.add(
+                            "latency",
+                            peer,
+                            f"idle worker p{p}",
+                            "ms",
+                            samples,
+                            out[f"p{p}"],
+                            higher=False,
+                        )
+                    r.add(
+                        "latency",
+                        peer,
+                        "idle worker: enqueue call p50",
+                        "ms",
+                        samples,
+                        out["call_p50"],
+                        higher=False,
+                    )
                     if "pipe_us" in out:  # a Node peer's calls go through a pipe
-                        r.add("latency", peer, "pipe round trip to its producer p50", "µs",
-                              200, out["pipe_us"], higher=False,
-                              note="part of its enqueue call p50, not of its latency")  # fmt: skip
+                        r.add(
+                            "latency",
+                            peer,
+                            "pipe round trip to its producer p50",
+                            "µs",
+                            200,
+                            out["pipe_us"],
+                            higher=False,
+                            note="part of its enqueue call p50, not of its latency",
+                        )
 
             self.for_peers("latency", one)
 
@@ -525,8 +571,16 @@ class Bench:
         with open(stats_path) as f:
             made = json.load(f)
         per_call = made["tasks"] / max(1, made["calls"])
-        r.add("latency", "dtq", f"{label}: load tasks per enqueue_many call", "tasks",
-              made["calls"], per_call, higher=False, note=LOAD_NOTE)  # fmt: skip
+        r.add(
+            "latency",
+            "dtq",
+            f"{label}: load tasks per enqueue_many call",
+            "tasks",
+            made["calls"],
+            per_call,
+            higher=False,
+            note=LOAD_NOTE,
+        )
 
     def _sustained_peak(self, drain_peak: float) -> tuple[float, int]:
         """The highest load one worker keeps up with, and the tasks it completed in a
@@ -540,8 +594,9 @@ class Bench:
 
         def completes(offered: float) -> float:
             load = [sys.executable, "-m", "bench.load", str(offered)]
-            return drive.completion_rate(self.dtq, o.work_dir, load, self.dtq.succeeded,
-                                         settle_s=settle_s, window_s=window_s)  # fmt: skip
+            return drive.completion_rate(
+                self.dtq, o.work_dir, load, self.dtq.succeeded, settle_s=settle_s, window_s=window_s
+            )
 
         overloaded = completes(drain_peak)
         low = 0.75 * overloaded
@@ -554,14 +609,23 @@ class Bench:
                 high = middle
         return low, int(low * window_s)
 
-    def _latency(self, system: str, label: str, samples: int, lat: list[float],
-                 calls: list[float]) -> None:  # fmt: skip
+    def _latency(
+        self, system: str, label: str, samples: int, lat: list[float], calls: list[float]
+    ) -> None:
         for p in (50, 90, 99):
-            self.res.add("latency", system, f"{label} p{p}", "ms", samples,
-                         percentile(lat, p), higher=False)  # fmt: skip
-        self.res.add("latency", system, f"{label}: enqueue call p50", "ms", samples,
-                     percentile(calls, 50), higher=False,
-                     note="part of the latency: t0 is taken just before the call")  # fmt: skip
+            self.res.add(
+                "latency", system, f"{label} p{p}", "ms", samples, percentile(lat, p), higher=False
+            )
+        self.res.add(
+            "latency",
+            system,
+            f"{label}: enqueue call p50",
+            "ms",
+            samples,
+            percentile(calls, 50),
+            higher=False,
+            note="part of the latency: t0 is taken just before the call",
+        )
 
     def claim(self) -> None:
         o, r = self.opts, self.res

@@ -23,8 +23,18 @@ from bench import drive
 from bench.peers.base import PeerUnavailable
 from bench.stats import percentile
 
-PEERS = ("rq", "celery", "dramatiq", "huey", "arq", "saq", "taskiq", "bullmq", "procrastinate",
-         "pgqueuer")  # fmt: skip
+PEERS = (
+    "rq",
+    "celery",
+    "dramatiq",
+    "huey",
+    "arq",
+    "saq",
+    "taskiq",
+    "bullmq",
+    "procrastinate",
+    "pgqueuer",
+)
 
 
 def run(peer: str, scenario: str, args: argparse.Namespace) -> dict[str, Any]:

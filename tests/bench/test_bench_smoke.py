@@ -18,10 +18,25 @@ def quick_bench(database_url: str, tmp_path: Path, scenarios: str, n: int) -> Fi
     """Run ``dtq bench --quick`` on ``scenarios``; its figures by (scenario, metric)."""
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [DTQ, "bench", "--quick", "--scenario", scenarios, "--n", str(n),
-         "--database-url", database_url, "--json", str(out), "--work-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            DTQ,
+            "bench",
+            "--quick",
+            "--scenario",
+            scenarios,
+            "--n",
+            str(n),
+            "--database-url",
+            database_url,
+            "--json",
+            str(out),
+            "--work-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "median" in proc.stdout and "tasks/s" in proc.stdout
     report = json.loads(out.read_text())
@@ -62,8 +77,9 @@ def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
 
 
 def test_unknown_scenario_is_one_line_error() -> None:
-    proc = subprocess.run([DTQ, "bench", "--scenario", "nope"], capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        [DTQ, "bench", "--scenario", "nope"], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("dtq: --scenario: unknown nope")
 
@@ -77,8 +93,11 @@ def test_quick_latency_scenario_loads_at_half_of_both_peaks(
     assert sustained["n"] > 0 and 0 < sustained["median"] <= drain
     # Each loaded run names the load it ran under: half of each peak.
     for peak in (drain, sustained["median"]):
-        loaded = [m for (s, m) in figures if s == "latency" and m.endswith(
-            f"({peak / 2:,.0f} tasks/s) p99")]  # fmt: skip
+        loaded = [
+            m
+            for (s, m) in figures
+            if s == "latency" and m.endswith(f"({peak / 2:,.0f} tasks/s) p99")
+        ]
         assert len(loaded) == 1, sorted(m for _, m in figures)
         p99 = figures[("latency", loaded[0])]
         assert p99["median"] > 0 and p99["n"] == 20

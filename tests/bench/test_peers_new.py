@@ -61,9 +61,12 @@ def drive(
 ) -> tuple[int, dict[str, Any]]:
     cp = subprocess.run(
         [python, "-m", "bench.peers.driver", peer, scenario, "--work-dir", str(tmp), *args],
-        cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cp.stdout.strip(), cp.stderr
     return cp.returncode, json.loads(cp.stdout.strip().splitlines()[-1])
 
@@ -102,8 +105,15 @@ def test_bullmq_without_node_is_skipped_with_one_line(
     pythons: dict[str, str], redis_url: str, tmp_path: Path
 ) -> None:
     missing = {"BENCH_NODE": str(tmp_path / "no-such-node")}
-    rc, out = drive(pythons["bullmq"], "bullmq", "enqueue_one", {"BENCH_REDIS_URL": redis_url,
-                    **missing}, tmp_path, "--n", "5")  # fmt: skip
+    rc, out = drive(
+        pythons["bullmq"],
+        "bullmq",
+        "enqueue_one",
+        {"BENCH_REDIS_URL": redis_url, **missing},
+        tmp_path,
+        "--n",
+        "5",
+    )
     assert rc == 4
     assert list(out) == ["skipped"]
     assert out["skipped"].startswith(
@@ -117,11 +127,26 @@ def test_dtq_bench_keeps_its_figures_when_a_peer_is_skipped(
 ) -> None:
     report = tmp_path / "results.json"
     cp = subprocess.run(
-        [DTQ, "bench", "--quick", "--scenario", "enqueue", "--peers", "bullmq",
-         "--database-url", database_url, "--json", str(report), "--work-dir", str(tmp_path)],
+        [
+            DTQ,
+            "bench",
+            "--quick",
+            "--scenario",
+            "enqueue",
+            "--peers",
+            "bullmq",
+            "--database-url",
+            database_url,
+            "--json",
+            str(report),
+            "--work-dir",
+            str(tmp_path),
+        ],
         env={**os.environ, "BENCH_NODE": str(tmp_path / "no-such-node")},
-        capture_output=True, text=True, timeout=110,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert cp.returncode == 0, cp.stdout + cp.stderr
     skipped = [line for line in cp.stdout.splitlines() if line.startswith("skipped: ")]
     assert len(skipped) == 1 and "bullmq: skipped, no node runtime" in skipped[0], cp.stdout
