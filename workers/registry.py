@@ -1,16 +1,17 @@
 """Task name → handler, and loading the users' handler modules (``--tasks``/``DTQ_TASKS``).
 
-A user module registers plain functions with the :func:`task` decorator::
+A user module registers plain functions with ``@dtq.task`` (the public front of
+:func:`task`, which registers in :data:`DEFAULT`)::
 
-    from workers.registry import task
+    import dtq
 
-    @task("reports.daily")
+    @dtq.task("reports.daily")
     def daily(payload, ctx):
         ...
         return {"rows": 3}
 
 A handler takes ``(payload, ctx)`` or just ``(payload)``; it returns a JSON-serialisable
-result, raises to fail the attempt, or raises ``chalicelib.core.errors.Retry(delay_seconds)``
+result, raises to fail the attempt, or raises ``dtq.Retry(delay_seconds)``
 to ask for another attempt after a chosen delay.
 """
 

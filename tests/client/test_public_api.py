@@ -3,8 +3,10 @@ connections (in the network and HTTP): one contract, so both behave alike."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from chalicelib.core.settings import Settings
 from chalicelib.service.deps import Services
 from dtq._connection import Connection, HttpConnection
 from tests.client import tasks_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_enqueue_runs_on_a_worker_and_result_waits_for_it(conn: Connection, worker: None) -> None:
@@ -136,34 +140,35 @@ def test_connect_makes_the_default_connection_of_the_process(
         conn.close()
 
 
-def test_the_readme_example_type_checks(tmp_path: Any) -> None:
-    """What users copy must pass mypy --strict against the shipped types."""
-    example = tmp_path / "example.py"
-    example.write_text(
-        "from __future__ import annotations\n"
-        "import dtq\n\n"
-        '@dtq.task("reports.daily", queue="reports", max_attempts=3, timeout_seconds=600)\n'
-        "def daily_report(payload: dict[str, object], ctx: dtq.Context) -> dict[str, int]:\n"
-        '    return {"rows": ctx.attempt}\n\n'
-        "def produce() -> None:\n"
-        '    ref = daily_report.enqueue({"day": "2026-11-28"}, priority=7)\n'
-        "    print(ref.id, ref.result(timeout=30))\n"
-    )
-    done = subprocess.run(
-        [".venv/bin/mypy", "--strict", "--no-incremental", str(example)],
+def _mypy(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/mypy"), "--strict", "--no-incremental", str(folder)],
         capture_output=True,
         text=True,
         check=False,
+        cwd=ROOT,  # where mypy finds the dtq package, as an installed one would be found
     )
+
+
+def test_the_readme_python_type_checks(tmp_path: Path) -> None:
+    """What users copy from README must pass mypy --strict against the shipped types:
+    the tasks module into myapp/tasks.py, the producer beside it."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    project = tmp_path / "project"
+    (project / "myapp").mkdir(parents=True)
+    (project / "myapp" / "__init__.py").write_text("")
+    written = []
+    for i, block in enumerate(b for b in blocks if "dtq" in b):
+        name = "myapp/tasks.py" if block.startswith("# myapp/tasks.py") else f"producer_{i}.py"
+        (project / name).write_text(block)
+        written.append(name)
+    assert "myapp/tasks.py" in written and len(written) >= 2, written
+    done = _mypy(project)
     assert done.returncode == 0, done.stdout
-    example.write_text(example.read_text().replace("priority=7", "prority=7"))
-    done = subprocess.run(
-        [".venv/bin/mypy", "--strict", "--no-incremental", str(example)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 1 and "prority" in done.stdout
+    producer = project / written[-1]
+    producer.write_text(producer.read_text().replace("priority=7", "prority=7"))
+    done = _mypy(project)
+    assert done.returncode == 1 and "prority" in done.stdout, done.stdout
 
 
 def test_a_wait_answers_when_the_task_becomes_final(conn: Connection) -> None:
