@@ -36,12 +36,15 @@ if TYPE_CHECKING:
         Unavailable,
         ValidationError,
     )
+    from dtq._aio import AsyncConnection, AsyncTaskRef, connect_async
     from dtq._connection import Connection, connect
     from dtq._task import Task, TaskRef, task
     from workers.context import TaskContext as Context
 
 __all__ = [
     "AlreadyFinished",
+    "AsyncConnection",
+    "AsyncTaskRef",
     "Cancelled",
     "ConfigError",
     "Conflict",
@@ -60,6 +63,7 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "connect",
+    "connect_async",
     "task",
 ]
 
@@ -71,6 +75,10 @@ def _load(name: str) -> Any:
         from workers.context import TaskContext
 
         return TaskContext
+    if name in ("AsyncConnection", "AsyncTaskRef", "connect_async"):
+        from dtq import _aio
+
+        return getattr(_aio, name)
     if name in ("Connection", "connect"):
         from dtq import _connection
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from chalicelib.core import errors
@@ -19,6 +19,9 @@ from chalicelib.core.settings import Settings
 from chalicelib.core.taskspec import parse_task
 from chalicelib.service.deps import Services, build
 from workers.session import ApiSession
+
+if TYPE_CHECKING:
+    from dtq._task import Task, TaskRef
 
 #: Longest single long poll of ``GET /tasks/{id}?wait=``: what the API accepts.
 MAX_HTTP_WAIT_S = 20
@@ -30,6 +33,15 @@ _LOCAL_CHECK_BYTES = 1 << 30
 class Connection(ABC):
     """The calls a producer makes, whatever the transport. Bodies are task bodies as in
     ``POST /tasks``: ``{"name": …, "payload": {…}, "queue": …, …}``."""
+
+    def enqueue(
+        self, task: Task[Any, Any] | str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> TaskRef:
+        """Enqueue one run of ``task`` (a task object, or a task name) through this
+        connection, with the options of ``Task.enqueue``."""
+        from dtq._task import TaskRef, body_of
+
+        return TaskRef(str(self.create(body_of(task, payload, options))["id"]), self)
 
     @abstractmethod
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +229,7 @@ _default: Connection | None = None
 _default_lock = threading.Lock()
 
 
-def connect(
+def make(
     *,
     api: str | None = None,
     username: str | None = None,
@@ -227,14 +239,13 @@ def connect(
     database_url: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Connection:
-    """A connection, which also becomes the process's default one.
+    """A connection (see :func:`connect`), not made the default.
 
     With ``api`` (or ``DTQ_API_URL``): over HTTP, logged in with ``username`` and
     ``password`` (or ``DTQ_USERNAME``/``DTQ_PASSWORD``) or carrying ``token``. Otherwise
     in the network, to the Redis and PostgreSQL of ``redis_url``/``database_url`` or of
     the environment (``DTQ_REDIS_URL``, ``DTQ_DATABASE_URL``, … as for every DTQ
     process)."""
-    global _default
     source = os.environ if env is None else env
     api = api or source.get("DTQ_API_URL") or None
     conn: Connection
@@ -252,6 +263,14 @@ def connect(
         if database_url is not None:
             values["DTQ_DATABASE_URL"] = database_url
         conn = LocalConnection(build(Settings.from_env(values), pool_size=4))
+    return conn
+
+
+def connect(**kwargs: Any) -> Connection:
+    """A connection (:func:`make`'s arguments), which also becomes the process's default
+    one: what task objects enqueue through unless given ``via=``."""
+    global _default
+    conn = make(**kwargs)
     with _default_lock:
         _default = conn
     return conn
@@ -264,4 +283,12 @@ def default() -> Connection:
     return conn if conn is not None else connect()
 
 
-__all__ = ["Connection", "HttpConnection", "LocalConnection", "connect", "default", "errors"]
+__all__ = [
+    "Connection",
+    "HttpConnection",
+    "LocalConnection",
+    "connect",
+    "default",
+    "errors",
+    "make",
+]

@@ -33,6 +33,15 @@ def _options(given: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def body_of(
+    task: Task[Any, Any] | str, payload: dict[str, Any] | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``POST /tasks`` body of one run of a task object or of a task name."""
+    if isinstance(task, Task):
+        return task.body(payload, **options)
+    return {"name": task, "payload": payload or {}, **_options(options, f"enqueue({task!r})")}
+
+
 @dataclass(frozen=True)
 class TaskRef:
     """A task that was enqueued: its ``id``, read through the connection that made it."""
