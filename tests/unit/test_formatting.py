@@ -6,7 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("app.py", "chalicelib", "workers", "schedules", "tests", "bench", "infra")
+CODE = (
+    "app.py",
+    "chalicelib",
+    "workers",
+    "schedules",
+    "dtq",
+    "tests",
+    "bench",
+    "infra",
+    "examples",
+)
 TABLES = "chalicelib/api/openapi/"
 
 
