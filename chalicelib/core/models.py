@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, NamedTuple
+
+from chalicelib.core.jsonbody import problem
 
 
 class TaskStatus(StrEnum):
@@ -142,3 +145,36 @@ class Outcome(NamedTuple):
     worker_id: str = ""
     started_ms: int = 0
     finished_ms: int = 0
+
+
+# -- progress (ctx.progress, POST /tasks/{id}/progress) ------------------------------------
+
+#: The longest progress message.
+MAX_PROGRESS_MESSAGE = 1000
+#: Least time between two recorded ``progress`` events of a task (progress.lua); the hash
+#: keeps every report, the newest always.
+PROGRESS_EVERY_MS = 1000
+
+
+def progress_problem(fraction: object, message: object) -> tuple[str, str] | None:
+    """What is wrong with a progress report, as ``(argument, message)``, or None. The one
+    check of both ways in: a handler's ``ctx.progress`` and the HTTP endpoint."""
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not math.isfinite(fraction)
+        or not 0 <= fraction <= 1
+    ):
+        return "fraction", "must be a number from 0 to 1"
+    if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE:
+        return "message", f"must be a string of at most {MAX_PROGRESS_MESSAGE} characters"
+    bad = problem(message)  # NUL or a lone surrogate: PostgreSQL could not store it
+    if bad is not None:
+        return "message", bad[1]
+    return None
+
+
+def progress_text(fraction: float) -> str:
+    """A fraction as the task hash and the events keep it: at most 6 decimals, so that the
+    live view and the record show the same number (0.4 → ``"0.4"``, 1 → ``"1"``)."""
+    return f"{fraction:.6f}".rstrip("0").rstrip(".") or "0"

@@ -25,7 +25,15 @@ from chalicelib.core.errors import (
     TaskCanceled,
 )
 from chalicelib.core.jsontext import compact, decode
-from chalicelib.core.models import Claim, Lease, NewTask, Outcome, TaskStatus
+from chalicelib.core.models import (
+    PROGRESS_EVERY_MS,
+    Claim,
+    Lease,
+    NewTask,
+    Outcome,
+    TaskStatus,
+    progress_text,
+)
 from chalicelib.queue import lua, taskhash
 from chalicelib.queue.keys import Keys
 from chalicelib.queue.reads import QueueReads
@@ -410,15 +418,16 @@ class Queue(QueueReads):
             return None
         return _pairs(reply)
 
-    def report_many(self, outcomes: Sequence[Outcome]) -> list[int]:
+    def report_many(self, outcomes: Sequence[Outcome], worker_id: str = "") -> list[int]:
         """Outcomes of many tasks in one round trip (one script call per queue and
-        reporting worker); returns each outcome's code, in order. A refused outcome is a
-        code, not an exception, so one never fails the rest."""
+        reporting worker: the outcome's, else ``worker_id``); returns each outcome's
+        code, in order. A refused outcome is a code, not an exception, so one never
+        fails the rest."""
         if not outcomes:
             return []
         groups: dict[tuple[str, str], list[int]] = {}
         for i, o in enumerate(outcomes):
-            groups.setdefault((o.queue, o.worker_id), []).append(i)
+            groups.setdefault((o.queue, o.worker_id or worker_id), []).append(i)
 
         def build(pipe: Any) -> None:
             for (queue, worker_id), idx in groups.items():
@@ -449,6 +458,26 @@ class Queue(QueueReads):
             pipe.hset(key, token, digest)
             pipe.pexpire(key, self.finished_ttl_ms)
         pipe.execute()
+
+    def progress_code(
+        self, queue: str, task_id: str, token: str, fraction: float, message: str = ""
+    ) -> tuple[Code, bool]:
+        """Store the newest progress of a running task held with ``token`` (checked by
+        :func:`chalicelib.core.models.progress_problem` first); ``(code, recorded)``:
+        whether a ``progress`` event was written now (at most one per
+        ``PROGRESS_EVERY_MS``; a report held back is written when the lease ends)."""
+        args = [task_id, token, progress_text(fraction), message, PROGRESS_EVERY_MS]
+        reply = self._run("progress", queue, args)
+        return Code(reply[0]), reply[0] == Code.OK and bool(reply[1])
+
+    def progress(
+        self, queue: str, task_id: str, token: str, fraction: float, message: str = ""
+    ) -> bool:
+        """:meth:`progress_code`, a refusal raised (LeaseLost, NotFound, AlreadyFinished,
+        TaskCanceled); returns whether a ``progress`` event was written now."""
+        code, recorded = self.progress_code(queue, task_id, token, fraction, message)
+        raise_for(code, task_id)
+        return recorded
 
     def release(self, queue: str, task_id: str, token: str) -> None:
         """Give a task back without counting the attempt (graceful shutdown)."""

@@ -21,6 +21,10 @@ STATUS, ATTEMPTS, FENCE, VERSION = "st", "att", "fence", "v"
 RUN_AT, STARTED, FINISHED = "run", "sa", "fa"
 WORKER, TOKEN, PAST_TOKENS, LEASE_EXPIRY = "wid", "tok", "ptok", "lx"
 ERROR, RESULT, CANCEL_REQUESTED = "err", "res", "cr"
+# Progress (progress.lua): the newest report, when the last `progress` event was written,
+# and whether the newest is still unrecorded (held back by the once-a-second throttle).
+PROGRESS_FRACTION, PROGRESS_MESSAGE, PROGRESS_AT = "pf", "pm", "pat"
+PROGRESS_EMITTED, PROGRESS_UNRECORDED = "pe", "pu"
 
 FIELDS = frozenset(
     {
@@ -45,10 +49,23 @@ FIELDS = frozenset(
         ERROR,
         RESULT,
         CANCEL_REQUESTED,
+        PROGRESS_FRACTION,
+        PROGRESS_MESSAGE,
+        PROGRESS_AT,
+        PROGRESS_EMITTED,
+        PROGRESS_UNRECORDED,
     }
 )
 
 _B = {name: name.encode() for name in FIELDS}
+
+
+class LiveProgress(NamedTuple):
+    """The newest progress a handler reported (``ctx.progress``)."""
+
+    fraction: float
+    message: str
+    at_ms: int
 
 
 class LiveTask(NamedTuple):
@@ -67,6 +84,9 @@ class LiveTask(NamedTuple):
     error: str | None
     result_json: str | None
     backoff: str | None  #: ``Backoff.encoded``; see :meth:`Backoff.decode`
+    #: always the newest report while the hash lives (the record may trail it by up to
+    #: a second: progress events are throttled)
+    progress: LiveProgress | None = None
 
 
 def _text(raw: Mapping[bytes, bytes], field: str) -> str | None:
@@ -98,7 +118,15 @@ def decode(raw: Mapping[bytes, bytes]) -> LiveTask | None:
         error=_text(raw, ERROR),
         result_json=_text(raw, RESULT),
         backoff=_text(raw, BACKOFF),
+        progress=_progress(raw),
     )
+
+
+def _progress(raw: Mapping[bytes, bytes]) -> LiveProgress | None:
+    fraction, at = raw.get(_B[PROGRESS_FRACTION]), raw.get(_B[PROGRESS_AT])
+    if fraction is None or at is None:
+        return None
+    return LiveProgress(float(fraction), _text(raw, PROGRESS_MESSAGE) or "", int(at))
 
 
 def static_fields(task: NewTask) -> list[str]:

@@ -328,6 +328,14 @@ class TaskService:
         token = live.lease_token if live is not None else None
         return token is not None and hmac.compare_digest(token.encode(), lease_token.encode())
 
+    def progress(self, task_id: str, lease_token: str, fraction: float, message: str) -> bool:
+        """The newest progress of the task, reported by its current holder (checked with
+        ``progress_problem`` first); whether a ``progress`` event was recorded now (at
+        most one a second per task; the task shows the newest report either way).
+        Refused (409, 404) like a lease extension from anyone else."""
+        queue = self.queue_of(task_id)
+        return self.queue.progress(queue, task_id, lease_token, fraction, message)
+
     # -- claims over HTTP ----------------------------------------------------------
 
     def claim(

@@ -19,7 +19,7 @@ from typing import Any
 from chalicelib.core.clock import from_ms, iso, iso_ms
 from chalicelib.core.models import Backoff, Lease, NewTask
 from chalicelib.queue.scripts import REASONS, Code
-from chalicelib.queue.taskhash import LiveTask
+from chalicelib.queue.taskhash import LiveProgress, LiveTask
 from chalicelib.record.store import Row
 
 #: Every task answer's fields, in order.
@@ -47,6 +47,7 @@ FIELDS = (
     "finished_at",
     "result",
     "error",
+    "progress",
 )
 
 
@@ -76,10 +77,32 @@ def from_record(row: Row, live: LiveTask | None = None) -> dict[str, Any]:
         "finished_at": iso(row["finished_at"]),
         "result": row["result"],
         "error": row["error"],
+        "progress": _recorded_progress(row.get("progress")),
     }
     if live is not None and live.version > row["version"]:
         _overlay(task, live)
+    if live is not None and live.progress is not None:
+        # The hash always holds the newest report, recorded or not (progress events are
+        # throttled and do not change the version when held back).
+        task["progress"] = _live_progress(live.progress)
     return task
+
+
+def _recorded_progress(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``{"fraction", "message", "at"}`` from the row's column or a history row's data
+    (``at`` in ms there)."""
+    if not data or data.get("fraction") is None:
+        return None
+    at = data.get("at")
+    return {
+        "fraction": float(data["fraction"]),
+        "message": data.get("message") or "",
+        "at": None if at is None else _iso(int(at)),
+    }
+
+
+def _live_progress(p: LiveProgress) -> dict[str, Any]:
+    return {"fraction": p.fraction, "message": p.message, "at": _iso(p.at_ms)}
 
 
 def _overlay(task: dict[str, Any], live: LiveTask) -> None:
@@ -126,6 +149,7 @@ def from_new(t: NewTask) -> dict[str, Any]:
         "finished_at": None,
         "result": None,
         "error": None,
+        "progress": None,
     }
 
 
@@ -157,6 +181,7 @@ def from_lease(lease: Lease, live: LiveTask | None) -> dict[str, Any]:
         "finished_at": None,
         "result": None,
         "error": live.error if live else None,
+        "progress": _live_progress(live.progress) if live and live.progress else None,
     }
 
 
@@ -187,6 +212,8 @@ def recorded_event(e: Row) -> dict[str, Any]:
         event["run_at"] = iso(from_ms(int(data["run"])))
     if data.get("reason") is not None:
         event["reason"] = REASONS.get(Code(int(data["reason"])), "unknown")
+    if e["event"] == "progress":
+        event["progress"] = _recorded_progress(data)
     return event
 
 
@@ -205,4 +232,8 @@ def stream_event(e: dict[str, Any]) -> dict[str, Any]:
         event["run_at"] = iso(from_ms(int(e["run"])))
     if e.get("reason") is not None:
         event["reason"] = REASONS.get(Code(int(e["reason"])), "unknown")
+    if name == "progress":
+        event["progress"] = _recorded_progress(
+            {"fraction": e.get("pf"), "message": e.get("pm"), "at": e.get("pat")}
+        )
     return event

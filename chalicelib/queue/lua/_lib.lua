@@ -226,9 +226,23 @@ local function backoff_ms(bo, attempt, rand)
   return math.floor(d * 1000)
 end
 
+-- Progress (progress.lua, a handler's ctx.progress): the hash keeps the newest report
+-- (`pf` fraction, `pm` message, `pat` when), always. A `progress` event is a transition of
+-- its own (it takes a version: the history's seq) written at most once a second per task
+-- (`pe`: when the last one was); a report held back is marked `pu` and written when the
+-- lease ends (retire_token, report.lua's success), so the record ends with the newest.
+local function emit_progress(task_key, id)
+  local p = redis.call('HMGET', task_key, 'pf', 'pm', 'pat')
+  redis.call('HSET', task_key, 'pe', NOW_S)
+  redis.call('HDEL', task_key, 'pu')
+  emit(task_key, id, 'progress', {pf = tonumber(p[1]), pm = p[2] or '', pat = tonumber(p[3])})
+end
+
 -- The lease ends; its token is kept so that a late outcome from it can still be matched.
-local function retire_token(task_key)
-  local h = redis.call('HMGET', task_key, 'tok', 'ptok')
+-- A progress report still held back by the throttle is written first.
+local function retire_token(task_key, id)
+  local h = redis.call('HMGET', task_key, 'tok', 'ptok', 'pu')
+  if h[3] then emit_progress(task_key, id) end
   if h[1] then
     redis.call('HSET', task_key, 'ptok', h[2] and (h[2] .. ' ' .. h[1]) or h[1])
     redis.call('HDEL', task_key, 'tok', 'lx')
@@ -237,8 +251,8 @@ end
 
 -- A finished task: terminal status, lock released, payload kept only if replayable.
 local function finish(task_key, id, status, ttl_ms)
+  retire_token(task_key, id)
   redis.call('HSET', task_key, 'st', status, 'fa', NOW)
-  retire_token(task_key)
   release_lock(task_key, id)
   if status == 'succeeded' then redis.call('HDEL', task_key, 'payload') end
   if status == 'dead' then
@@ -253,8 +267,8 @@ end
 local function fail_attempt(task_key, id, event, err, rand, delay_override, ttl_ms)
   local h = redis.call('HMGET', task_key, 'att', 'max', 'bo', 'cr')
   local att, maxa = tonumber(h[1]) or 0, tonumber(h[2]) or 1
+  retire_token(task_key, id)
   redis.call('HSET', task_key, 'err', err)
-  retire_token(task_key)
   redis.call('ZREM', K.running, id)
   bump('failures')
   emit(task_key, id, event)

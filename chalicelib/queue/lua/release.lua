@@ -14,7 +14,7 @@ if h[1] == 'succeeded' or h[1] == 'dead' then return {ALREADY_FINISHED} end
 if h[1] == 'canceled' then return {CANCELED} end
 if h[1] ~= 'running' or h[2] ~= token then return {LEASE_LOST} end
 redis.call('ZREM', K.running, id)
-retire_token(task_key)
+retire_token(task_key, id)
 release_lock(task_key, id)
 redis.call('HSET', task_key, 'st', 'queued', 'att', math.max(0, tonumber(h[4]) - 1), 'run', NOW)
 emit(task_key, id, 'released')

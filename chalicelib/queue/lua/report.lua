@@ -31,7 +31,12 @@ end
 local function succeed(task_key, id, h, result)
   -- Leaving the running set is one ZREM for the whole batch (below), not one per task.
   if h[1] == 'running' then ran[#ran + 1] = id else unlist(id) end
-  local v = next_version(task_key, id, h[10])
+  local v0 = h[10]
+  if h[13] then  -- a progress report the throttle held back is recorded first
+    emit_progress(task_key, id)
+    v0 = redis.call('HGET', task_key, 'v')
+  end
+  local v = next_version(task_key, id, v0)
   redis.call('HSET', task_key, 'st', 'succeeded', 'fa', NOW_S, 'res', result, 'v', INT[v])
   redis.call('HDEL', task_key, 'tok', 'lx', 'payload')
   if h[6] then release_lock(task_key, id) end
@@ -46,7 +51,7 @@ for i = 4, #ARGV, 5 do
   local id, token, kind, value, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   local task_key = K.task_prefix .. id
   local h = redis.call('HMGET', task_key, 'st', 'tok', 'ptok', 'cr', 'sa', 'lk', 'att', 'wid',
-                       'fence', 'v', 'run', 'err')
+                       'fence', 'v', 'run', 'err', 'pu')
   local code = check_outcome(task_key, id, h, token, worker, kind == 's')
   local status = ''
   if code == OK then freed = freed + 1 end

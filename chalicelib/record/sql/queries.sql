@@ -57,7 +57,7 @@ WITH e AS (
     SELECT * FROM json_to_recordset(%(events)s::json) AS e(
         id uuid, v bigint, ev text, at bigint, st text, att integer, w text, "by" text,
         err text, fence bigint, cr boolean, run bigint, sa bigint, fa bigint, res text,
-        reason jsonb)
+        reason jsonb, pf float8, pm text, pat bigint)
 ), history AS (
     INSERT INTO dtq_task_events (task_id, seq, at, event, attempt, worker_id, error, data)
     SELECT id, v, to_timestamp(at / 1000.0), ev, COALESCE(att, 0), COALESCE("by", w),
@@ -65,7 +65,9 @@ WITH e AS (
            -- Only what the history shows (client.py _event_json): building jsonb for
            -- every claim and success costs ≈ 2 µs per row for nothing.
            CASE WHEN ev IN ('retrying', 'duplicate_result') THEN jsonb_strip_nulls(
-               jsonb_build_object('reason', reason, 'by', "by", 'run', run)) END
+               jsonb_build_object('reason', reason, 'by', "by", 'run', run))
+                WHEN ev = 'progress' THEN
+               jsonb_build_object('fraction', pf, 'message', pm, 'at', pat) END
     FROM e
     ON CONFLICT (task_id, seq) DO NOTHING  -- replay only
 ), snapshots AS (
@@ -77,8 +79,14 @@ WITH e AS (
         started_at = to_timestamp(s.sa / 1000.0), finished_at = to_timestamp(s.fa / 1000.0),
         result = CASE WHEN s.ev = 'succeeded' AND s.res IS NOT NULL THEN s.res::jsonb
                       WHEN s.st = 'succeeded' THEN t.result ELSE NULL END,
-        error = s.err
+        error = s.err,
+        -- The newest progress event of the batch (not always its newest event: a
+        -- held-back report is written just before the attempt's outcome).
+        progress = COALESCE(p.progress, t.progress)
     FROM (SELECT DISTINCT ON (id) * FROM e ORDER BY id, v DESC) s
+    LEFT JOIN (SELECT DISTINCT ON (id) id,
+                      jsonb_build_object('fraction', pf, 'message', pm, 'at', pat) AS progress
+               FROM e WHERE ev = 'progress' ORDER BY id, v DESC) p ON p.id = s.id
     WHERE t.id = s.id AND t.version < s.v
 )
 -- Notifications (docs/api.md): a webhook for succeeded, retrying and dead when the task (or
