@@ -34,15 +34,20 @@ def digest(outcome: Outcome) -> str:
 
 
 def report(
-    queue: Queue, outcomes: Sequence[Outcome], *, recognise_resends: bool = True
+    queue: Queue,
+    outcomes: Sequence[Outcome],
+    *,
+    recognise_resends: bool = True,
+    worker_id: str = "",
 ) -> list[str | None]:
-    """Record the outcomes; per outcome, None when accepted, else the refusal reason."""
+    """Record the outcomes (each by its worker, else ``worker_id``); per outcome, None
+    when accepted, else the refusal reason."""
     if not outcomes:
         return []
     if not recognise_resends:
         return [
             None if code == Code.OK else REASONS.get(Code(code), "invalid_state")
-            for code in queue.report_many(outcomes)
+            for code in queue.report_many(outcomes, worker_id)
         ]
     digests = [digest(o) for o in outcomes]
     known = queue.accepted_digests([(o.queue, o.task_id, o.token) for o in outcomes])
@@ -53,7 +58,7 @@ def report(
         if known[i] != d and ident not in fresh:
             fresh[ident] = len(sent)
             sent.append(i)
-    codes = queue.report_many([outcomes[i] for i in sent])
+    codes = queue.report_many([outcomes[i] for i in sent], worker_id)
     queue.remember_accepted(
         [
             (outcomes[i].queue, outcomes[i].task_id, outcomes[i].token, digests[i])
