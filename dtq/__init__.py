@@ -37,8 +37,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from dtq._aio import AsyncConnection, AsyncTaskRef, connect_async
-    from dtq._connection import Connection, connect
-    from dtq._task import Task, TaskRef, task
+    from dtq._connection import Connection, TaskRef, connect
+    from dtq._task import Task, task
     from workers.context import TaskContext as Context
 
 __all__ = [
@@ -79,11 +79,11 @@ def _load(name: str) -> Any:
         from dtq import _aio
 
         return getattr(_aio, name)
-    if name in ("Connection", "connect"):
+    if name in ("Connection", "TaskRef", "connect"):
         from dtq import _connection
 
         return getattr(_connection, name)
-    if name in ("Task", "TaskRef", "task"):
+    if name in ("Task", "task"):
         from dtq import _task
 
         return getattr(_task, name)

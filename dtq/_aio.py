@@ -18,8 +18,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from dtq import _connection
-from dtq._connection import Connection
-from dtq._task import Task, TaskRef, body_of
+from dtq._connection import Connection, TaskRef, body_of
+from dtq._task import Task
 
 T = TypeVar("T")
 

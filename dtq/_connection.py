@@ -10,18 +10,17 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from chalicelib.core import errors
-from chalicelib.core.errors import ApiError, Unavailable
+from chalicelib.core.errors import ApiError, TaskCanceled, TaskFailed, Unavailable
 from chalicelib.core.settings import Settings
-from chalicelib.core.taskspec import parse_task
+from chalicelib.core.taskspec import TASK_FIELDS, parse_task
 from chalicelib.service.deps import Services, build
 from workers.session import ApiSession
-
-if TYPE_CHECKING:
-    from dtq._task import Task, TaskRef
 
 #: Longest single long poll of ``GET /tasks/{id}?wait=``: what the API accepts.
 MAX_HTTP_WAIT_S = 20
@@ -30,17 +29,86 @@ MAX_HTTP_WAIT_S = 20
 _LOCAL_CHECK_BYTES = 1 << 30
 
 
+#: The options a task and each of its enqueues can set (``name`` and ``payload`` aside).
+OPTIONS = tuple(sorted(TASK_FIELDS - {"name", "payload"}))
+FINAL = ("succeeded", "dead", "canceled")
+
+
+def options_of(given: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(given.keys() - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"{where}: unknown option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
+    out = {k: v for k, v in given.items() if v is not None}
+    if isinstance(out.get("run_at"), datetime):
+        out["run_at"] = out["run_at"].isoformat()
+    return out
+
+
+class Enqueueable(Protocol):
+    """What a connection can enqueue besides a task name: a ``dtq.Task``."""
+
+    name: str
+
+    def body(self, payload: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]: ...
+
+
+def body_of(
+    task: Enqueueable | str, payload: dict[str, Any] | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``POST /tasks`` body of one run of a task object or of a task name."""
+    if not isinstance(task, str):
+        return task.body(payload, **options)
+    return {"name": task, "payload": payload or {}, **options_of(options, f"enqueue({task!r})")}
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task that was enqueued: its ``id``, read through the connection that made it."""
+
+    id: str
+    connection: Connection = field(repr=False, compare=False)
+
+    def get(self) -> dict[str, Any]:
+        """The task as ``GET /tasks/{id}`` shows it, history included."""
+        return self.connection.get(self.id)
+
+    def status(self) -> str:
+        return str(self.get()["status"])
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the task is final and return its result. Raises
+        :class:`dtq.TaskFailed` (dead: attempts spent), :class:`dtq.TaskCanceled`, or
+        ``TimeoutError`` when ``timeout`` seconds pass first (``None``: wait on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 3600.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            task = self.connection.wait(self.id, left)
+            status = task["status"]
+            if status == "succeeded":
+                return task["result"]
+            if status == "dead":
+                raise TaskFailed(f"task {self.id} failed: {task.get('error')}", task)
+            if status == "canceled":
+                raise TaskCanceled(f"task {self.id} was canceled")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.id} is still {status} after {timeout} s")
+
+    def cancel(self) -> bool:
+        """Cancel the task: True when it is canceled now, False when it is running and
+        stops at its worker's next lease extension."""
+        _, done = self.connection.cancel(self.id)
+        return done
+
+
 class Connection(ABC):
     """The calls a producer makes, whatever the transport. Bodies are task bodies as in
     ``POST /tasks``: ``{"name": …, "payload": {…}, "queue": …, …}``."""
 
     def enqueue(
-        self, task: Task[Any, Any] | str, payload: dict[str, Any] | None = None, **options: Any
+        self, task: Enqueueable | str, payload: dict[str, Any] | None = None, **options: Any
     ) -> TaskRef:
         """Enqueue one run of ``task`` (a task object, or a task name) through this
         connection, with the options of ``Task.enqueue``."""
-        from dtq._task import TaskRef, body_of
-
         return TaskRef(str(self.create(body_of(task, payload, options))["id"]), self)
 
     @abstractmethod

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = ("chalicelib", "workers", "schedules")
+PACKAGES = ("chalicelib", "workers", "schedules", "dtq")
 
 #: What each layer of chalicelib may import besides itself.
 BELOW = {
@@ -91,6 +91,20 @@ def test_the_worker_runtime_does_not_import_its_command_line_or_dev_stack() -> N
         if a.startswith("workers.")
         and a.split(".")[1] not in ("cli", "devstack")
         and b.split(".")[:2] in (["workers", "cli"], ["workers", "devstack"])
+    )
+    assert not wrong, wrong
+
+
+def test_the_public_package_is_the_front_nothing_else_imports() -> None:
+    """``dtq`` fronts the house; in an installed DTQ every internal module sits inside
+    it, so an arrow back into it would be a circle through its ``__init__``."""
+    g = graph()
+    assert "dtq" in g and g["dtq._task"], "the walk no longer sees the dtq package"
+    wrong = sorted(
+        (a, b)
+        for a, targets in g.items()
+        for b in targets
+        if b.startswith("dtq") and not a.startswith("dtq")
     )
     assert not wrong, wrong
 
