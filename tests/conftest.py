@@ -27,6 +27,9 @@ from chalicelib.record import migrate  # noqa: E402
 from chalicelib.service import deps  # noqa: E402
 from tests.workers.procs import Proxy  # noqa: E402
 
+#: The Redis Cluster fixtures (a three-node cluster, started only when a test asks).
+pytest_plugins = ("tests.cluster.fixtures",)
+
 REDIS_URL = os.environ.get("DTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DATABASE_URL = (
     os.environ.get("DTQ_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dtq_test")

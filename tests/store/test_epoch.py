@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.redis_server import redis_server_binary
 from chalicelib.core.settings import Settings
 from chalicelib.queue.locks import DistributedLock, LockScripts
 from chalicelib.service import deps
@@ -23,7 +24,6 @@ from chalicelib.service.epoch import EPOCH_SPAN, split
 from chalicelib.service.recorder import Recorder
 from chalicelib.service.recover import recover
 from tests.helpers import wait_until
-from tests.workers.test_cluster import redis_server
 from workers.devstack import embedded
 
 
@@ -44,7 +44,7 @@ class OwnRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                redis_server(),
+                redis_server_binary(),
                 "--port",
                 str(self.port),
                 "--bind",
