@@ -253,6 +253,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--list", action="store_true", help="print the functions and exit")
     p.set_defaults(func=cmd_scheduler)
-    from schedules import sync
+    from schedules import as_code
 
-    sync.register(subparsers)
+    as_code.register(subparsers)

@@ -13,7 +13,7 @@ import pytest
 from chalicelib.core.errors import DTQError
 from chalicelib.service.deps import Services
 from chalicelib.service.schedules import Schedules
-from schedules.sync import sync
+from schedules.as_code import sync
 from tests.schedules.conftest import T0, body
 
 ROOT = Path(__file__).parents[2]
