@@ -16,6 +16,7 @@ from chalicelib.core.settings import Settings
 from chalicelib.service.deps import Services
 from dtq._connection import Connection, HttpConnection
 from tests.client import tasks_app
+from tests.workers.procs import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,3 +199,38 @@ def test_the_public_surface_is_small_and_every_name_resolves() -> None:
         assert getattr(dtq, name) is not None
     with pytest.raises(AttributeError):
         dtq.Services  # type: ignore[attr-defined]  # noqa: B018 -- private, not exported
+
+
+def test_http_calls_ride_out_an_unreachable_api_and_create_once(
+    api_url: str, settings: Settings, services: Services
+) -> None:
+    """The API unreachable (every connection dropped) for a moment: the create is retried
+    with its idempotency key until it gets through, and makes one task; with the retries
+    spent, the caller gets dtq.Unavailable."""
+    port = int(api_url.rsplit(":", 1)[1])
+    proxy = Proxy("127.0.0.1", port)
+    conn = HttpConnection(
+        f"http://127.0.0.1:{proxy.port}", username="admin", password=settings.admin_password
+    )
+    try:
+        conn.get(tasks_app.add.enqueue({"a": 0, "b": 0}, via=conn).id)  # logged in, warm
+        proxy.cut()
+        healer = threading.Timer(0.3, proxy.restore)
+        healer.start()
+        ref = tasks_app.add.enqueue({"a": 40, "b": 2}, via=conn)
+        healer.join()
+        made = [t for t in services.tasks.list(limit=50)[0] if t["payload"] == {"a": 40, "b": 2}]
+        assert [t["id"] for t in made] == [ref.id]
+        proxy.cut()
+        impatient = HttpConnection(
+            f"http://127.0.0.1:{proxy.port}",
+            username="admin",
+            password=settings.admin_password,
+            retries=1,
+        )
+        with pytest.raises(dtq.Unavailable):
+            tasks_app.add.enqueue({"a": 1, "b": 1}, via=impatient)
+        impatient.close()
+    finally:
+        conn.close()
+        proxy.close()
