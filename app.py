@@ -121,6 +121,11 @@ def release_task(call: Call) -> Any:
     return workers.release(call.web, call.params["id"], call.body())
 
 
+@api.route("/tasks/{id}/progress", "POST", WORKER)
+def report_progress(call: Call) -> Any:
+    return workers.progress(call.web, call.params["id"], call.body())
+
+
 @api.route("/tasks/sync", "POST", WORKER)
 def sync_tasks(call: Call) -> Any:
     return sync.sync(call.web, call.body())

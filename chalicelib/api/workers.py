@@ -10,6 +10,7 @@ from chalicelib.api.web import Web
 from chalicelib.core import forms
 from chalicelib.core.clock import from_ms, iso
 from chalicelib.core.forms import Form
+from chalicelib.core.models import progress_problem
 from chalicelib.service.fleet import HEARTBEAT_INTERVAL_S
 
 MAX_LEASE_S = 86_400
@@ -94,3 +95,20 @@ def release(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
     client = web.services.tasks
     client.queue.release(client.queue_of(task_id), task_id, token)
     return {"released": True}
+
+
+def progress(web: Web, raw_id: str, body: Any) -> dict[str, Any]:
+    """The holder of a running task reports how far it is (a handler's ``ctx.progress``
+    in HTTP mode): kept as the task's ``progress``, recorded at most once a second."""
+    task_id = forms.task_id(raw_id)
+    form = Form(body, {"lease_token", "fraction", "message"})
+    token = form.text("lease_token", max_len=200)
+    fraction = form.number("fraction", 0.0, 1.0, required=True, lo_open=False)
+    message = form.body.get("message", "")
+    bad = progress_problem(0.0 if fraction is None else fraction, message)
+    if bad is not None:
+        form.add(*bad)
+    form.done()
+    assert token is not None and fraction is not None
+    recorded = web.services.tasks.progress(task_id, token, fraction, message)
+    return {"recorded": recorded}

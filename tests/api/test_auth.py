@@ -161,6 +161,7 @@ def test_route_lists_cover_the_app() -> None:
         ("POST", "/tasks/wait"),
         ("POST", "/tasks/{id}/lease"),
         ("POST", "/tasks/{id}/release"),
+        ("POST", "/tasks/{id}/progress"),
         ("POST", "/tasks/sync"),
         ("GET", "/tasks/{id}"),
     }

@@ -284,3 +284,45 @@ def test_queue_webhook_default_is_set_shown_and_cleared(admin: Http) -> None:
     assert q["webhook_url"] == "https://example.test/hook"
     assert_error(admin.patch("/queues/hooks", {"webhook_url": "ftp://x"}), 400, "validation_error")
     assert admin.patch("/queues/hooks", {"webhook_url": None}).json_body["webhook_url"] is None
+
+
+def test_progress_is_reported_by_the_holder_and_shown_with_the_task(
+    admin: Http, worker: Http, services: Services
+) -> None:
+    task = admin.post("/tasks", {"name": "t"}).json_body
+    assert admin.get(f"/tasks/{task['id']}").json_body["progress"] is None
+    [lease] = claim(worker)
+    path = f"/tasks/{task['id']}/progress"
+    body = {"lease_token": lease["lease_token"], "fraction": 0.4, "message": "4 of 10 pages"}
+    first = worker.post(path, body)
+    assert first.status_code == 200 and first.json_body == {"recorded": True}
+    # Within the second: kept (the task shows it) but not recorded as an event yet.
+    second = worker.post(path, {"lease_token": lease["lease_token"], "fraction": 0.5})
+    assert second.status_code == 200
+    got = admin.get(f"/tasks/{task['id']}").json_body
+    assert (got["progress"]["fraction"], got["progress"]["message"]) == (0.5, "")
+    assert got["progress"]["at"].endswith("+00:00")
+    Recorder(services.queue, services.store, "t").drain()
+    history = admin.get(f"/tasks/{task['id']}").json_body["history"]
+    recorded = [e for e in history if e["event"] == "progress"]
+    assert recorded[0]["progress"]["message"] == "4 of 10 pages"
+    assert recorded[0]["progress"]["fraction"] == 0.4
+    assert len(recorded) == 1 + second.json_body["recorded"]
+    # Anyone but the holder is refused in the documented shape.
+    stale = {**body, "lease_token": "not-the-lease"}
+    assert_error(worker.post(path, stale), 409, "conflict")
+    unknown = f"/tasks/{uuid.uuid4()}/progress"
+    assert_error(worker.post(unknown, body), 404, "not_found")
+    for bad in (
+        {**body, "fraction": 1.5},
+        {**body, "fraction": -0.1},
+        {**body, "fraction": True},
+        {"lease_token": lease["lease_token"]},
+        {**body, "message": "x" * 1001},
+        {**body, "message": 7},
+        {**body, "message": "a\u0000b"},
+        {**body, "percent": 40},
+    ):
+        assert_error(worker.post(path, bad), 400, "validation_error")
+    sync(worker, result(lease))
+    assert_error(worker.post(path, body), 409, "conflict")  # finished

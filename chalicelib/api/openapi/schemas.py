@@ -105,9 +105,18 @@ TASK_PROPS: dict[str, Schema] = {
     "finished_at": null(TIME),
     "result": {},
     "error": {"type": ["string", "null"]},
+    "progress": {"oneOf": [{"type": "null"}, ref("Progress")]},
 }
-TASK_REQUIRED = [k for k in TASK_PROPS if k not in ("cancel_requested", "fence", "webhook_url")]
+TASK_REQUIRED = [k for k in TASK_PROPS
+                 if k not in ("cancel_requested", "fence", "webhook_url", "progress")]
 TASK = obj(TASK_PROPS, TASK_REQUIRED, closed=False)
+
+# The newest progress a handler reported (ctx.progress); `at` is when it reported it.
+PROGRESS = obj({
+    "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+    "message": {"type": "string", "maxLength": 1000},
+    "at": null(TIME),
+}, ["fraction", "message", "at"])
 
 EVENT = obj({
     "at": TIME,
@@ -117,6 +126,7 @@ EVENT = obj({
     "error": {"type": ["string", "null"]},
     "run_at": TIME,
     "reason": {"type": "string"},
+    "progress": ref("Progress"),
 }, ["at", "event", "attempt", "worker_id", "error"], closed=False)
 
 TASK_WITH_HISTORY = obj({**TASK_PROPS, "history": array(EVENT)},
@@ -192,6 +202,7 @@ COMPONENTS: dict[str, Schema] = {
     "BackoffBody": BACKOFF_BODY,
     "TaskBody": TASK_BODY,
     "Task": TASK,
+    "Progress": PROGRESS,
     "TaskWithHistory": TASK_WITH_HISTORY,
     "LeasedTask": LEASED_TASK,
     "Error": ERROR,

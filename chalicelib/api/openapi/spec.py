@@ -90,6 +90,11 @@ _LEASE = obj({"lease_token": TEXT,
               "extend_seconds": {"type": "integer", "minimum": 1, "maximum": 86400}},
              ["lease_token"])
 _RELEASE = obj({"lease_token": TEXT}, ["lease_token"])
+_PROGRESS = obj({"lease_token": TEXT,
+                 "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                 "message": {"type": "string", "maxLength": 1000, "pattern": "^[^\\u0000]*$"}},
+                ["lease_token", "fraction"])
+_PROGRESSED = obj({"recorded": {"type": "boolean"}}, ["recorded"])
 _RELEASED = obj({"released": {"type": "boolean"}}, ["released"])
 _LEASED = obj({"lease_expires_at": TIME, "cancel_requested": {"type": "boolean"}},
               ["lease_expires_at", "cancel_requested"])
@@ -201,6 +206,11 @@ def _paths() -> dict[str, Any]:
             "releaseTask", "Give a task back (worker shutdown); the attempt is not counted",
             {200: resp(_RELEASED, "Released")}, errors=(404, 409), body=_RELEASE,
             params=[TASK_ID], tag="workers")},
+        "/tasks/{id}/progress": {"post": op(
+            "reportProgress", "Report how far a running task is (its holder only); kept as "
+            "the task's progress, a `progress` history event at most once a second",
+            {200: resp(_PROGRESSED, "recorded: whether a history event was written now")},
+            errors=(404, 409), body=_PROGRESS, params=[TASK_ID], tag="workers")},
         "/tasks/sync": {"post": op(
             "syncTasks", "Report outcomes and push tasks created offline",
             {200: resp(_SYNCED, "Per item: accepted, rejected or created")}, body=_SYNC,
