@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.core.errors import Cancelled
-from chalicelib.core.models import Lease
+from chalicelib.core.models import Lease, progress_problem
 
 log = logging.getLogger("dtq.task")
 
@@ -24,6 +24,8 @@ class Host(Protocol):
     def enqueue_from(
         self, job: Job, name: str, payload: dict[str, Any], options: dict[str, Any]
     ) -> str: ...
+
+    def report_progress(self, job: Job, fraction: float, message: str) -> None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -130,3 +132,27 @@ class TaskContext:
         it survives being offline; its idempotency key (returned) defaults to one derived
         from this attempt, so a re-run of the attempt does not create it twice."""
         return self._host.enqueue_from(self._job, name, payload or {}, options)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the task is: ``fraction`` from 0 to 1 and an optional message
+        (≤ 1000 characters). The task shows the newest report as its ``progress``; its
+        history gets a ``progress`` event at most once a second (the newest report is
+        recorded when the attempt ends). Best effort: while the worker is offline, or if
+        the server refuses or cannot be reached, the report is dropped; it never blocks
+        on a dead server, and never fails the handler. Bad arguments raise ValueError."""
+        self._host.report_progress(self._job, *checked_progress(fraction, message))
+
+
+def checked_progress(fraction: float, message: str) -> tuple[float, str]:
+    """``ctx.progress``'s arguments, checked in the handler (thread or child process):
+    ValueError naming the argument."""
+    bad = progress_problem(fraction, message)
+    if bad is not None:
+        raise ValueError(f"ctx.progress: {bad[0]} {bad[1]} (got {_shown(bad, fraction, message)})")
+    return float(fraction), message
+
+
+def _shown(bad: tuple[str, str], fraction: object, message: object) -> str:
+    value = fraction if bad[0] == "fraction" else message
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

@@ -21,6 +21,9 @@ from workers.transport import Extended, Synced
 
 #: Against an API without ``POST /tasks/wait``, idle workers poll at most this often.
 POLL_S = 0.1
+#: A progress report waits at most this long for the API (it is best effort: a handler
+#: must not hang on a slow server for it).
+PROGRESS_TIMEOUT_S = 2.0
 
 
 def _ms(value: str) -> int:
@@ -135,6 +138,19 @@ class HttpTransport:
             self._call(
                 "POST", f"/tasks/{quote(lease.task_id)}/release", {"lease_token": lease.lease_token}
             )
+
+    def progress(self, lease: Lease, fraction: float, message: str) -> str | None:
+        body = {"lease_token": lease.lease_token, "fraction": fraction, "message": message}
+        path = f"/tasks/{quote(lease.task_id)}/progress"
+        timeout_s = min(PROGRESS_TIMEOUT_S, self.session.timeout_s)
+        status, reply = self.session.call("POST", path, body, timeout_s=timeout_s)
+        if status == 200:
+            return None
+        if status == 404:  # the task is gone (or an older API without the endpoint)
+            return "not_found"
+        if status == 409:
+            return "lease_lost"
+        raise Unavailable(f"progress refused ({status}): {reply}")
 
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
         # A long poll on this thread's own connection: the server answers as soon as an

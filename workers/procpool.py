@@ -10,7 +10,9 @@ parent's threads) and import the ``--tasks`` modules once.
 What a handler gets in a child (:class:`ProcessContext`): task id, name, queue, attempt,
 max attempts, fence, a logger, the cancel flag (a per-child Event the parent sets when a
 lease extension reports a cancel, on timeout and on shutdown), ``wait``, and
-``enqueue`` / ``extend_lease`` forwarded to the parent over the pipe. ``ctx.lock`` is
+``enqueue`` / ``extend_lease`` / ``progress`` forwarded to the parent over the pipe
+(``progress`` is checked in the child, so bad arguments raise there, and is as best
+effort as from a slot thread). ``ctx.lock`` is
 not available (a lock object cannot live across the process boundary): it raises.
 
 Timeouts: unlike a thread, a child can be killed. An attempt past its
@@ -39,7 +41,7 @@ from typing import Any
 from chalicelib.core.clock import now_ms
 from chalicelib.core.errors import Cancelled, DTQError, Retry
 from chalicelib.core.models import Outcome
-from workers.context import Host, Job
+from workers.context import Host, Job, checked_progress
 from workers.registry import Registry
 from workers.slots import MAX_ERROR_CHARS, _failed
 
@@ -206,6 +208,9 @@ class ProcessPool:
                 value: Any = host.enqueue_from(job, *args)
             elif method == "extend_lease":
                 value = host.extend_job(job, *args)
+            elif method == "progress":
+                host.report_progress(job, *args)
+                value = None
             else:
                 raise DTQError(f"unknown context call {method!r}")
             reply: tuple[str, Any] = ("value", value)
@@ -285,6 +290,11 @@ class ProcessContext:
     def enqueue(self, name: str, payload: dict[str, Any] | None = None, **options: Any) -> str:
         """Forwarded to the worker: journaled and pushed as from a slot thread."""
         return str(self._call("enqueue", name, payload or {}, options))
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """As :meth:`workers.context.TaskContext.progress`: checked here, reported by the
+        worker (best effort)."""
+        self._call("progress", *checked_progress(fraction, message))
 
     def lock(self, name: str, ttl_seconds: float = 30.0) -> Any:
         raise DTQError(

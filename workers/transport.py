@@ -83,6 +83,11 @@ class Transport(Protocol):
         """Give tasks back without counting the attempt (graceful shutdown)."""
         ...
 
+    def progress(self, lease: Lease, fraction: float, message: str) -> str | None:
+        """Report a running task's progress (``ctx.progress``, arguments checked); None
+        when accepted, else why it was refused (``lease_lost``, ``not_found``…)."""
+        ...
+
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
         """Block until work may be there (an enqueue, a due task) or ``timeout_s``."""
         ...
@@ -165,16 +170,18 @@ class RedisTransport:
     ) -> Synced:
         pushed = self._push_created(created)
         payloads = self.tasks.payloads
-        outcomes = [r if r.worker_id else r._replace(worker_id=worker_id) for r in reports]
+        outcomes = reports
         if payloads is not None:
             outcomes = [
                 o._replace(result_json=payloads.offload_result(o.task_id, o.result_json))
                 if o.succeeded
                 else o
-                for o in outcomes
+                for o in reports
             ]
         with redis_errors():
-            verdicts = report_outcomes(self.queue, outcomes, recognise_resends=False)
+            verdicts = report_outcomes(
+                self.queue, outcomes, recognise_resends=False, worker_id=worker_id
+            )
         result = Synced(created=pushed)
         for r, reason in zip(reports, verdicts, strict=True):
             if reason is None:
@@ -212,6 +219,13 @@ class RedisTransport:
                     self.queue.release(lease.queue, lease.task_id, lease.lease_token)
                 except ApiError:
                     pass  # finished, canceled or taken over meanwhile: nothing to give back
+
+    def progress(self, lease: Lease, fraction: float, message: str) -> str | None:
+        with redis_errors():
+            code, _ = self.queue.progress_code(
+                lease.queue, lease.task_id, lease.lease_token, fraction, message
+            )
+        return None if code == Code.OK else REASONS.get(code, "lease_lost")
 
     def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> None:
         with redis_errors():

@@ -595,6 +595,23 @@ class Worker:
         job.extend_at = time.monotonic() + seconds / 3
         return ans.expires_ms
 
+    def report_progress(self, job: Job, fraction: float, message: str) -> None:
+        """``ctx.progress``, best effort: dropped while offline or once the attempt's
+        outcome is decided or its lease lost; an unreachable server sends the worker
+        offline (as any transport call does) and the report is dropped, never raised."""
+        if job.done or job.lost or job.canceled or not self._online:
+            return
+        try:
+            refused = self.transport.progress(job.lease, fraction, message)
+        except Unavailable as exc:
+            self._went_offline(exc)
+            return
+        except Exception:
+            log.warning("progress of task %s not reported", job.lease.task_id, exc_info=True)
+            return
+        if refused is not None:
+            log.debug("progress of task %s refused: %s", job.lease.task_id, refused)
+
     def make_lock(self, job: Job, name: str, ttl_seconds: float) -> Any:
         if self._locks is None:
             raise DTQError("the lock helper needs Redis mode (this worker uses --api)")

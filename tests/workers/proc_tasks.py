@@ -73,3 +73,17 @@ def gc_frozen(payload: dict[str, Any]) -> int:
     import gc
 
     return gc.get_freeze_count()
+
+
+@task("proc.progress")
+def progress(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Reports progress ``steps`` times as fast as it can, from a child process; a bad
+    argument is a ValueError here, in the handler."""
+    steps = int(payload["steps"])
+    for i in range(1, steps + 1):
+        ctx.progress(i / steps, f"step {i} of {steps}")
+    try:
+        ctx.progress(2.0)
+    except ValueError as exc:
+        refused = str(exc)
+    return {"refused": refused}

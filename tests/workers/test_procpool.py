@@ -119,3 +119,21 @@ def test_sigterm_with_tasks_in_flight_loses_none_and_leaves_no_child(
     assert states == ["queued", "succeeded", "succeeded"]
     assert all(live(services, t)["att"] in ("0", "1") for t in tasks)
     wait_until(lambda: not any(alive(k) for k in kids), timeout_s=5, what="no child left")
+
+
+def test_progress_from_a_child_process_reaches_the_task_and_its_history(
+    services: Services, spawn_worker: SpawnWorker
+) -> None:
+    task_id = services.tasks.enqueue("proc.progress", {"steps": 50})["id"]
+    spawn_worker(*POOL, "--concurrency", "1")
+    wait_until(lambda: status(services, task_id) == "succeeded", timeout_s=20)
+    assert "ctx.progress: fraction must be a number from 0 to 1" in live(services, task_id)["res"]
+    task = recorded(services, task_id)
+    assert task["progress"]["fraction"] == 1.0
+    assert task["progress"]["message"] == "step 50 of 50"
+    events = [e for e in task["history"] if e["event"] == "progress"]
+    assert events and events[-1]["progress"] == task["progress"]
+    started = datetime.fromisoformat(task["started_at"])
+    finished = datetime.fromisoformat(task["finished_at"])
+    # At most one event per second of running, plus the newest written at the end.
+    assert len(events) <= 2 + int((finished - started).total_seconds())

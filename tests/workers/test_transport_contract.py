@@ -175,3 +175,17 @@ def test_wait_for_work_blocks_until_an_enqueue_signals(
     # The wait consumed the enqueue's one wake-up signal: it was still waiting when the
     # enqueue came (returning early or by timeout would have left the signal there).
     assert enqueued and services.redis.llen(signal) == 0
+
+
+def test_progress_is_kept_for_the_holder_and_refused_to_others(
+    transport: Transport, services: Services
+) -> None:
+    task = services.tasks.enqueue("t")
+    [lease] = transport.claim("w1", ["default"], 1, 30_000)[0]
+    assert transport.progress(lease, 0.3, "a third") is None
+    assert transport.progress(lease, 0.4, "") is None  # held back from the history, kept
+    assert transport.progress(lease._replace(lease_token="not-mine"), 0.9, "") == "lease_lost"
+    progress = services.tasks.get(task["id"])["progress"]
+    assert (progress["fraction"], progress["message"]) == (0.4, "")
+    gone = lease._replace(task_id="0193a000-0000-7000-8000-00000000abcd")
+    assert transport.progress(gone, 0.5, "") == "not_found"
