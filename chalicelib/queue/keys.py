@@ -23,6 +23,9 @@ Task hash fields (short names keep a queued task small; see docs/architecture.md
 ``wid``      worker holding the lease; ``lx``: lease expiry (ms)
 ``sa``/``fa``  started / finished (ms); ``err``: last error; ``res``: result
 ``cr``       cancel requested (1)
+``pf``       newest progress (ctx.progress): fraction; ``pm``: message; ``pat``: when (ms)
+``pe``       when the task's last ``progress`` event was written (ms): one a second
+``pu``       the newest progress is not written yet (1); written when the lease ends
 ===========  ===============================================================
 """
 
