@@ -10,7 +10,18 @@ from typing import Any
 from chalice import Chalice  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Cron, Rate
 
-from chalicelib.api import health, login, metrics, queues, schedules, sync, tasks, web, workers
+from chalicelib.api import (
+    dashboard,
+    health,
+    login,
+    metrics,
+    queues,
+    schedules,
+    sync,
+    tasks,
+    web,
+    workers,
+)
 from chalicelib.api.http import ADMIN, PUBLIC, WORKER, Api, Call
 from chalicelib.api.openapi import spec
 from chalicelib.service import maintenance
@@ -147,6 +158,19 @@ def get_metrics(call: Call) -> Any:
 @api.route("/openapi.json", "GET", PUBLIC)
 def get_openapi(call: Call) -> Any:
     return spec.document()
+
+
+# -- the web dashboard (chalicelib/api/dashboard) --------------------------------------
+
+
+@api.route("/dashboard", "GET", PUBLIC)
+def dashboard_page(call: Call) -> Any:
+    return dashboard.page()
+
+
+@api.route("/dashboard/static/{asset}", "GET", PUBLIC)
+def dashboard_asset(call: Call) -> Any:
+    return dashboard.asset(call.params["asset"])
 
 
 # -- schedules -----------------------------------------------------------------------

@@ -34,6 +34,8 @@ PUBLIC = [
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/static/{asset}"),
 ]
 
 

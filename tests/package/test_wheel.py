@@ -162,6 +162,9 @@ def test_the_wheel_adds_one_import_name_and_every_file_it_needs(wheel: Path) -> 
         "dtq/_impl/chalicelib/queue/lua/claim.lua",
         "dtq/_impl/chalicelib/record/sql/queries.sql",
         "dtq/_impl/chalicelib/record/sql/migrations/0001_initial.sql",
+        "dtq/_impl/chalicelib/api/dashboard/index.html",
+        "dtq/_impl/chalicelib/api/dashboard/static/app.js",
+        "dtq/_impl/chalicelib/api/dashboard/static/style.css",
     ):
         assert needed in names
     # Every import of a moved name was rewritten, in the public package too.

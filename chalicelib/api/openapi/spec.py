@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from chalicelib.api.metrics import CONTENT_TYPE as METRICS_TEXT
+from chalicelib.api.openapi import dashboard as openapi_dashboard
 from chalicelib.api.openapi import schedules as openapi_schedules
 from chalicelib.api.openapi.operations import op, param, resp
 from chalicelib.api.openapi.schemas import (
@@ -238,7 +239,7 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "A distributed task queue: tasks, queues, workers, operations.",
         },
-        "paths": {**_paths(), **openapi_schedules.paths()},
+        "paths": {**_paths(), **openapi_schedules.paths(), **openapi_dashboard.paths()},
         "components": {
             "schemas": {**COMPONENTS, "SyncResult": _RESULT, **openapi_schedules.SCHEMAS},
             "securitySchemes": {
