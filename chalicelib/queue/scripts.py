@@ -173,27 +173,43 @@ class Queue(QueueReads):
                 self._reload()
         raise AssertionError("unreachable")
 
-    def _remember_queues(self, queues: Iterable[str]) -> None:
-        # Recorders, sweeps and stats find queues through this set. A process-local cache
-        # would go stale the moment Redis loses its data; enqueue.lua checks instead.
-        self.redis.sadd(self.keys.queues, *set(queues))
+    def remember_queues(self, queues: Iterable[str]) -> None:
+        """Add queues to the registry ``P:queues`` (idempotent). Recorders, sweeps and
+        stats find queues through this set. A process-local cache would go stale the
+        moment Redis loses its data; enqueue.lua checks the queue's own flag instead.
+        Under Cluster the registry lives on one node and each queue's flag on its own: a
+        node that loses the registry alone forgets queues whose flag survived elsewhere,
+        so reconciliation adds back every queue of the record's live tasks
+        (chalicelib/service/recover.py)."""
+        names = set(queues)
+        if names:
+            self.redis.sadd(self.keys.queues, *names)
 
     def check_eviction_policy(self, allow_evicting: bool) -> None:
-        """Refuse a Redis that may evict keys: an evicted task would be silently lost."""
+        """Refuse a Redis that may evict keys: an evicted task would be silently lost.
+        Under Cluster every primary is asked (each holds its own queues)."""
         if allow_evicting:
             return
         try:
-            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+            if isinstance(self.redis, RedisCluster):
+                replies: dict[str, dict[str, str]] = self.redis.config_get(
+                    "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
+                )
+                policies = {node: r.get("maxmemory-policy") for node, r in replies.items()}
+            else:
+                policies = {"": self.redis.config_get("maxmemory-policy").get("maxmemory-policy")}
         except redis.ResponseError as exc:
             raise ConfigError(
                 "Redis hides CONFIG; set DTQ_ALLOW_EVICTING_REDIS=true once you have checked "
                 "that its maxmemory-policy is noeviction"
             ) from exc
-        if policy not in (None, "noeviction"):
-            raise ConfigError(
-                f"Redis maxmemory-policy is {policy!r}: it may evict queued tasks; set it to "
-                "noeviction (or DTQ_ALLOW_EVICTING_REDIS=true to accept the risk)"
-            )
+        for node, policy in sorted(policies.items()):
+            if policy not in (None, "noeviction"):
+                where = f" (node {node})" if node else ""
+                raise ConfigError(
+                    f"Redis maxmemory-policy is {policy!r}{where}: it may evict queued tasks; "
+                    "set it to noeviction (or DTQ_ALLOW_EVICTING_REDIS=true to accept the risk)"
+                )
 
     # -- enqueue -----------------------------------------------------------------
 
@@ -282,7 +298,7 @@ class Queue(QueueReads):
         # The registry first, then the epoch, then the flag enqueue.lua checks: a crash in
         # between leaves the flag unset, and the next enqueue registers the queue again
         # (SADD is idempotent). No task enters a queue whose meta lacks the epoch.
-        self._remember_queues(queues)
+        self.remember_queues(queues)
         epoch = self.published_epoch()
         if epoch is None and self.on_new_server is not None:
             self.on_new_server()  # Redis lost (or never had) the epoch: check the record
@@ -511,7 +527,7 @@ class Queue(QueueReads):
         flat: list[str] = []
         for key, value in fields.items():
             flat += [key, value]
-        self._remember_queues([queue])
+        self.remember_queues([queue])
         self._run("configure_queue", queue, flat)
 
     def extend_many(

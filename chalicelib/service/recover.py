@@ -25,7 +25,8 @@ class Report:
 
 
 def restore_missing(tasks: TaskService, *, page: int = PAGE) -> Report:
-    """Restore every non-terminal recorded task that Redis does not hold.
+    """Restore every non-terminal recorded task that Redis does not hold, and put the
+    queue of every one of them back into the queue registry if Redis forgot it there.
 
     A missing task that had transitions (version > 0) was in Redis and is gone: Redis
     lost data, maybe leases and fences the record never saw, so the epoch is raised
@@ -35,6 +36,9 @@ def restore_missing(tasks: TaskService, *, page: int = PAGE) -> Report:
     after = "00000000-0000-0000-0000-000000000000"
     while rows := tasks.store.live_tasks(after, page):
         after = str(rows[-1]["id"])
+        # The registry may have lost queues whose own keys survived (under Cluster it is
+        # on another node): recorders and the reaper would never look at them again.
+        tasks.queue.remember_queues({r["queue"] for r in rows})
         live = tasks.queue.live_many([(r["queue"], str(r["id"])) for r in rows])
         report.checked += len(rows)
         for row, state in zip(rows, live, strict=True):
