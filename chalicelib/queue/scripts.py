@@ -192,7 +192,7 @@ class Queue(QueueReads):
             return
         try:
             if isinstance(self.redis, RedisCluster):
-                replies: dict[str, dict[str, str]] = self.redis.config_get(
+                replies: Any = self.redis.config_get(  # {node: {name: value}}
                     "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
                 )
                 policies = {node: r.get("maxmemory-policy") for node, r in replies.items()}
