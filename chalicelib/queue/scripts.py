@@ -191,13 +191,11 @@ class Queue(QueueReads):
         if allow_evicting:
             return
         try:
-            if isinstance(self.redis, RedisCluster):
-                replies: Any = self.redis.config_get(  # {node: {name: value}}
-                    "maxmemory-policy", target_nodes=RedisCluster.PRIMARIES
+            policies = self._each_primary(
+                lambda node: self.redis.config_get("maxmemory-policy", **node).get(
+                    "maxmemory-policy"
                 )
-                policies = {node: r.get("maxmemory-policy") for node, r in replies.items()}
-            else:
-                policies = {"": self.redis.config_get("maxmemory-policy").get("maxmemory-policy")}
+            )
         except redis.ResponseError as exc:
             raise ConfigError(
                 "Redis hides CONFIG; set DTQ_ALLOW_EVICTING_REDIS=true once you have checked "
@@ -314,10 +312,18 @@ class Queue(QueueReads):
     def server_run_ids(self) -> list[str]:
         """The run_id of every Redis server process behind this client (one per primary
         under Cluster): a new one is a restart or a failover."""
-        if isinstance(self.redis, RedisCluster):
-            infos = self.redis.info("server", target_nodes=RedisCluster.PRIMARIES)
-            return sorted(str(i["run_id"]) for i in infos.values())
-        return [str(self.redis.info("server")["run_id"])]
+        infos = self._each_primary(lambda node: self.redis.info("server", **node))
+        return sorted(str(i["run_id"]) for i in infos.values())
+
+    def _each_primary(self, ask: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+        """``ask`` of every primary, by node name ("" for a plain Redis): ``ask`` gets the
+        keyword arguments that aim a command at one node. One node at a time, because
+        redis-py answers a command sent to several nodes with a dict by node, except
+        when there is only one (a one-shard cluster), which answers bare."""
+        if not isinstance(self.redis, RedisCluster):
+            return {"": ask({})}
+        primaries: list[Any] = self.redis.get_primaries()  # type: ignore[no-untyped-call]
+        return {node.name: ask({"target_nodes": node}) for node in primaries}
 
     def published_epoch(self) -> int | None:
         """The deployment's epoch as Redis holds it (None: Redis has none)."""
