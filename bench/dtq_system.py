@@ -119,6 +119,7 @@ class DTQ:
             "DTQ_REDIS_URL": s.redis_url,
             "DTQ_DATABASE_URL": s.database_url,
             "DTQ_KEY_PREFIX": s.key_prefix,
+            "DTQ_REDIS_CLUSTER": "true" if s.redis_cluster else "false",
             "PYTHONPATH": REPO,
         }
 

@@ -22,7 +22,17 @@ from bench import drive, procs, redis_server
 from bench.stats import Figure, fmt, percentile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
+SCENARIOS = (
+    "enqueue",
+    "bulk",
+    "api",
+    "drain",
+    "inprocess",
+    "latency",
+    "claim",
+    "memory",
+    "cluster",
+)
 PEERS = (
     "rq",
     "celery",
@@ -663,6 +673,51 @@ class Bench:
             "memory", "dtq", "MEMORY USAGE of one task hash", "bytes", 1, hash_bytes, higher=False
         )
         self.dtq.reset()
+
+    def cluster(self) -> None:
+        """The same drain on a 1-shard and a 3-shard Redis Cluster (bench/cluster.py)."""
+        from bench import cluster
+        from bench.dtq_system import DTQ
+        from bench.redis_server import LocalCluster
+
+        o, r = self.opts, self.res
+        n = max(o.n, 600) if o.quick else o.n
+        label = (
+            f"{len(cluster.QUEUES)} queues, {cluster.PROCESSES} processes, "
+            f"concurrency {cluster.CONCURRENCY}"
+        )
+        note = "succeeded counters of every queue, 5 % → 95 % of N; all on this machine"
+        base = dataclasses.replace(self.dtq.base, redis_cluster=True)
+        clusters: list[LocalCluster] = []
+        systems: list[DTQ] = []
+        try:
+            for shards in cluster.SHARDS:
+                clusters.append(LocalCluster(shards))
+                systems.append(
+                    DTQ(base, clusters[-1].url, self.database_url, o.work_dir, flush_redis=True)
+                )
+            for _ in range(o.runs):
+                for shards, nodes, system in zip(cluster.SHARDS, clusters, systems, strict=True):
+                    res = cluster.drain(system, nodes, n, o.work_dir)
+                    name = f"{shards} shard{'s' if shards > 1 else ''}"
+                    metric = f"drain, {name}, {label}"
+                    r.add("cluster", "dtq", metric, "tasks/s", n, res.rate, note=note)
+                    for group, seconds in res.cpu_s.items():
+                        r.add(
+                            "cluster",
+                            "dtq",
+                            f"CPU, {group}, {name}",
+                            "% of a core",
+                            n,
+                            100 * seconds / res.window_s,
+                            higher=False,
+                            note="/proc utime+stime over the measured window",
+                        )
+        finally:
+            for system in systems:
+                system.close()
+            for nodes in clusters:
+                nodes.stop()
 
     # -- run ---------------------------------------------------------------------------------
 

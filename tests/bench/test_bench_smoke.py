@@ -103,3 +103,16 @@ def test_quick_latency_scenario_loads_at_half_of_both_peaks(
         assert p99["median"] > 0 and p99["n"] == 20
     for p in (50, 90, 99):
         assert figures[("latency", f"idle worker p{p}")]["median"] > 0
+
+
+def test_quick_cluster_scenario_drains_on_one_and_three_shards(
+    database_url: str, tmp_path: Path
+) -> None:
+    figures = quick_bench(database_url, tmp_path, "cluster", 600)
+    label = "6 queues, 3 processes, concurrency 16"
+    for shards, nodes in (("1 shard", 1), ("3 shards", 3)):
+        drain = figures[("cluster", f"drain, {shards}, {label}")]
+        assert drain["runs"] == 1 and drain["n"] == 600 and drain["median"] > 0
+        for node in range(nodes):  # every Redis node's CPU over the measured window
+            assert figures[("cluster", f"CPU, redis node {node}, {shards}")]["median"] >= 0
+        assert ("cluster", f"CPU, redis node {nodes}, {shards}") not in figures

@@ -18,7 +18,17 @@ from chalicelib.core.errors import ConfigError
 
 #: The checkout holding ``bench/`` (this file is ``<repo>/workers/cli/bench.py``).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCENARIOS = ("enqueue", "bulk", "api", "drain", "inprocess", "latency", "claim", "memory")
+SCENARIOS = (
+    "enqueue",
+    "bulk",
+    "api",
+    "drain",
+    "inprocess",
+    "latency",
+    "claim",
+    "memory",
+    "cluster",
+)
 PEERS = (
     "rq",
     "celery",
