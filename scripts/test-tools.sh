@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The system tools some tests call: promtool (metrics text), shellcheck (infra checks) and
-# newman (the Postman collection). Installed once per machine when missing.
+# The system tools some tests call: promtool (metrics text), shellcheck (infra checks),
+# chromium (the dashboard's browser tests) and newman (the Postman collection). Installed
+# once per machine when missing.
 set -euo pipefail
 
-if ! command -v promtool >/dev/null || ! command -v shellcheck >/dev/null; then
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq >/dev/null
-    $sudo apt-get install -y -qq --no-install-recommends prometheus shellcheck >/dev/null
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! command -v newman >/dev/null; then

@@ -402,7 +402,7 @@ class Stack:
         settings = Settings.from_env(self.env)
         _, spec = _http_json(self.api_url + "/openapi.json")
         paths = spec.get("paths", {}) if isinstance(spec, dict) else {}
-        dashboards = [p for p in paths if "dashboard" in p]
+        dashboards = ["/dashboard"] if "/dashboard" in paths else []
         env_file = self.state / "env"
         keep = (
             "DTQ_REDIS_URL",
@@ -423,9 +423,9 @@ class Stack:
                 "dashboard",
                 f"{self.api_url}{dashboards[0]}"
                 if dashboards
-                else "none in `dtq dev` (Grafana comes with infra/docker-compose.yml)",
+                else "none (this API serves no /dashboard)",
             ),
-            ("admin", f"{settings.admin_username} / {settings.admin_password}"),
+            ("admin", f"{settings.admin_username} / {settings.admin_password} (dashboard too)"),
             ("worker", f"{settings.worker_username} / {settings.worker_password}"),
             ("", f"(kept in {self.state / 'credentials'})"),
             *self.info,

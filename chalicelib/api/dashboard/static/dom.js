@@ -8,6 +8,7 @@ export function h(tag, attrs, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "text") el.textContent = String(value);
     else if (key === "class") el.className = value;
+    else if (key === "value") el.value = String(value);
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "href") el.setAttribute("href", safeHref(value));
     else if (key in el && typeof value !== "string") el[key] = value;

@@ -1,0 +1,220 @@
+"""The dashboard in a real browser, against a real ``dtq api`` and ``dtq worker``: sign-in
+(a worker's credentials refused), a task seen through to ``succeeded``, values holding
+markup shown as text, a dead task replayed from the page, a queue paused from the page,
+the sign-in after expiry returning to the same view, and no request leaving the API's
+origin. Screenshots of each main page are saved with the test's temporary files."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from chalicelib.core.settings import Settings
+from tests.dashboard.conftest import Api
+from tests.dashboard.tasks_app import XSS
+from tests.helpers import wait_until
+from tests.workers.conftest import SpawnWorker
+
+WORKER = ("--tasks", "tests.dashboard.tasks_app", "--queues", "dash")
+
+
+@pytest.fixture
+def page(browser: Any, api_url: str) -> Iterator[Page]:
+    """A fresh tab (1280 by 800) that records every request and every dialog."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    requests: list[str] = []
+    dialogs: list[str] = []
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    tab.requests = requests  # type: ignore[attr-defined]
+    tab.dialogs = dialogs  # type: ignore[attr-defined]
+    yield tab
+    origin = urlsplit(api_url).netloc
+    foreign = [u for u in requests if urlsplit(u).netloc != origin]
+    context.close()
+    assert not foreign, f"requests left the API's origin: {foreign}"
+    assert not dialogs, f"a dialog fired: {dialogs}"
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], (page.url, width)  # type: ignore[index]
+
+
+def open_view(page: Page, url: str, route: str) -> None:
+    page.goto(f"{url}/dashboard#/{route}")
+
+
+def enqueue(api: Api, name: str, payload: dict[str, Any]) -> str:
+    return str(
+        api.call("POST", "/tasks", {"name": name, "queue": "dash", "payload": payload})["id"]
+    )
+
+
+def status_of(api: Api, task_id: str) -> str:
+    return str(api.call("GET", f"/tasks/{task_id}")["status"])
+
+
+def test_sign_in_see_a_task_succeed_and_every_value_as_text(
+    page: Page,
+    api_url: str,
+    api: Api,
+    settings: Settings,
+    spawn_worker: SpawnWorker,
+    shots: Path,
+) -> None:
+    spawn_worker(*WORKER)
+    page.goto(f"{api_url}/dashboard#/tasks")
+
+    # A worker's credentials are refused, saying why.
+    assert settings.worker_password is not None and settings.admin_password is not None
+    sign_in(page, "worker", settings.worker_password)
+    expect(page.get_by_role("alert").filter(has_text="admin")).to_contain_text("needs an admin")
+    sign_in(page, "admin", "wrong password")
+    expect(page.locator("#signin-error")).to_have_text("Wrong username or password.")
+
+    # The admin lands on the view in the address.
+    sign_in(page, "admin", settings.admin_password)
+    expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    stored = page.evaluate("JSON.stringify(sessionStorage)")
+    assert "token" in stored and page.context.cookies() == []
+
+    task_id = enqueue(api, "dash.ok", {"text": XSS})
+    wait_until(lambda: status_of(api, task_id) == "succeeded", 20, "the task to succeed")
+    # Live refresh brings it into the list without a reload.
+    expect(page.get_by_role("link", name=task_id)).to_be_visible(timeout=12_000)
+    page.get_by_role("link", name=task_id).click()
+    expect(page).to_have_url(re.compile(f"#/tasks/{task_id}$"))
+    expect(page.locator(".props")).to_contain_text("succeeded")
+    # Markup in the payload and the result is shown as the characters it is.
+    expect(page.locator("pre").first).to_contain_text(XSS.replace('"', '\\"'))
+    expect(page.locator("pre").nth(1)).to_contain_text("<img src=x onerror=alert(1)>")
+    assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
+    expect(page.locator(".timeline")).to_contain_text("claimed")
+    expect(page.locator(".timeline")).to_contain_text("succeeded")
+    page.screenshot(path=shots / "task.png", full_page=True)
+
+    # Copy as curl: the command that enqueues the same task, the token left out.
+    page.get_by_role("button", name="Copy as curl").click()
+    command = page.get_by_label("curl command that enqueues this task again").input_value()
+    assert command.startswith("curl ") and f"{api_url}/tasks" in command
+    assert "$DTQ_TOKEN" in command and api.token not in command
+
+    # Each main view renders, without horizontal scrolling at a desktop and a phone size.
+    for route, heading in [
+        ("overview", "Overview"),
+        ("tasks", "Tasks"),
+        ("dead-letters", "Dead letters"),
+        ("queues", "Queues"),
+        ("schedules", "Schedules"),
+        ("workers", "Workers"),
+    ]:
+        open_view(page, api_url, route)
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        expect(page.locator("#live")).to_contain_text("Updated")
+        no_horizontal_scroll(page)
+        page.screenshot(path=shots / f"{route}.png", full_page=True)
+    expect(page.locator("main")).to_contain_text("alive")
+    open_view(page, api_url, "overview")
+    expect(page.locator("main table")).to_contain_text("dash")
+    expect(page.locator(".cards")).to_contain_text("ok")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for route in ("overview", f"tasks/{task_id}", "queues"):
+        open_view(page, api_url, route)
+        expect(page.locator("#live")).to_contain_text("Updated")
+        no_horizontal_scroll(page)
+    page.screenshot(path=shots / "phone-queues.png", full_page=True)
+
+    # Expiry: the form comes back, and signing in returns to the same view.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    open_view(page, api_url, "workers")
+    expect(page.locator("#live")).to_contain_text("Updated")
+    page.evaluate(
+        "() => { const s = JSON.parse(sessionStorage.getItem('dtq.session'));"
+        " s.token = 'expired'; sessionStorage.setItem('dtq.session', JSON.stringify(s)); }"
+    )
+    page.reload()
+    expect(page.locator("#signin-error")).to_contain_text("expired")
+    sign_in(page, "admin", settings.admin_password)
+    expect(page.get_by_role("heading", name="Workers", exact=True)).to_be_visible()
+    assert page.url.endswith("#/workers")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('dtq.session')") is None
+
+
+def test_replay_a_dead_task_and_pause_a_queue_from_the_page(
+    page: Page,
+    api_url: str,
+    api: Api,
+    settings: Settings,
+    spawn_worker: SpawnWorker,
+    tmp_path: Path,
+) -> None:
+    spawn_worker(*WORKER)
+    assert settings.admin_password is not None
+    flag = tmp_path / "succeed-now"
+    dead = enqueue(api, "dash.flaky", {"until": str(flag)})
+    wait_until(lambda: status_of(api, dead) == "dead", 20, "the task to die")
+
+    page.goto(f"{api_url}/dashboard#/dead-letters")
+    sign_in(page, "admin", settings.admin_password)
+    row = page.locator("tr", has=page.get_by_role("link", name=dead))
+    expect(row).to_be_visible(timeout=12_000)
+    # The list shows the error's first line, as text.
+    expect(row).to_contain_text("not yet <img src=x onerror=alert(1)>")
+    expect(row).not_to_contain_text("second line")
+
+    flag.touch()
+    page.get_by_role("button", name=f"Replay task {dead}").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"Replay dead task {dead}?")
+    dialog.get_by_role("button", name="Replay").click()
+    expect(page.get_by_role("status")).to_have_text("1 replayed")
+    wait_until(lambda: status_of(api, dead) == "succeeded", 20, "the replayed task to run")
+    # The list drops it once the record has it queued again; its page tells the story.
+    open_view(page, api_url, f"tasks/{dead}")
+    expect(page.locator(".timeline")).to_contain_text("replayed", timeout=12_000)
+    expect(page.locator(".props")).to_contain_text("succeeded")
+
+    # Pausing from the page stops starts; resuming lets the task run.
+    open_view(page, api_url, "queues")
+    page.get_by_role("button", name="Pause queue dash").click()
+    page.get_by_role("dialog").get_by_role("button", name="Pause").click()
+    expect(page.get_by_role("status")).to_have_text("Queue “dash” paused")
+    expect(page.get_by_role("button", name="Resume queue dash")).to_be_visible()
+    assert api.call("GET", "/queues/dash")["paused"] is True
+    held = enqueue(api, "dash.ok", {"text": "held"})
+    time.sleep(1.5)  # a worker polling the queue would have started it by now
+    assert status_of(api, held) == "queued"
+    page.get_by_role("button", name="Resume queue dash").click()
+    page.get_by_role("dialog").get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("status")).to_have_text("Queue “dash” resumed")
+    wait_until(lambda: status_of(api, held) == "succeeded", 20, "the held task to run")
+
+    # Canceling asks first; declining changes nothing.
+    page.goto(f"{api_url}/dashboard#/queues/dash")
+    expect(page.get_by_label("Concurrency (tasks at once, empty: no cap)")).to_be_visible()
+    page.get_by_label("Concurrency (tasks at once, empty: no cap)").fill("3")
+    page.get_by_role("button", name="Set concurrency").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    assert api.call("GET", "/queues/dash")["concurrency"] is None
+    page.get_by_role("button", name="Set concurrency").click()
+    page.get_by_role("dialog").get_by_role("button", name="Set").click()
+    expect(page.get_by_role("status")).to_have_text("Concurrency of “dash”: 3")
+    assert api.call("GET", "/queues/dash")["concurrency"] == 3
