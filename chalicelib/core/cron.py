@@ -153,6 +153,21 @@ def next_fire_times(spec: CronSpec, after: datetime, count: int) -> list[datetim
     return list(islice(_fires(spec, _aware(after)), max(count, 0)))
 
 
+def dst_note(spec: CronSpec, instant: datetime) -> str | None:
+    """How DST shaped a fire time: ``"gap"`` (its wall time was skipped, so it fires at
+    the first instant after the gap), ``"repeat"`` (its wall time happens twice that
+    day), or None."""
+    local = _aware(instant).astimezone(spec.tz)
+    wall = local.replace(tzinfo=None)
+    first = wall.replace(tzinfo=spec.tz, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=spec.tz, fold=1).astimezone(UTC)
+    if first != second:
+        return "repeat"
+    if local.minute not in spec.minutes or local.hour not in spec.hours:
+        return "gap"
+    return None
+
+
 def fire_times_between(
     spec: CronSpec, start: datetime, end: datetime, limit: int = 10000
 ) -> list[datetime]:

@@ -215,7 +215,12 @@ def preview(params: dict[str, str], now: datetime) -> dict[str, Any]:
         raise ValidationError(f"{errors[0]['field']} {errors[0]['message']}", details=errors)
     count = forms.query_int(params, "count", NEXT_COUNT, 1, 100)
     spec = cron.parse(params["cron"], params.get("timezone", "UTC"))
-    return {"fire_times": [iso(t) for t in cron.next_fire_times(spec, after, count)]}
+    times = cron.next_fire_times(spec, after, count)
+    fires = [
+        {"at": iso(t), "local": t.astimezone(spec.tz).isoformat(), "dst": cron.dst_note(spec, t)}
+        for t in times
+    ]
+    return {"fire_times": [iso(t) for t in times], "fires": fires}
 
 
 def _after(raw: str) -> datetime:

@@ -140,6 +140,27 @@ def test_sign_in_see_a_task_succeed_and_every_value_as_text(
         no_horizontal_scroll(page)
     page.screenshot(path=shots / "phone-queues.png", full_page=True)
 
+    # A schedule's preview marks the fire time that a DST gap moved.
+    schedule = api.call(
+        "POST",
+        "/schedules",
+        {
+            "name": "nightly",
+            "cron": "30 2 * * *",
+            "timezone": "Europe/Berlin",
+            "task": {"name": "dash.ok", "queue": "dash"},
+        },
+    )
+    page.set_viewport_size({"width": 1280, "height": 800})
+    open_view(page, api_url, f"schedules/{schedule['id']}")
+    expect(page.get_by_role("heading", name="Schedule nightly")).to_be_visible()
+    page.get_by_label("Preview from (ISO time, empty: now)").fill("2027-03-27T00:00:00Z")
+    preview = page.locator("#s-preview li")
+    expect(preview.nth(1)).to_contain_text("moved by a DST gap")
+    expect(preview.nth(1)).to_contain_text("2027-03-28T03:00:00+02:00")
+    expect(preview.nth(0)).not_to_contain_text("DST")
+    page.screenshot(path=shots / "schedule.png", full_page=True)
+
     # Expiry: the form comes back, and signing in returns to the same view.
     page.set_viewport_size({"width": 1280, "height": 800})
     open_view(page, api_url, "workers")

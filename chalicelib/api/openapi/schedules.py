@@ -84,7 +84,11 @@ def paths() -> dict[str, Any]:
         param("after", "query", TIME),
         param("count", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
     ]
-    fire_times = obj({"fire_times": array(TIME)}, ["fire_times"])
+    fire = obj(
+        {"at": TIME, "local": {"type": "string"}, "dst": {"enum": ["gap", "repeat", None]}},
+        ["at", "local", "dst"],
+    )
+    fire_times = obj({"fire_times": array(TIME), "fires": array(fire)}, ["fire_times", "fires"])
     # fmt: off
     return {
         "/schedules": {

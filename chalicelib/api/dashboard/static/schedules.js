@@ -53,10 +53,11 @@ export function schedulePage(id) {
   const actions = h("div", { class: "actions" });
   const cron = h("input", { id: "s-cron", autocomplete: "off", spellcheck: false });
   const zone = h("input", { id: "s-zone", autocomplete: "off", spellcheck: false });
-  const preview = h("div", { "aria-live": "polite" });
+  const after = h("input", { id: "s-after", autocomplete: "off", spellcheck: false, placeholder: "now" });
+  const preview = h("div", { "aria-live": "polite", id: "s-preview" });
   const save = h("button", { type: "submit", text: "Save cron and zone" });
   const form = h("form", { class: "filters", "aria-label": "Edit the cron and zone" },
-    field("Cron", cron), field("Time zone", zone), save);
+    field("Cron", cron), field("Time zone", zone), field("Preview from (ISO time, empty: now)", after), save);
   const el = h("section", { "aria-labelledby": "h-schedule" },
     h("p", {}, h("a", { href: "#/schedules", text: "← Schedules" })),
     h("h1", { id: "h-schedule", text: "Schedule" }), actions, info,
@@ -68,7 +69,7 @@ export function schedulePage(id) {
   async function showPreview() {
     if (!cron.value.trim()) return replace(preview);
     try {
-      const p = await api.get("schedules/preview", { cron: cron.value.trim(), timezone: zone.value.trim() || "UTC", count: 10 });
+      const p = await api.get("schedules/preview", { cron: cron.value.trim(), timezone: zone.value.trim() || "UTC", after: after.value.trim(), count: 10 });
       const fires = p.fires || p.fire_times.map((at) => ({ at, dst: null }));
       replace(preview, h("p", { class: "muted", text: "Next fire times:" }), fireList(fires));
     } catch (err) {
@@ -78,6 +79,7 @@ export function schedulePage(id) {
   const later = () => { clearTimeout(timer); timer = setTimeout(showPreview, 300); };
   cron.addEventListener("input", later);
   zone.addEventListener("input", later);
+  after.addEventListener("input", later);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const body = { cron: cron.value.trim(), timezone: zone.value.trim() || "UTC" };
