@@ -17,6 +17,7 @@ from chalicelib.api import (
     metrics,
     queues,
     schedules,
+    stats,
     sync,
     tasks,
     web,
@@ -153,6 +154,11 @@ def get_health(call: Call) -> Any:
 @api.route("/metrics", "GET", PUBLIC)
 def get_metrics(call: Call) -> Any:
     return metrics.serve(call.web, call.query(("format",)), call.header("accept"))
+
+
+@api.route("/stats/timeline", "GET", ADMIN)
+def get_timeline(call: Call) -> Any:
+    return stats.get_timeline(call.web, call.query(stats.TIMELINE_PARAMS))
 
 
 @api.route("/openapi.json", "GET", PUBLIC)

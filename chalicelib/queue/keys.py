@@ -51,6 +51,11 @@ class QueueKeys:
     task_prefix: str  #: + task id → HASH of the task
     lock_prefix: str  #: + lock key → STRING id of the task holding the lock
     lockwait_prefix: str  #: + lock key → ZSET tasks parked until the lock frees
+    timeline_prefix: str  #: + unix minute → HASH that minute's counts and wait histogram
+
+    def timeline(self, minute: int) -> str:
+        """The timeline hash of one minute (``minute``: Unix time // 60)."""
+        return self.timeline_prefix + str(minute)
 
     def task(self, task_id: str) -> str:
         return self.task_prefix + task_id
@@ -81,6 +86,7 @@ class Keys:
                 task_prefix=base + "t:",
                 lock_prefix=base + "lock:",
                 lockwait_prefix=base + "lockwait:",
+                timeline_prefix=base + "tl:",
             )
             self._cache[name] = qk
         return qk

@@ -170,6 +170,23 @@ class QueueReads:
             for queue, raw in zip(queues, pipe.execute(), strict=True)
         }
 
+    def timeline(
+        self, queues: Sequence[str], minutes: int
+    ) -> list[tuple[int, str, dict[str, int]]]:
+        """(minute, queue, fields) of every minute of the last ``minutes`` (the current
+        one included, by the Redis server's clock) that counted something, oldest first
+        (``timeline.py`` says what the fields are)."""
+        last = self.clock.now_ms() // 60_000
+        wanted = [(m, q) for m in range(last - minutes + 1, last + 1) for q in queues]
+        pipe = self.redis.pipeline(transaction=False)
+        for minute, queue in wanted:
+            pipe.hgetall(self.keys.queue(queue).timeline(minute))
+        return [
+            (minute, queue, {k.decode(): int(v) for k, v in raw.items()})
+            for (minute, queue), raw in zip(wanted, pipe.execute(), strict=True)
+            if raw
+        ]
+
     def events_tail(self, queue: str) -> str:
         """The id of the newest entry of the queue's event stream ("0-0": none), to wait
         for what comes after it."""

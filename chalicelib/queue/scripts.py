@@ -123,6 +123,7 @@ class Queue(QueueReads):
             qk.task_prefix,
             qk.lock_prefix,
             qk.lockwait_prefix,
+            qk.timeline_prefix,
         ]
 
     def _run(self, name: str, queue: str, args: Sequence[Any], client: Any = None) -> Any:

@@ -28,6 +28,7 @@ ADMIN_ONLY = [
     ("GET", "/queues/{name}"),
     ("PATCH", "/queues/{name}"),
     ("GET", "/workers"),
+    ("GET", "/stats/timeline"),
 ]
 PUBLIC = [
     ("POST", "/auth/login"),

@@ -38,6 +38,7 @@ def _every_key(keys: Keys, queue: str) -> list[str]:
         qk.task("0190c5b2-0000-7000-8000-000000000000"),
         qk.lock_prefix + "acct-1",
         qk.lockwait_prefix + "acct-1",
+        qk.timeline(29_000_000),
         keys.outcomes(queue, "0190c5b2-0000-7000-8000-000000000000"),
     ]
 

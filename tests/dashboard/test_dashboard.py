@@ -133,6 +133,23 @@ def test_sign_in_see_a_task_succeed_and_every_value_as_text(
     open_view(page, api_url, "overview")
     expect(page.locator("main table")).to_contain_text("dash")
     expect(page.locator(".cards")).to_contain_text("ok")
+    # The last hour's charts, from the figures the server keeps: they are there after a
+    # reload, and they show the task that ran (a success, a wait for its start).
+    buckets = api.call("GET", "/stats/timeline?queue=dash")["buckets"]
+    assert sum(b["succeeded"] for b in buckets) >= 1, buckets
+    page.reload()
+    throughput = page.locator("#chart-throughput svg")
+    expect(throughput).to_have_attribute("role", "img")
+    expect(throughput.locator("polyline.c-ok")).to_have_count(1)
+    assert throughput.locator("text.tick").count() >= 4
+    expect(page.locator("#chart-latency svg .c-p99").first).to_be_attached()
+    expect(page.locator("#chart-latency")).to_contain_text("p99")
+    tops = page.evaluate(
+        "() => [...document.querySelectorAll('#chart-throughput polyline.c-ok')]"
+        ".map((l) => Math.min(...l.getAttribute('points').split(' ')"
+        ".map((p) => Number(p.split(',')[1]))))"
+    )
+    assert tops and tops[0] < 150, tops  # the success is drawn above the zero line
     page.set_viewport_size({"width": 390, "height": 844})
     for route in ("overview", f"tasks/{task_id}", "queues"):
         open_view(page, api_url, route)
@@ -239,3 +256,4 @@ def test_replay_a_dead_task_and_pause_a_queue_from_the_page(
     page.get_by_role("dialog").get_by_role("button", name="Set").click()
     expect(page.get_by_role("status")).to_have_text("Concurrency of “dash”: 3")
     assert api.call("GET", "/queues/dash")["concurrency"] == 3
+

@@ -41,6 +41,19 @@ PAGE = [
 ]
 
 # fmt: off
+_MS = {"type": ["number", "null"], "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_TIMELINE = obj({"buckets": array(obj({
+    "minute": TIME,
+    "queue": QUEUE,
+    "enqueued": _COUNT,
+    "succeeded": _COUNT,
+    "failed": _COUNT,
+    "started": _COUNT,
+    "p50_ms": _MS,
+    "p99_ms": _MS,
+}, ["minute", "queue", "enqueued", "succeeded", "failed", "started", "p50_ms", "p99_ms"]))},
+    ["buckets"])
 _TOKEN = obj({
     "access_token": {"type": "string"},
     "token_type": {"const": "Bearer"},
@@ -223,6 +236,15 @@ def _paths() -> dict[str, Any]:
         "/metrics": {"get": op(
             "metrics", "Cluster-wide metrics: Prometheus text, or JSON", {200: _METRICS},
             errors=(400,), params=[fmt], public=True, tag="operations")},
+        "/stats/timeline": {"get": op(
+            "timeline", "Per queue and minute of the last `minutes` (default 60): tasks "
+            "enqueued, succeeded, failed attempts, attempts started and the wait (due to "
+            "started) p50 and p99; minutes without activity are left out",
+            {200: resp(_TIMELINE, "Buckets, oldest minute first")}, errors=(400,),
+            params=[param("minutes", "query", {"type": "integer", "minimum": 1,
+                                               "maximum": 1440}),
+                    param("queue", "query", QUEUE)],
+            tag="operations")},
         "/openapi.json": {"get": op(
             "openapi", "This document", {200: resp({"type": "object"}, "OpenAPI 3.1")},
             public=True, tag="operations")},

@@ -6,12 +6,12 @@ local _t = redis.call('TIME')
 local NOW = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 local PRIO_SPAN = 281474976710656 -- 2^48: FIFO sequences below it, priority above
 
--- Every script receives the same 13 queue keys first (chalicelib/queue/scripts.py builds them),
+-- Every script receives the same 14 queue keys first (chalicelib/queue/scripts.py builds them),
 -- so this one table names them for all scripts.
 local K = {ready = KEYS[1], scheduled = KEYS[2], retrying = KEYS[3], running = KEYS[4],
            dead = KEYS[5], meta = KEYS[6], stats = KEYS[7], seq = KEYS[8], events = KEYS[9],
            signal = KEYS[10], task_prefix = KEYS[11], lock_prefix = KEYS[12],
-           lockwait_prefix = KEYS[13]}
+           lockwait_prefix = KEYS[13], timeline_prefix = KEYS[14]}
 
 -- A ready-set score: priority first, then FIFO by a sequence number (`seq` when the
 -- caller took a block of them, else the next one).
@@ -177,7 +177,35 @@ local function observe(name, ms)
   o.sum = o.sum + ms
 end
 
+-- The timeline (GET /stats/timeline): one hash per queue and minute of the server clock,
+-- `<timeline_prefix><unix minute>`, fields `enq`, `ok`, `fail` (counts) and `w<i>`: the
+-- wait (due -> claimed) histogram, bucket 0 for 0 ms, bucket i >= 1 for
+-- [2^((i-1)/4), 2^(i/4)) ms, so a percentile read from it is within 19% (bucket bounds
+-- and percentiles: chalicelib/queue/timeline.py). Counted per script call like STATS and
+-- written by flush(): one HINCRBY per field touched and one PEXPIRE per call.
+-- Kept a day and a minute, the longest window the endpoint serves.
+local TL, TLW = {}, {}
+local TL_TTL_MS = 1441 * 60000
+local TL_SCALE = 4 / math.log(2)
+local function tl_bump(field, by)
+  TL[field] = (TL[field] or 0) + (by or 1)
+end
+local function tl_wait(ms)
+  local i = 0
+  if ms >= 1 then i = math.floor(math.log(ms) * TL_SCALE) + 1 end
+  TLW[i] = (TLW[i] or 0) + 1
+end
+
+local function flush_timeline()
+  if next(TL) == nil and next(TLW) == nil then return end
+  local key = K.timeline_prefix .. string.format('%d', math.floor(NOW / 60000))
+  for field, n in pairs(TL) do redis.call('HINCRBY', key, field, n) end
+  for i, n in pairs(TLW) do redis.call('HINCRBY', key, 'w' .. i, n) end
+  redis.call('PEXPIRE', key, TL_TTL_MS)
+end
+
 local function flush()
+  flush_timeline()
   for name, o in pairs(OBS) do
     for i, n in pairs(o.b) do bump(name .. ':b' .. i, n) end
     bump(name .. ':count', o.n)
@@ -271,6 +299,7 @@ local function fail_attempt(task_key, id, event, err, rand, delay_override, ttl_
   redis.call('HSET', task_key, 'err', err)
   redis.call('ZREM', K.running, id)
   bump('failures')
+  tl_bump('fail')
   emit(task_key, id, event)
   if h[4] == '1' then
     finish(task_key, id, 'canceled', ttl_ms)

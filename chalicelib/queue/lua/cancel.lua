@@ -1,7 +1,7 @@
 -- cancel: a task not yet running ends `canceled` at once; a running task is flagged and
 -- ends `canceled` at its worker's next lease extension or outcome.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  ttl ms of finished task hashes
 --

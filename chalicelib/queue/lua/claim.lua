@@ -4,7 +4,7 @@
 -- Honours, in order: paused, concurrency (running count), rate limit (token bucket in
 -- meta), and lock_key (a task whose lock is held is parked until the lock frees).
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  worker id
 -- ARGV[2]  max tasks
 -- ARGV[3]  lease length ms
@@ -69,6 +69,7 @@ while claimed < n and scanned < n + 64 do
       running[#running + 1] = id
       local run_at = tonumber(h[3]) or NOW
       observe('wait', NOW - run_at)
+      tl_wait(NOW - run_at)
       push_fast(id, INT[v], 'claimed', 'running', INT[att], INT[fence], worker_json, NOW_S, nil,
                 h[3] or NOW_S, h[12] or nil, nil)
       out[#out + 1] = {id, h[7], h[8], h[9], h[10], h[11], att, fence, token, expiry, h[2] or false}

@@ -1,7 +1,7 @@
 -- configure_queue: change a queue's settings atomically (PATCH /queues/{name}).
 -- Changing the rate limit resets its token bucket to a full burst.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV  field/value pairs among paused (0|1), concurrency, rl_rate, rl_burst;
 --       an empty value removes the field (no cap)
 --

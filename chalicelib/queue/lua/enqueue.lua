@@ -4,7 +4,7 @@
 -- Idempotent: an existing task hash is left untouched, so a retried call or the
 -- reconciler can never duplicate a task.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  JSON array of entries, each an array:
 --          [id, status (queued|scheduled|retrying), run_at ms (string),
 --           event to record ('' when the record already has it, as for a new task),
@@ -45,7 +45,7 @@ for i, e in ipairs(entries) do
       redis.call('ZADD', K.retrying, tonumber(run_at), id)
       later = true
     end
-    if event ~= '' then emit(task_key, id, event) end
+    if event ~= '' then emit(task_key, id, event) else tl_bump('enq') end
     codes[i] = OK
   end
 end

@@ -1,7 +1,7 @@
 -- extend_lease: push the lease deadline of a running task (server clock) and tell the
 -- worker whether it was canceled; a cancel request ends the task `canceled` here.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  lease token
 -- ARGV[3]  extension ms

@@ -4,7 +4,7 @@
 -- report is marked unrecorded (`pu`) and written when the lease ends (_lib.lua), so a
 -- chatty handler costs the record at most one row a second and the newest is never lost.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  lease token
 -- ARGV[3]  fraction, 0..1, as text

@@ -2,7 +2,7 @@
 -- retrying tasks, and turn expired leases into failed attempts. claim.lua does the same
 -- for its own queue, so an idle queue is the only one that waits for this sweep.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  bound per call
 -- ARGV[2]  random seed (backoff jitter)
 -- ARGV[3]  ttl ms of finished task hashes

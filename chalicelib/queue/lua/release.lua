@@ -1,7 +1,7 @@
 -- release: a worker gives a task back (graceful shutdown). Not a failure: the attempt
 -- is not counted and the task returns to the front of its priority.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  task id
 -- ARGV[2]  lease token
 --

@@ -1,7 +1,7 @@
 -- replay: send a dead or canceled task back to the queue with its attempts reset.
 -- The fence keeps growing, so a holder from before the replay stays fenced off.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  task id
 --
 -- Returns {OK} or {NOT_FOUND | INVALID_STATE}

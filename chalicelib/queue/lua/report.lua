@@ -4,7 +4,7 @@
 -- refused (the expiry already counted that attempt as failed). A task whose cancellation
 -- was requested ends `canceled` and its outcome is refused.
 --
--- KEYS[1..13]  the queue keys (see _lib.lua)
+-- KEYS[1..14]  the queue keys (see _lib.lua)
 -- ARGV[1]  ttl ms of finished task hashes
 -- ARGV[2]  reporting worker id
 -- ARGV[3]  random seed (backoff jitter)
@@ -42,6 +42,7 @@ local function succeed(task_key, id, h, result)
   if h[6] then release_lock(task_key, id) end
   redis.call('PEXPIRE', task_key, ARGV[1])
   bump('succeeded')
+  tl_bump('ok')
   observe('run', NOW - (tonumber(h[5]) or NOW))
   push_fast(id, INT[v], 'succeeded', 'succeeded', h[7] or 0, h[9] or 0, h[8] and encoded(h[8]),
             h[5], NOW_S, h[11], h[12] or nil, result)
