@@ -257,3 +257,54 @@ def test_replay_a_dead_task_and_pause_a_queue_from_the_page(
     expect(page.get_by_role("status")).to_have_text("Concurrency of “dash”: 3")
     assert api.call("GET", "/queues/dash")["concurrency"] == 3
 
+
+def test_create_edit_and_delete_a_schedule_from_the_page(
+    page: Page, api_url: str, api: Api, settings: Settings
+) -> None:
+    assert settings.admin_password is not None
+    page.goto(f"{api_url}/dashboard#/schedules")
+    sign_in(page, "admin", settings.admin_password)
+    expect(page.get_by_role("heading", name="Schedules", exact=True)).to_be_visible()
+    page.get_by_text("New schedule").click()
+    page.get_by_label("Name", exact=True).fill("hourly-report")
+    page.get_by_label("Cron", exact=True).fill("0 * * * *")
+    page.get_by_label("Time zone", exact=True).fill("Europe/Berlin")
+    expect(page.locator("#n-preview li")).to_have_count(5)
+    task = page.get_by_label("Task (JSON: name, queue, payload, priority, …)")
+    task.fill("not json")
+    page.get_by_role("button", name="Create schedule").click()
+    expect(page.locator("#n-error")).to_contain_text("must be JSON")
+    task.fill('{"name": "dash.ok", "queue": "dash", "payload": {"text": "hi"}}')
+    page.get_by_role("button", name="Create schedule").click()
+    expect(page.get_by_role("status")).to_have_text("Schedule “hourly-report” created")
+    [created] = [
+        s for s in api.call("GET", "/schedules")["schedules"] if s["name"] == "hourly-report"
+    ]
+    assert (created["cron"], created["timezone"]) == ("0 * * * *", "Europe/Berlin")
+    assert created["task"]["payload"] == {"text": "hi"}
+
+    # Its page: the next five fire times, and the task body edited.
+    page.get_by_role("link", name="hourly-report").click()
+    expect(page.get_by_role("heading", name="Schedule hourly-report")).to_be_visible()
+    expect(page.locator(".props ol.fires li")).to_have_count(5)
+    edit = page.locator("#s-task")
+    expect(edit).to_have_value(re.compile('"text": "hi"'))
+    edit.fill('{"name": "dash.ok", "queue": "dash", "payload": {"text": "bye"}, "priority": 7}')
+    page.get_by_role("button", name="Save task").click()
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Task of “hourly-report” saved")
+    saved = api.call("GET", f"/schedules/{created['id']}")["task"]
+    assert (saved["payload"], saved["priority"]) == ({"text": "bye"}, 7)
+
+    # Delete asks first; declining keeps it.
+    open_view(page, api_url, "schedules")
+    page.get_by_role("button", name="Delete schedule hourly-report").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    assert any(s["id"] == created["id"] for s in api.call("GET", "/schedules")["schedules"])
+    page.get_by_role("button", name="Delete schedule hourly-report").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Delete schedule “hourly-report”?")
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status")).to_have_text("Schedule “hourly-report” deleted")
+    assert not any(s["id"] == created["id"] for s in api.call("GET", "/schedules")["schedules"])
+    expect(page.get_by_role("link", name="hourly-report")).to_have_count(0)
