@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from dtq._aio import AsyncConnection, AsyncTaskRef, connect_async
     from dtq._connection import Connection, TaskRef, connect
     from dtq._task import Task, task
-    from workers.context import TaskContext as Context
+    from workers.context import Context
 
 __all__ = [
     "AlreadyFinished",
@@ -72,9 +72,9 @@ def _load(name: str) -> Any:
     # Import statements, not module names in strings: an installed DTQ rewrites them to
     # its own place (setup.py), and strings would not follow.
     if name == "Context":
-        from workers.context import TaskContext
+        from workers.context import Context
 
-        return TaskContext
+        return Context
     if name in ("AsyncConnection", "AsyncTaskRef", "connect_async"):
         from dtq import _aio
 

@@ -41,7 +41,7 @@ from typing import Any
 from chalicelib.core.clock import now_ms
 from chalicelib.core.errors import Cancelled, DTQError, Retry
 from chalicelib.core.models import Outcome
-from workers.context import Host, Job, checked_progress
+from workers.context import Context, Host, Job, TaskContext, checked_progress
 from workers.registry import Registry
 from workers.slots import MAX_ERROR_CHARS, _failed
 
@@ -356,3 +356,8 @@ def _child_run(
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
         return ("error", text[:MAX_ERROR_CHARS])
+
+
+def _both_are_contexts(thread: TaskContext, process: ProcessContext) -> tuple[Context, Context]:
+    # Never called: mypy checks here that both slots' contexts are a dtq.Context.
+    return thread, process
