@@ -3,6 +3,9 @@ reading (queue/timeline.py, service/timeline.py), against a real Redis."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from chalicelib.queue import lua, timeline
@@ -77,3 +80,11 @@ def test_a_reported_percentile_is_within_nine_percent_of_any_wait_in_its_bucket(
     for ms in [1, 1.5, 2, 3, 17, 250, 999, 12_345, 3_600_000]:
         value = timeline.bucket_value(timeline.bucket_of(ms))
         assert abs(value - ms) / ms < 0.091, ms
+
+
+def test_the_scripts_keep_a_minute_as_long_as_the_endpoint_reads_back() -> None:
+    text = (Path(lua.__file__).parent / "_lib.lua").read_text(encoding="utf-8")
+    ttl = re.search(r"local TL_TTL_MS = (\d+) \* 60000", text)
+    scale = re.search(r"local TL_SCALE = (\d+) / math.log\(2\)", text)
+    assert ttl is not None and int(ttl.group(1)) == timeline.MAX_MINUTES + 1
+    assert scale is not None and int(scale.group(1)) == timeline.PER_DOUBLING

@@ -182,7 +182,7 @@ end
 -- wait (due -> claimed) histogram, bucket 0 for 0 ms, bucket i >= 1 for
 -- [2^((i-1)/4), 2^(i/4)) ms, so a percentile read from it is within 19% (bucket bounds
 -- and percentiles: chalicelib/queue/timeline.py). Counted per script call like STATS and
--- written by flush(): one HINCRBY per field touched and one PEXPIRE per call.
+-- written by flush(): one HINCRBY per field touched, and a PEXPIRE when one was new.
 -- Kept a day and a minute, the longest window the endpoint serves.
 local TL, TLW = {}, {}
 local TL_TTL_MS = 1441 * 60000
@@ -196,12 +196,19 @@ local function tl_wait(ms)
   TLW[i] = (TLW[i] or 0) + 1
 end
 
+-- The key gets its expiry from whichever call creates it: a call that finds every field
+-- it counts already there (HINCRBY returns more than it added) skips the PEXPIRE.
 local function flush_timeline()
   if next(TL) == nil and next(TLW) == nil then return end
   local key = K.timeline_prefix .. string.format('%d', math.floor(NOW / 60000))
-  for field, n in pairs(TL) do redis.call('HINCRBY', key, field, n) end
-  for i, n in pairs(TLW) do redis.call('HINCRBY', key, 'w' .. i, n) end
-  redis.call('PEXPIRE', key, TL_TTL_MS)
+  local fresh = false
+  for field, n in pairs(TL) do
+    if redis.call('HINCRBY', key, field, n) == n then fresh = true end
+  end
+  for i, n in pairs(TLW) do
+    if redis.call('HINCRBY', key, 'w' .. i, n) == n then fresh = true end
+  end
+  if fresh then redis.call('PEXPIRE', key, TL_TTL_MS) end
 end
 
 local function flush()
