@@ -15,7 +15,7 @@ from chalicelib.core.models import TaskStatus
 from chalicelib.core.taskspec import parse_task
 
 MAX_BATCH = 1000
-LIST_PARAMS = ("status", "queue", "name", "limit", "cursor")
+LIST_PARAMS = ("status", "queue", "name", "limit", "cursor", "created_after", "created_before")
 #: How many dead tasks one ``{"queue": …}`` replay moves at most.
 MAX_REPLAY = 10_000
 
@@ -61,6 +61,8 @@ def list_tasks(web: Web, params: dict[str, str], status: str | None = None) -> d
         name=forms.query_name(params, "name", 200),
         limit=forms.query_int(params, "limit", 50, 1, 500),
         cursor=_decode_cursor(params.get("cursor")),
+        created_after=forms.query_time(params, "created_after"),
+        created_before=forms.query_time(params, "created_before"),
     )
     return {"tasks": tasks, "next_cursor": _encode_cursor(cursor)}
 

@@ -27,6 +27,7 @@ MAX_SECONDS = 10 * 365 * 86400.0
 
 _MISSING: Any = object()
 _INT_RE = re.compile(r"-?[0-9]{1,9}")
+_SPACED_OFFSET = re.compile(r" ([0-9]{2}:?[0-9]{2})$")
 
 
 def is_http_url(value: str) -> bool:
@@ -283,3 +284,20 @@ def query_name(params: Mapping[str, str], key: str, max_len: int = 200) -> str |
         message = f"must be 1-{max_len} characters of [A-Za-z0-9_.:-]"
         raise ValidationError(f"{key} {message}", details=[{"field": key, "message": message}])
     return raw
+
+
+def query_time(params: Mapping[str, str], key: str) -> datetime | None:
+    """An optional ISO 8601 time with its UTC offset (``2026-12-06T10:00:00Z``). A ``+``
+    left unescaped in a query string arrives as a space: an offset after a space is
+    read as positive."""
+    raw = params.get(key)
+    if raw is None:
+        return None
+    raw = _SPACED_OFFSET.sub(r"+\1", raw)
+    try:
+        return parse_datetime(raw)
+    except ValueError as exc:
+        message = str(exc)
+        raise ValidationError(
+            f"{key} {message}", details=[{"field": key, "message": message}]
+        ) from None

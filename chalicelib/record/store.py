@@ -172,6 +172,8 @@ class Store:
         name: str | None,
         limit: int,
         after: tuple[datetime, str] | None,
+        created_from: datetime | None = None,
+        created_until: datetime | None = None,
     ) -> list[Row]:
         params = {
             "status": status,
@@ -180,6 +182,8 @@ class Store:
             "limit": limit,
             "after_created": after[0] if after else None,
             "after_id": after[1] if after else None,
+            "created_from": created_from,
+            "created_until": created_until,
         }
         with self.connection() as conn:
             return conn.execute(q("list_tasks"), params).fetchall()

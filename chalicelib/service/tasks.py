@@ -289,10 +289,20 @@ class TaskService:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; ``created_after`` (inclusive) and ``created_before`` (exclusive)
+        bound the creation time."""
         after = _decode_cursor(cursor) if cursor else None
         rows = self.store.list_tasks(
-            status=status, queue=queue, name=name, limit=limit + 1, after=after
+            status=status,
+            queue=queue,
+            name=name,
+            limit=limit + 1,
+            after=after,
+            created_from=created_after,
+            created_until=created_before,
         )
         more = len(rows) > limit
         rows = rows[:limit]

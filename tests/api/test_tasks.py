@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from chalicelib.service.deps import Services
 from chalicelib.service.recorder import Recorder
@@ -270,3 +271,24 @@ def test_dead_letter_list_and_replay(admin: Http, worker: Http, services: Servic
         {"queue": None},
     ):
         assert_error(admin.post("/dead-letter/replay", body), 400, "validation_error")
+
+
+def test_tasks_filtered_by_creation_time(admin: Http) -> None:
+    made = [admin.post("/tasks", {"name": "t"}).json_body for _ in range(4)]
+    times = sorted(t["created_at"] for t in made)
+    r = admin.get(
+        f"/tasks?created_after={quote(times[1])}&created_before={quote(times[3])}&limit=10"
+    )
+    assert r.status_code == 200, r.body
+    assert [t["created_at"] for t in r.json_body["tasks"]] == [times[2], times[1]]
+    # An offset's '+' left unescaped arrives as a space and still reads as '+'.
+    assert times[0].endswith("+00:00")
+    spaced = admin.get("/tasks?created_after=" + times[0].replace("+", "%20") + "&limit=10")
+    assert len(spaced.json_body["tasks"]) == 4
+    for query, field in [
+        ("created_after=yesterday", "created_after"),
+        ("created_before=2026-12-06T10:00:00", "created_before"),
+    ]:
+        error = assert_error(admin.get(f"/tasks?{query}"), 400, "validation_error")
+        assert error["details"][0]["field"] == field
+    assert_error(admin.get("/dead-letter?created_after=x"), 400, "validation_error")

@@ -161,7 +161,8 @@ def _paths() -> dict[str, Any]:
                         {201: resp(task, "Created"), 200: resp(task, "Idempotent replay")},
                         errors=(409,), body=ref("TaskBody"), params=[idem]),
             "get": op("listTasks", "Tasks, newest first", {200: resp(_PAGE_REPLY, "A page")},
-                       errors=(400,), params=[status, *PAGE]),
+                       errors=(400,), params=[status, *PAGE, param("created_after", "query", TIME),
+                                              param("created_before", "query", TIME)]),
         },
         "/tasks/batch": {"post": op(
             "createTasks", "Create up to 1000 tasks, all or nothing",

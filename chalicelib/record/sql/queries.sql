@@ -30,12 +30,17 @@ WHERE task_id = %(id)s ORDER BY seq
 
 -- name: list_tasks
 -- Newest first; the cursor is the (created_at, id) of the last row of the previous page.
+-- created_from / created_until bound the creation time ([from, until)); the bounds are
+-- ranges on the leading column of dtq_tasks_created (or the second of
+-- dtq_tasks_queue_created), so the scan starts and stops inside the index.
 SELECT * FROM dtq_tasks
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(name)s::text IS NULL OR name = %(name)s)
   AND (%(after_created)s::timestamptz IS NULL
        OR (created_at, id) < (%(after_created)s, %(after_id)s::uuid))
+  AND created_at >= coalesce(%(created_from)s::timestamptz, '-infinity')
+  AND created_at < coalesce(%(created_until)s::timestamptz, 'infinity')
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 

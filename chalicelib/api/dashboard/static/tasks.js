@@ -7,19 +7,37 @@ import { act, notice } from "./ui.js";
 export const STATUSES = ["scheduled", "queued", "running", "retrying", "succeeded", "dead", "canceled"];
 const TERMINAL = new Set(["succeeded", "dead", "canceled"]);
 
+// An ISO time (UTC) <-> the value of a datetime-local input (the reader's zone).
+function toLocalInput(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "";
+  const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 16);
+}
+
+function fromLocalInput(value) {
+  const d = new Date(value);
+  return value && !Number.isNaN(d.getTime()) ? d.toISOString() : "";
+}
+
 export function view(q) {
-  const filters = { status: q.get("status") || "", queue: q.get("queue") || "", name: q.get("name") || "" };
+  const filters = { status: q.get("status") || "", queue: q.get("queue") || "", name: q.get("name") || "",
+    created_after: q.get("created_after") || "", created_before: q.get("created_before") || "" };
   const cursor = q.get("cursor") || "";
   const status = h("select", { id: "f-status" },
     h("option", { value: "", text: "any" }), STATUSES.map((s) => h("option", { value: s, text: s, selected: s === filters.status })));
   const queue = h("input", { id: "f-queue", value: filters.queue, placeholder: "any", autocomplete: "off" });
   const name = h("input", { id: "f-name", value: filters.name, placeholder: "any", autocomplete: "off" });
+  const since = h("input", { id: "f-after", type: "datetime-local", value: toLocalInput(filters.created_after) });
+  const until = h("input", { id: "f-before", type: "datetime-local", value: toLocalInput(filters.created_before) });
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter tasks" },
     field("Status", status), field("Queue", queue), field("Name", name),
+    field("Created from", since), field("Created before", until),
     h("button", { type: "submit", text: "Filter" }));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    location.hash = "#/tasks" + query({ status: status.value, queue: queue.value.trim(), name: name.value.trim() });
+    location.hash = "#/tasks" + query({ status: status.value, queue: queue.value.trim(), name: name.value.trim(),
+      created_after: fromLocalInput(since.value), created_before: fromLocalInput(until.value) });
   });
   const list = h("div");
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
