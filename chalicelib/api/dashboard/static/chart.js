@@ -21,9 +21,8 @@ export function niceStep(max) {
   return 10 * p;
 }
 
-function label(value, unit) {
-  const text = Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 1 : 0);
-  return unit ? text + " " + unit : text;
+function label(value) {
+  return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 1 : 0);
 }
 
 function clock(ms) {
@@ -32,7 +31,7 @@ function clock(ms) {
 
 // xs: the minutes (ms since the epoch) of the slots; series: [{name, cls, values}] with
 // one value per slot (null: nothing to draw there). Returns an <svg> with a title.
-export function lineChart(title, xs, series, unit) {
+export function lineChart(title, xs, series) {
   const values = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined);
   const step = niceStep(Math.max(0, ...values));
   const top = Math.max(step, Math.ceil(Math.max(0, ...values) / step) * step);
@@ -43,22 +42,22 @@ export function lineChart(title, xs, series, unit) {
     s("title", {}, title));
   for (let v = 0; v <= top + step / 2; v += step) {
     svg.append(s("line", { class: "grid", x1: LEFT, x2: W - RIGHT, y1: y(v), y2: y(v) }),
-      s("text", { class: "tick", x: LEFT - 4, y: y(v) + 4, "text-anchor": "end" }, label(v, "")));
+      s("text", { class: "tick", x: LEFT - 4, y: y(v) + 4, "text-anchor": "end" }, label(v)));
   }
   const every = Math.max(1, Math.ceil(xs.length / 6));
   xs.forEach((ms, i) => {
     if ((xs.length - 1 - i) % every === 0) {
-      svg.append(s("text", { class: "tick", x: x(i), y: H - 8, "text-anchor": "middle" }, clock(ms)));
+      const anchor = i === xs.length - 1 ? "end" : "middle";
+      svg.append(s("text", { class: "tick", x: x(i), y: H - 8, "text-anchor": anchor }, clock(ms)));
     }
   });
-  if (unit) svg.append(s("text", { class: "tick", x: 4, y: TOP + 4 }, unit));
   for (const one of series) {
     // Gaps (null) split the line; a lone point is drawn as a dot.
     let run = [];
     const flush = () => {
       if (run.length === 1) {
         const [px, py] = run[0].split(",");
-        svg.append(s("circle", { class: "line " + one.cls, cx: px, cy: py, r: 2.5 }));
+        svg.append(s("circle", { class: "line " + one.cls, cx: px, cy: py, r: 3.5 }));
       } else if (run.length > 1) {
         svg.append(s("polyline", { class: "line " + one.cls, points: run.join(" ") }));
       }

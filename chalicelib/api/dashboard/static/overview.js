@@ -43,11 +43,11 @@ function charts(timeline) {
   return [
     h("figure", { id: "chart-throughput" },
       h("figcaption", { text: "Throughput, tasks per minute (last hour)" }),
-      lineChart("Tasks succeeded and failed attempts per minute over the last hour", t.xs, done, "/min"),
+      lineChart("Tasks succeeded and failed attempts per minute over the last hour", t.xs, done),
       legend(done)),
     h("figure", { id: "chart-latency" },
       h("figcaption", { text: "Wait from due to start, ms (slowest queue each minute)" }),
-      lineChart("p50 and p99 of the wait from due to start per minute over the last hour", t.xs, wait, "ms"),
+      lineChart("p50 and p99 of the wait from due to start per minute over the last hour", t.xs, wait),
       legend(wait)),
   ];
 }
