@@ -48,7 +48,7 @@ def health(web: Web) -> Reply:
             conn.execute("SELECT 1").fetchone()
 
     futures = {
-        "redis": _executor.submit(_timed, svc.redis.ping),
+        "redis": _executor.submit(_timed, svc.queue.ping),
         "postgres": _executor.submit(_timed, postgres),
     }
     checks = {name: f.result() for name, f in futures.items()}

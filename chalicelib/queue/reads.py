@@ -62,6 +62,14 @@ class QueueReads:
         self.keys = keys
         self.clock = ServerClock(client)
 
+    def ping(self) -> None:
+        """Redis answers: under Cluster, every primary (a queue's keys may live on any
+        of them, so one node answering says little)."""
+        if isinstance(self.redis, RedisCluster):
+            self.redis.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            self.redis.ping()
+
     def known_queues(self) -> list[str]:
         return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
 
