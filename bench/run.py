@@ -18,33 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bench import drive, procs, redis_server
+from bench import SCENARIOS, drive, procs, redis_server
+from bench.peers import PEERS
 from bench.stats import Figure, fmt, percentile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENARIOS = (
-    "enqueue",
-    "bulk",
-    "api",
-    "drain",
-    "inprocess",
-    "latency",
-    "claim",
-    "memory",
-    "cluster",
-)
-PEERS = (
-    "rq",
-    "celery",
-    "dramatiq",
-    "huey",
-    "arq",
-    "saq",
-    "taskiq",
-    "bullmq",
-    "procrastinate",
-    "pgqueuer",
-)
 #: Scenarios the peers run too (through bench/peers/driver.py).
 PEER_SCENARIOS = ("enqueue", "bulk", "drain", "latency")
 LOAD_NOTE = "bench/load.py: a call 2 ms after the last, with the tasks due since then"

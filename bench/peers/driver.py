@@ -20,21 +20,9 @@ import sys
 from typing import Any
 
 from bench import drive
+from bench.peers import PEERS
 from bench.peers.base import PeerUnavailable
 from bench.stats import percentile
-
-PEERS = (
-    "rq",
-    "celery",
-    "dramatiq",
-    "huey",
-    "arq",
-    "saq",
-    "taskiq",
-    "bullmq",
-    "procrastinate",
-    "pgqueuer",
-)
 
 
 def run(peer: str, scenario: str, args: argparse.Namespace) -> dict[str, Any]:

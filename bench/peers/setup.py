@@ -16,21 +16,11 @@ import subprocess
 import sys
 from collections import defaultdict
 
+from bench.peers import PEERS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 NODE_PACKAGES = os.path.join(HERE, "node")
-PEERS = (
-    "rq",
-    "celery",
-    "dramatiq",
-    "huey",
-    "arq",
-    "saq",
-    "taskiq",
-    "bullmq",
-    "procrastinate",
-    "pgqueuer",
-)
 #: Peers running in Node: their packages come from npm (bench/peers/node/).
 NODE_PEERS = ("bullmq",)
 #: Names the node binary (default: ``node`` on the PATH); npm is looked up beside it.

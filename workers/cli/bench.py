@@ -18,37 +18,14 @@ from chalicelib.core.errors import ConfigError
 
 #: The checkout holding ``bench/`` (this file is ``<repo>/workers/cli/bench.py``).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCENARIOS = (
-    "enqueue",
-    "bulk",
-    "api",
-    "drain",
-    "inprocess",
-    "latency",
-    "claim",
-    "memory",
-    "cluster",
-)
-PEERS = (
-    "rq",
-    "celery",
-    "dramatiq",
-    "huey",
-    "arq",
-    "saq",
-    "taskiq",
-    "bullmq",
-    "procrastinate",
-    "pgqueuer",
-)
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench",
         help="benchmark DTQ (and peer task queues) on this machine",
-        description="Scenarios: " + ", ".join(SCENARIOS) + ". Prints a table and writes "
-        "JSON (.dtq/bench/results-<date>.json). Uses a private redis-server and a fresh "
+        description="Scenarios and peers: bench/README.md. Prints a table and writes JSON "
+        "(.dtq/bench/results-<date>.json). Uses a private redis-server and a fresh "
         "Postgres database on the configured server.",
     )
     p.add_argument("--quick", action="store_true", help="small N, one run (CI smoke run)")
@@ -65,7 +42,7 @@ def register(subparsers: Any) -> None:
         const="all",
         default=None,
         metavar="LIST",
-        help="also run the peers (all, or comma-separated: " + ",".join(PEERS) + ")",
+        help="also run the peers (all, or comma-separated names)",
     )
     p.add_argument("--runs", type=int, default=None, help="runs per DTQ figure (default 3)")
     p.add_argument("--peer-runs", type=int, default=None, help="runs per peer figure (2)")
@@ -98,11 +75,11 @@ def _names(values: list[str] | None, known: tuple[str, ...], flag: str) -> tuple
 def options(args: argparse.Namespace, run: Any) -> Any:
     """The harness's Options from the flags (``--quick`` changes the defaults only)."""
     overrides: dict[str, Any] = {}
-    scenarios = _names(args.scenario, SCENARIOS, "--scenario")
+    scenarios = _names(args.scenario, run.SCENARIOS, "--scenario")
     if scenarios:
         overrides["scenarios"] = scenarios
     if args.peers is not None:
-        overrides["peers"] = _names([args.peers], PEERS, "--peers")
+        overrides["peers"] = _names([args.peers], run.PEERS, "--peers")
     for name in ("runs", "peer_runs", "n", "peer_n", "latency_samples"):
         value = getattr(args, name)
         if value is not None:
