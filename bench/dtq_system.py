@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from chalicelib.core.models import NewTask, Outcome
+from chalicelib.core.models import Durability, NewTask, Outcome
 from chalicelib.core.settings import Settings
 from chalicelib.core.taskspec import parse_task
 from chalicelib.record import migrate
@@ -53,6 +53,8 @@ class DTQ:
         self.svc: Any = None
         self._template: NewTask | None = None
         self.last_id = ""
+        #: The bench queue's durability, set again after every reset.
+        self.durability = Durability.RECORD
         self.reset()
 
     @property
@@ -71,6 +73,8 @@ class DTQ:
         prefix = f"bench{uuid.uuid4().hex[:8]}"
         self.svc = deps.build(dataclasses.replace(self.base, key_prefix=prefix), pool_size=12)
         self._template = None
+        if self.durability != Durability.RECORD:
+            self.svc.queue.configure(QUEUE, durability=self.durability)
 
     def _forget(self) -> None:
         r = self.svc.redis

@@ -7,6 +7,7 @@ from typing import Any
 from chalicelib.api.web import Web
 from chalicelib.core.errors import NotFound, ValidationError
 from chalicelib.core.forms import NAME_RE, Form
+from chalicelib.core.models import Durability
 from chalicelib.service.queues import Queues
 
 
@@ -24,7 +25,7 @@ def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
     if not _valid_name(name):
         message = "must be 1-100 characters of [A-Za-z0-9_.:-]"
         raise ValidationError(f"name {message}", details=[{"field": "name", "message": message}])
-    form = Form(body, {"paused", "rate_limit", "concurrency", "webhook_url"})
+    form = Form(body, {"paused", "rate_limit", "concurrency", "webhook_url", "durability"})
     fields: dict[str, str] = {}
     paused = form.boolean("paused")
     if paused is not None:
@@ -35,9 +36,16 @@ def patch_queue(web: Web, name: str, body: Any) -> dict[str, Any]:
     if "rate_limit" in form.body:
         fields.update(_rate_limit(form))
     webhook = form.url("webhook_url")
+    durability = form.choice("durability", [d.value for d in Durability], required=False)
     form.done()
     service = _service(web)
-    service.configure(name, fields, webhook=webhook, set_webhook="webhook_url" in form.body)
+    service.configure(
+        name,
+        fields,
+        durability=None if durability is None else Durability(durability),
+        webhook=webhook,
+        set_webhook="webhook_url" in form.body,
+    )
     return service.describe([name])[0]
 
 

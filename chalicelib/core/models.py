@@ -100,6 +100,27 @@ class NewTask(NamedTuple):
     def status(self) -> TaskStatus:
         return TaskStatus.SCHEDULED if self.scheduled else TaskStatus.QUEUED
 
+    def row_json(self) -> str:
+        """The task's row as the recorder inserts it for a queue of durability "queue"
+        (queries.sql insert_created reads these names), as JSON text. Written by hand
+        around the payload's text, which is already JSON, so the payload is not encoded
+        again. No idempotency key or schedule: such creates keep the record path."""
+        return (
+            f'{{"name":{json.dumps(self.name)},"queue":{json.dumps(self.queue)},'
+            f'"priority":{self.priority},"payload":{self.payload_json},'
+            f'"max_attempts":{self.max_attempts},"timeout_seconds":{self.timeout_seconds},'
+            f'"backoff":{self.backoff.json_text},"lock_key":{json.dumps(self.lock_key)},'
+            f'"webhook_url":{json.dumps(self.webhook_url)},"run_at":{self.run_at_ms},'
+            f'"created_at":{self.created_at_ms}}}'
+        )
+
+
+class Durability(StrEnum):
+    """When a queue's new task counts as accepted (``PATCH /queues/{name}``)."""
+
+    RECORD = "record"  #: its PostgreSQL row committed (the default)
+    QUEUE = "queue"  #: its enqueue script ran in Redis; the recorder writes the row
+
 
 class Lease(NamedTuple):
     """A claimed task as a worker sees it. A named tuple, like :class:`Outcome`: one of

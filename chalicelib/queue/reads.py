@@ -117,6 +117,31 @@ class QueueReads:
                 found += [e for e in events if isinstance(e, dict) and e.get("id") == task_id]
         return found
 
+    def queue_holding(self, task_id: str) -> str | None:
+        """The known queue whose Redis state holds the task (one pipelined look per
+        queue), for a task the record does not know yet (durability "queue")."""
+        queues = self.known_queues()
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.exists(self.keys.queue(queue).task(task_id))
+        for queue, found in zip(queues, pipe.execute(), strict=True):
+            if found:
+                return queue
+        return None
+
+    def created_event(self, queue: str, task_id: str) -> dict[str, Any] | None:
+        """The task's ``created`` event while it waits in the stream for the recorder
+        (durability "queue"): it carries the task's row. None once recorded."""
+        qk = self.keys.queue(queue)
+        entry = self.redis.hget(qk.task(task_id), taskhash.CREATED_ENTRY)
+        if entry is None:
+            return None
+        for _, fields in self.redis.xrange(qk.events, entry, entry):
+            for e in json.loads(fields.get(b"d", b"[]")):
+                if isinstance(e, dict) and e.get("id") == task_id and e.get("ev") == "created":
+                    return e
+        return None
+
     def live(self, queue: str, task_id: str) -> LiveTask | None:
         """The task as Redis holds it, or None when Redis no longer holds it."""
         return taskhash.decode(self.redis.hgetall(self.keys.queue(queue).task(task_id)))

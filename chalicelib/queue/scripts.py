@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
 from typing import Any
@@ -28,6 +29,7 @@ from chalicelib.core.jsontext import compact, decode
 from chalicelib.core.models import (
     PROGRESS_EVERY_MS,
     Claim,
+    Durability,
     Lease,
     NewTask,
     Outcome,
@@ -44,6 +46,11 @@ SWEEP_BOUND = 200
 MAX_CLAIM = 100
 #: Tasks per enqueue script call: a 1,000-task call keeps Redis busy for a few ms only.
 ENQUEUE_CHUNK = 1000
+#: How long a process trusts the durability it read for a queue (s): a change made
+#: through another process is followed within this time.
+DURABILITY_TTL_S = 1.0
+#: The queue meta field holding the durability ("queue"; absent: "record").
+DURABILITY_FIELD = "dur"
 
 
 class Code(IntEnum):
@@ -104,6 +111,8 @@ class Queue(QueueReads):
         #: Redis without an epoch: chalicelib/service/epoch.py raises the epoch there if Redis may
         #: have lost writes. None: no record to check against (Redis-only tools, tests).
         self.on_new_server: Callable[[], object] | None = None
+        #: queue → (durability, monotonic time read); see :meth:`durability`.
+        self._durability: dict[str, tuple[Durability, float]] = {}
 
     # -- helpers -----------------------------------------------------------------
 
@@ -212,10 +221,11 @@ class Queue(QueueReads):
 
     # -- enqueue -----------------------------------------------------------------
 
-    def enqueue_many(self, tasks: Sequence[NewTask]) -> list[bool]:
-        """Add tasks (already recorded in Postgres) in one pipelined round trip: one
-        script call per queue and chunk. Returns, per task, whether it was added (False:
-        it already existed)."""
+    def enqueue_many(self, tasks: Sequence[NewTask], *, unrecorded: bool = False) -> list[bool]:
+        """Add tasks in one pipelined round trip: one script call per queue and chunk.
+        The tasks are recorded in PostgreSQL already, or, with ``unrecorded`` (durability
+        "queue"), each carries its row in its ``created`` event for the recorder to
+        insert. Returns, per task, whether it was added (False: it already existed)."""
         if not tasks:
             return []
         by_queue: dict[str, list[int]] = {}
@@ -227,24 +237,13 @@ class Queue(QueueReads):
             for j in range(0, len(idx), ENQUEUE_CHUNK)
         ]
 
-        calls = [
-            (
-                queue,
-                compact(
-                    [
-                        [
-                            tasks[i].id,
-                            tasks[i].status.value,
-                            str(tasks[i].run_at_ms),
-                            "",
-                            taskhash.static_fields(tasks[i]),
-                        ]
-                        for i in idx
-                    ]
-                ),
-            )
-            for queue, idx in chunks
-        ]
+        def entry(t: NewTask) -> list[Any]:
+            e = [t.id, t.status.value, str(t.run_at_ms), "", taskhash.static_fields(t)]
+            if unrecorded:
+                e.append(t.row_json())
+            return e
+
+        calls = [(queue, compact([entry(tasks[i]) for i in idx])) for queue, idx in chunks]
         replies = self._enqueue(calls)
         added = [False] * len(tasks)
         for (_, idx), codes in zip(chunks, replies, strict=True):
@@ -529,13 +528,31 @@ class Queue(QueueReads):
         reply = self._run("reap", queue, args)
         return int(reply[1]), int(reply[2])
 
-    def configure(self, queue: str, **fields: str) -> None:
-        """Set queue meta fields (paused, concurrency, rl_rate, rl_burst; '' removes)."""
+    def configure(self, queue: str, *, durability: Durability | None = None, **fields: str) -> None:
+        """Set queue meta fields (paused, concurrency, rl_rate, rl_burst; '' removes)
+        and the queue's durability."""
+        if durability is not None:
+            fields[DURABILITY_FIELD] = "" if durability == Durability.RECORD else durability.value
         flat: list[str] = []
         for key, value in fields.items():
             flat += [key, value]
         self.remember_queues([queue])
         self._run("configure_queue", queue, flat)
+        if durability is not None:
+            self._durability[queue] = (durability, time.monotonic())
+
+    def durability(self, queue: str) -> Durability:
+        """The queue's durability, read from its meta at most once a second per process
+        (a create asks for every task). Redis that lost the queue's meta answers the
+        default, ``record``: the safe side."""
+        now = time.monotonic()
+        cached = self._durability.get(queue)
+        if cached is not None and now - cached[1] < DURABILITY_TTL_S:
+            return cached[0]
+        value = self.redis.hget(self.keys.queue(queue).meta, DURABILITY_FIELD)
+        durability = Durability.QUEUE if value == b"queue" else Durability.RECORD
+        self._durability[queue] = (durability, now)
+        return durability
 
     def extend_many(
         self, items: Sequence[tuple[str, str, str, int]]

@@ -25,6 +25,9 @@ ERROR, RESULT, CANCEL_REQUESTED = "err", "res", "cr"
 # and whether the newest is still unrecorded (held back by the once-a-second throttle).
 PROGRESS_FRACTION, PROGRESS_MESSAGE, PROGRESS_AT = "pf", "pm", "pat"
 PROGRESS_EMITTED, PROGRESS_UNRECORDED = "pe", "pu"
+# Durability "queue": the id of the event-stream entry holding the task's `created` event
+# (its row, until the recorder has written it).
+CREATED_ENTRY = "ce"
 
 FIELDS = frozenset(
     {
@@ -54,6 +57,7 @@ FIELDS = frozenset(
         PROGRESS_AT,
         PROGRESS_EMITTED,
         PROGRESS_UNRECORDED,
+        CREATED_ENTRY,
     }
 )
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
-from typing import Any, LiteralString
+from typing import Any, LiteralString, NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
@@ -54,6 +54,17 @@ def make_pool(url: str, *, max_size: int = 10, timeout_s: float = 5.0) -> Connec
         check=_check_if_idle,
         reconnect_timeout=timeout_s * 2,
     )
+
+
+#: What marks a batch holding ``created`` events (enqueue.lua writes it so).
+CREATED_MARK = '"ev":"created"'
+
+
+class Recorded(NamedTuple):
+    """What :meth:`Store.record` found besides recording the batch."""
+
+    conflicts: list[Row]
+    missing: list[str]  #: ids of the batch's tasks that have no row
 
 
 @cache
@@ -237,27 +248,46 @@ class Store:
 
     # -- recording transitions -----------------------------------------------------
 
-    def record(self, events_json: str) -> list[Row]:
+    def record(self, events_json: str) -> Recorded:
         """Apply a batch of transition events (a JSON array of them, as the Lua scripts
-        emitted them): history rows, one snapshot per task (newest version wins) and the
-        notifications they trigger, in one statement. Idempotent: a batch recorded before
-        fails on the history key and runs again with the replay-only lines.
+        emitted them): the rows of tasks created in Redis first (durability "queue"), then
+        history rows, one snapshot per task (newest version wins) and the notifications
+        they trigger, in one statement. Idempotent: a batch recorded before fails on the
+        history key and runs again with the replay-only lines.
 
         Returns the replay's conflicts (``history_conflicts``: history rows the record
         holds with another event or time than the batch), always empty on the first
-        attempt, which is not replaying. A batch PostgreSQL refuses (a value it cannot
-        store) raises ``psycopg.DataError`` or ``psycopg.IntegrityError``, unchanged."""
+        attempt, which is not replaying, and the batch's tasks that have no row. A batch
+        PostgreSQL refuses (a value it cannot store) raises ``psycopg.DataError`` or
+        ``psycopg.IntegrityError``, unchanged."""
         params = {"events": events_json}
         with self.connection() as conn:
+            if CREATED_MARK in events_json:
+                # Its own statement: record_events must see these rows (a statement's
+                # CTEs cannot see each other's inserts). A failure after this commit
+                # leaves the batch pending, and its replay keeps the rows.
+                conn.execute(q("insert_created"), params)
             try:
-                conn.execute(_first_recording(), params)
-                return []
+                missing = conn.execute(_first_recording(), params).fetchall()
+                return Recorded([], [r["id"] for r in missing])
             except psycopg.errors.UniqueViolation:
-                conn.execute(q("record_events"), params)
+                missing = conn.execute(q("record_events"), params).fetchall()
             # A second statement, on the replay path only: the first attempt pays nothing
             # for it. Not in the replay's transaction: if it fails, the batch stays
             # pending and its next replay checks again.
-            return conn.execute(q("history_conflicts"), params).fetchall()
+            conflicts = conn.execute(q("history_conflicts"), params).fetchall()
+            return Recorded(conflicts, [r["id"] for r in missing])
+
+    def insert_created(self, tasks: Sequence[NewTask]) -> None:
+        """Rows for tasks of a queue of durability "queue" that may not be in Redis (its
+        enqueue failed): the same insert the recorder makes from their ``created``
+        events, so either may come first."""
+        events = ",".join(
+            f'{{"id":"{t.id}","ev":"created","st":"{t.status.value}","v":0,"row":{t.row_json()}}}'
+            for t in tasks
+        )
+        with self.connection() as conn:
+            conn.execute(q("insert_created"), {"events": f"[{events}]"})
 
     def park(self, *, stream: str, queue: str, entry_id: str, entry: str, error: str) -> bool:
         """Set aside a stream entry PostgreSQL refused (``dtq_parked_events``). False

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.core.errors import NotFound, Unavailable
-from chalicelib.queue.scripts import Queue
+from chalicelib.core.models import Durability
+from chalicelib.queue.scripts import DURABILITY_FIELD, Queue
 from chalicelib.record.deliveries import Deliveries
 from chalicelib.record.store import Store
 
@@ -35,13 +36,15 @@ class Queues:
         name: str,
         fields: dict[str, str],
         *,
+        durability: Durability | None = None,
         webhook: str | None = None,
         set_webhook: bool = False,
     ) -> None:
-        """Set meta fields (paused, concurrency, rl_rate, rl_burst; '' removes one) and,
-        with ``set_webhook``, the queue's default webhook (None removes it)."""
-        if fields:
-            self.queue.configure(name, **fields)
+        """Set meta fields (paused, concurrency, rl_rate, rl_burst; '' removes one), the
+        queue's durability and, with ``set_webhook``, its default webhook (None removes
+        it)."""
+        if fields or durability is not None:
+            self.queue.configure(name, durability=durability, **fields)
         if set_webhook:
             self.deliveries.set_queue_webhook(name, webhook)
 
@@ -80,6 +83,9 @@ def _describe(
                 "concurrency": int(meta["concurrency"]) if "concurrency" in meta else None,
                 "unrecorded_events": int(d["unrecorded_events"]),
                 "webhook_url": (webhooks or {}).get(name),
+                "durability": (
+                    Durability.QUEUE if meta.get(DURABILITY_FIELD) == "queue" else Durability.RECORD
+                ).value,
             }
         )
     return out

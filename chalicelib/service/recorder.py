@@ -16,6 +16,13 @@ stands alone; those are *parked* in ``dtq_parked_events`` and deleted from the s
 recorded ones, so one bad entry cannot hold up every entry read with it. Both counts go to
 the queue's stats hash, which ``GET /metrics`` serves (``task_parked_events_total``,
 ``task_history_conflicts_total``).
+
+A task of a queue of durability "queue" has no row until its ``created`` event is
+recorded. Recorders share the streams, so a round may hold a task's later transitions
+while another recorder's round, not yet committed, holds its ``created`` event: the
+entries naming such a task stay pending (the rest of the round is acknowledged) and are
+recorded again, as a replay, on a later round. An entry still naming a task without a row
+after ``ROWLESS_GRACE_MS`` is parked like a refused one (its other events are recorded).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import redis
 
 from chalicelib.core.errors import Unavailable
 from chalicelib.queue.scripts import Queue
-from chalicelib.record.store import Row, Store
+from chalicelib.record.store import Recorded, Row, Store
 from chalicelib.service.dispatch import Dispatcher
 from chalicelib.service.tasks import TaskService
 
@@ -59,6 +66,10 @@ REFUSED = (psycopg.DataError, psycopg.IntegrityError, UnicodeDecodeError, json.J
 #: Stats hash fields (per queue) of the recorder's two exceptions; chalicelib/api/metrics.py.
 PARKED_FIELD = "parked"
 CONFLICTS_FIELD = "history_conflicts"
+#: How long an entry naming a task without a row waits for that row (ms of its stream
+#: id's age): well past the takeover of an abandoned round (``CLAIM_IDLE_MS``), which is
+#: the longest a ``created`` event can stay unrecorded while PostgreSQL answers.
+ROWLESS_GRACE_MS = 300_000
 #: Characters of a parked entry shown in its log line (the table holds all of it).
 LOGGED_ENTRY_CHARS = 2000
 #: Conflicting history rows logged one per line per round; the rest as a count.
@@ -112,6 +123,12 @@ class _Tally:
 
     parked: Counter[str] = field(default_factory=Counter)
     conflicts: list[Row] = field(default_factory=list)
+    #: ids of tasks the round names that have no row yet (see the module's docstring)
+    missing: list[str] = field(default_factory=list)
+
+    def add(self, recorded: Recorded) -> None:
+        self.conflicts += recorded.conflicts
+        self.missing += recorded.missing
 
 
 def _storable(text: str) -> str:
@@ -192,7 +209,7 @@ class Recorder:
         refused = None in events  # an entry our scripts did not write
         if not refused:
             try:
-                tally.conflicts = self.store.record(join_entries(cast(list[bytes], events)))
+                tally.add(self.store.record(join_entries(cast(list[bytes], events))))
             except REFUSED:
                 refused = True
         if refused:
@@ -203,6 +220,8 @@ class Recorder:
                 for eid, fields in batch
             ]
             self._record_isolating(entries, tally)
+        if tally.missing:
+            batches = self._hold_rowless(batches, tally)
         pipe = self.queue.redis.pipeline(transaction=False)
         for s, batch in batches:
             ids = [eid for eid, _ in batch]
@@ -212,6 +231,36 @@ class Recorder:
             self._count(pipe, tally)
         pipe.execute()
         return sum(len(batch) for _, batch in batches)
+
+    def _hold_rowless(
+        self,
+        batches: list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]],
+        tally: _Tally,
+    ) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]:
+        """The round's entries to acknowledge: all but those naming a task that has no
+        row yet, which stay pending for a later round, unless they have waited
+        ``ROWLESS_GRACE_MS``: then they are parked, and acknowledged too."""
+        needles = [m.encode() for m in dict.fromkeys(tally.missing)]
+        now_ms = int(time.time() * 1000)
+        kept: list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]] = []
+        for stream, batch in batches:
+            ack = []
+            for eid, fields in batch:
+                text = fields.get(b"d") or b""
+                rowless = [n.decode() for n in needles if n in text]
+                if not rowless:
+                    ack.append((eid, fields))
+                elif now_ms - int(eid.split(b"-")[0]) >= ROWLESS_GRACE_MS:
+                    entry = _Entry(stream, self._queue_of.get(stream, ""), eid, fields)
+                    error = "no row for task(s) " + ", ".join(rowless[:10])
+                    self._park(entry, error + "; the entry's other events were recorded", tally)
+                    ack.append((eid, fields))
+            if ack:
+                kept.append((stream, ack))
+        held = sum(len(b) for _, b in batches) - sum(len(b) for _, b in kept)
+        if held:
+            log.info("%d stream entries wait for their tasks' rows", held)
+        return kept
 
     # -- the slow path: a batch PostgreSQL refused, and replays that conflict ---------
 
@@ -225,7 +274,7 @@ class Recorder:
         texts = [e.text for e in entries]
         if all(_is_array(t) for t in texts):
             try:
-                tally.conflicts += self.store.record(join_entries(cast(list[bytes], texts)))
+                tally.add(self.store.record(join_entries(cast(list[bytes], texts))))
                 return
             except REFUSED:
                 pass
@@ -248,7 +297,7 @@ class Recorder:
             self._park(entry, "the entry is not a JSON array of events", tally)
             return
         try:
-            tally.conflicts += self.store.record(join_entries([raw]))
+            tally.add(self.store.record(join_entries([raw])))
         except REFUSED as exc:
             self._park(entry, _storable(f"{type(exc).__name__}: {exc}"), tally)
 

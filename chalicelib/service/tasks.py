@@ -1,11 +1,18 @@
 """The task service: creating, reading, canceling and retrying tasks over the queue
 (Redis) and the record (PostgreSQL); what the HTTP edge, the workers and the schedules call.
 
-Order of writes for a new task: the Postgres row commits first, then the task enters
-Redis; the reverse order could run a task that has no record. When the Redis step fails,
-the task is noted in the dispatch backlog, which every recorder loop empties within
-about a second of Redis answering again (chalicelib/service/dispatch.py). A crash between the
-commit and that note leaves a recorded task that only ``reconcile`` dispatches.
+Order of writes for a new task of a queue of durability "record" (the default): the
+Postgres row commits first, then the task enters Redis; the reverse order could run a
+task that has no record. When the Redis step fails, the task is noted in the dispatch
+backlog, which every recorder loop empties within about a second of Redis answering
+again (chalicelib/service/dispatch.py). A crash between the commit and that note leaves a
+recorded task that only ``reconcile`` dispatches.
+
+Durability "queue" (docs/guarantees.md): a create without an idempotency key is accepted
+once its enqueue script ran in Redis; the script's ``created`` event carries the row,
+which the recorder inserts with the task's later transitions. If Redis fails, the create
+takes the record path instead (the row, then the backlog). Until the row is recorded, a
+read finds the task through Redis (:meth:`TaskService.get`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.ids import uuid7
 from chalicelib.core.jsontext import compact
-from chalicelib.core.models import TERMINAL, Backoff, Lease, NewTask, TaskStatus
+from chalicelib.core.models import TERMINAL, Backoff, Durability, Lease, NewTask, TaskStatus
 from chalicelib.core.taskspec import TaskSpec, parse_task
 from chalicelib.queue.scripts import Code, Queue
 from chalicelib.queue.taskhash import LiveTask
@@ -120,6 +127,11 @@ class TaskService:
                 stored.extend(map(self._offloaded, made))
                 yield stored[start:]
 
+        if self._all_in_queue_mode(bodies):
+            for _ in chunks():  # validated in full before anything is written
+                pass
+            self._accept_in_queue(stored)
+            return replies
         self.store.copy_tasks(chunks())
         self._dispatch(stored)
         return replies
@@ -133,6 +145,9 @@ class TaskService:
         new = [self._new_task(s, now, schedule_id) for s in specs]
         stored = [self._offloaded(t) for t in new]
         if len(stored) == 1 and stored[0].idempotency_key is None:
+            if schedule_id is None and self._in_queue_only(stored):
+                self._accept_in_queue(stored)
+                return [(taskview.from_new(new[0]), True)]
             # The hot path of many concurrent single creates: nothing can conflict, so
             # the task may share its transaction and Redis round trip with others.
             self._arrived[stored[0].id] = time.monotonic()
@@ -184,6 +199,42 @@ class TaskService:
         arrived = min(self._arrived.pop(t.id, now) for t in tasks)
         wait_s = max(MIN_SHARED_WAIT_S, self.store.wait_s - (now - arrived))
         self.store.insert_tasks(tasks, wait_s=wait_s)
+
+    def _durability(self, queue: Any) -> Durability:
+        """The queue's durability; "record" when Redis cannot say (the path that works
+        without Redis) or the name is not a queue's (validation answers for it)."""
+        if not isinstance(queue, str):
+            return Durability.RECORD
+        try:
+            return self.queue.durability(queue)
+        except redis.RedisError:
+            return Durability.RECORD
+
+    def _all_in_queue_mode(self, bodies: Sequence[Any]) -> bool:
+        """Whether every body of a batch names a queue of durability "queue" (asked before
+        validation, which runs while the rows are written: a body that is not a task
+        takes the record path, whose validation refuses it)."""
+        queues = set()
+        for body in bodies:
+            queue = body.get("queue") or "default" if isinstance(body, dict) else None
+            if not isinstance(queue, str):
+                return False
+            queues.add(queue)
+        return all(self._durability(q) == Durability.QUEUE for q in queues)
+
+    def _in_queue_only(self, tasks: Sequence[NewTask]) -> bool:
+        return all(self._durability(t.queue) == Durability.QUEUE for t in tasks)
+
+    def _accept_in_queue(self, tasks: Sequence[NewTask]) -> None:
+        """Durability "queue": accepted once the enqueue script ran; the recorder writes
+        the rows. If Redis fails (the script may or may not have run), the rows are
+        written here, as the recorder would, and the tasks go to the dispatch backlog:
+        accepted on the record path instead, so nothing is lost either way."""
+        try:
+            self.queue.enqueue_many(tasks, unrecorded=True)
+        except redis.RedisError as exc:
+            self.store.insert_created(tasks)
+            self._note_undispatched(tasks, exc)
 
     def _dispatch(self, tasks: Sequence[NewTask]) -> None:
         try:
@@ -246,13 +297,39 @@ class TaskService:
     def _queue_of(self, task_id: str) -> str:
         queue = self.store.queue_of(task_id)
         if queue is None:
+            queue = self._unrecorded_queue(task_id)
+        if queue is None:
             raise NotFound(f"task {task_id} not found")
         return queue
+
+    def _unrecorded_queue(self, task_id: str) -> str | None:
+        """The queue holding a task the record does not know yet (durability "queue")."""
+        try:
+            return self.queue.queue_holding(task_id)
+        except redis.RedisError:
+            return None
+
+    def _row(self, task_id: str) -> Row | None:
+        """The task's record; for a task of a queue of durability "queue" not recorded
+        yet, the row its ``created`` event carries to the recorder."""
+        row = self.store.get_task(task_id)
+        if row is not None:
+            return row
+        queue = self._unrecorded_queue(task_id)
+        if queue is None:
+            return None
+        try:
+            created = self.queue.created_event(queue, task_id)
+        except redis.RedisError:
+            return None
+        if created is None:  # recorded (and its entry deleted) since the first look
+            return self.store.get_task(task_id)
+        return taskview.row_from_created(created)
 
     def get(self, task_id: str, *, history: bool = True) -> dict[str, Any]:
         """The task: its record overlaid with its live Redis state (so a read right after
         a change sees it even before the recorder has caught up), plus its history."""
-        row = self.store.get_task(task_id)
+        row = self._row(task_id)
         if row is None:
             raise NotFound(f"task {task_id} not found")
         live = self._live(row["queue"], task_id)
@@ -313,7 +390,7 @@ class TaskService:
         """The task once it is final (succeeded, dead or canceled), or as it is when
         ``timeout_s`` passes. Waits on the queue's event stream, so a finished task is
         seen within milliseconds and PostgreSQL is read once at each end, not polled."""
-        row = self.store.get_task(task_id)
+        row = self._row(task_id)
         if row is None:
             raise NotFound(f"task {task_id} not found")
         queue = row["queue"]

@@ -88,6 +88,40 @@ def from_record(row: Row, live: LiveTask | None = None) -> dict[str, Any]:
     return task
 
 
+def row_from_created(event: dict[str, Any]) -> Row:
+    """The row a task of a queue of durability "queue" will have once its ``created``
+    event is recorded (queries.sql insert_created), read from that event meanwhile."""
+    r = event["row"]
+    return {
+        "id": event["id"],
+        "name": r["name"],
+        "queue": r["queue"],
+        "priority": r["priority"],
+        "payload": r["payload"],
+        "status": event["st"],
+        "attempts": 0,
+        "max_attempts": r["max_attempts"],
+        "timeout_seconds": r["timeout_seconds"],
+        "backoff": r["backoff"],
+        "idempotency_key": None,
+        "lock_key": r.get("lock_key"),
+        "schedule_id": None,
+        "webhook_url": r.get("webhook_url"),
+        "worker_id": None,
+        "cancel_requested": False,
+        "fence": 0,
+        "run_at": from_ms(int(r["run_at"])),
+        "created_at": from_ms(int(r["created_at"])),
+        "created_scheduled": event["st"] == "scheduled",
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+        "progress": None,
+        "version": int(event.get("v") or 0),
+    }
+
+
 def _recorded_progress(data: dict[str, Any] | None) -> dict[str, Any] | None:
     """``{"fraction", "message", "at"}`` from the row's column or a history row's data
     (``at`` in ms there)."""

@@ -139,8 +139,19 @@ def test_queue_patch_validation(admin: Http) -> None:
         {"rate_limit": {"per_second": 1}},
         {"rate_limit": 5},
         {"other": 1},
+        {"durability": None},
+        {"durability": "QUEUE"},
+        {"durability": 1},
+        {"durability": "queue", "paused": "no"},
     ):
-        assert_error(admin.patch("/queues/default", body), 400, "validation_error")
+        r = admin.patch("/queues/default", body)
+        assert_error(r, 400, "validation_error")
+        named = {d["field"].split(".")[0] for d in r.json_body["error"]["details"]}
+        assert named & set(body), (body, named)
+    # A refused change applies nothing, the valid part of it included.
+    admin.post("/tasks", {"name": "t"})
+    q = admin.get("/queues/default").json_body
+    assert (q["durability"], q["paused"]) == ("record", False)
     assert_error(admin.patch("/queues/bad%20name", {"paused": True}), 400, "validation_error")
     assert_error(admin.patch("/queues/default", raw=b"[]"), 400, "invalid_json")
 

@@ -50,6 +50,25 @@ def test_queues_depth_settings_and_404(admin: Http, worker: Http) -> None:
     assert_error(admin.get("/queues/nope"), 404, "not_found")
 
 
+def test_durability_is_set_shown_and_used(admin: Http, services: Services) -> None:
+    admin.post("/tasks", {"name": "t", "queue": "mail"})
+    assert admin.get("/queues/mail").json_body["durability"] == "record"
+    r = admin.patch("/queues/mail", {"durability": "queue"})
+    assert r.status_code == 200 and r.json_body["durability"] == "queue"
+    assert admin.get("/queues").json_body["queues"][0]["durability"] == "queue"
+    created = admin.post("/tasks", {"name": "t", "queue": "mail", "payload": {"k": 1}})
+    assert created.status_code == 201
+    task_id = created.json_body["id"]
+    assert services.store.get_task(task_id) is None  # accepted in Redis; not recorded yet
+    got = admin.get(f"/tasks/{task_id}").json_body
+    assert (got["status"], got["payload"]) == ("queued", {"k": 1})
+    assert [e["event"] for e in got["history"]] == ["created", "queued"]
+    r = admin.patch("/queues/mail", {"durability": "record"})
+    assert r.json_body["durability"] == "record"
+    created = admin.post("/tasks", {"name": "t", "queue": "mail"})
+    assert services.store.get_task(created.json_body["id"]) is not None
+
+
 def test_health_ok(anon: Http) -> None:
     r = anon.get("/health")
     assert r.status_code == 200

@@ -267,6 +267,14 @@ def test_replay_a_dead_task_and_pause_a_queue_from_the_page(
     expect(page.get_by_role("status")).to_have_text("Concurrency of “dash”: 3")
     assert api.call("GET", "/queues/dash")["concurrency"] == 3
 
+    # Durability: shown, and changed after a confirmation that names the trade-off.
+    page.get_by_label("Durability of new tasks").select_option("queue")
+    page.get_by_role("button", name="Set durability").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Redis data loss")
+    page.get_by_role("dialog").get_by_role("button", name="Set").click()
+    expect(page.get_by_role("status")).to_have_text("Durability of “dash”: queue")
+    assert api.call("GET", "/queues/dash")["durability"] == "queue"
+
 
 def test_create_edit_and_delete_a_schedule_from_the_page(
     page: Page, api_url: str, api: Api, settings: Settings

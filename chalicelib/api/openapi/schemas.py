@@ -161,7 +161,9 @@ QUEUE_INFO = obj({
     "concurrency": {"type": ["integer", "null"]},
     "unrecorded_events": {"type": "integer", "minimum": 0},
     "webhook_url": {"type": ["string", "null"]},
-}, ["name", "depth", "paused", "oldest_queued_age_seconds", "rate_limit", "concurrency"])
+    "durability": {"enum": ["record", "queue"]},
+}, ["name", "depth", "paused", "oldest_queued_age_seconds", "rate_limit", "concurrency",
+    "durability"])
 
 WORKER_INFO = obj({
     "worker_id": {"type": "string"},

@@ -76,6 +76,7 @@ _QUEUE_PATCH = obj({
     "concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": 100000},
     "webhook_url": null({"type": "string", "maxLength": 2000,
                          "pattern": "^https?://[^\\s/\\u0000]+[^\\u0000]*$"}),
+    "durability": {"enum": ["record", "queue"]},
 })
 _NAMES = array(QUEUE, minItems=1, maxItems=100)
 _REGISTER = obj({

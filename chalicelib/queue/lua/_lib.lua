@@ -101,6 +101,26 @@ local function push_fast(id, v, ev, st, att, fence, w, sa, fa, run, err, res)
   EVENTS[n + 1] = '}'
 end
 
+-- The `created` event of a task whose row the recorder writes (durability "queue",
+-- enqueue.lua): `row` is the row's JSON text (NewTask.row_json). flush() notes the
+-- entry's id in the task hash (`ce`), where a read finds the row until it is recorded.
+local CREATED = {}
+local function push_created(task_key, id, v, st, row)
+  CREATED[#CREATED + 1] = task_key
+  local n = #EVENTS
+  EVENTS[n + 1] = ',{"id":"'
+  EVENTS[n + 2] = id
+  EVENTS[n + 3] = '","ev":"created","st":"'
+  EVENTS[n + 4] = st
+  EVENTS[n + 5] = '","v":'
+  EVENTS[n + 6] = v
+  EVENTS[n + 7] = ',"at":'
+  EVENTS[n + 8] = NOW_S
+  EVENTS[n + 9] = ',"row":'
+  EVENTS[n + 10] = row
+  EVENTS[n + 11] = '}'
+end
+
 -- Fences and transition numbers (`v`, the history's seq) carry the epoch in their high
 -- bits: number = epoch * 2^32 + count. The epoch (meta `ep`, chalicelib/service/epoch.py) is
 -- raised whenever Redis may have lost writes (a restart, a failover, `dtq recover`), so
@@ -220,7 +240,8 @@ local function flush()
   end
   for field, n in pairs(STATS) do redis.call('HINCRBY', K.stats, field, n) end
   if #EVENTS > 0 then
-    redis.call('XADD', K.events, '*', 'd', '[' .. string.sub(table.concat(EVENTS), 2) .. ']')
+    local entry = redis.call('XADD', K.events, '*', 'd', '[' .. string.sub(table.concat(EVENTS), 2) .. ']')
+    for _, task_key in ipairs(CREATED) do redis.call('HSET', task_key, 'ce', entry) end
   end
 end
 

@@ -8,7 +8,12 @@
 -- ARGV[1]  JSON array of entries, each an array:
 --          [id, status (queued|scheduled|retrying), run_at ms (string),
 --           event to record ('' when the record already has it, as for a new task),
---           [hash field, value, ...] (name, pri, payload, max, tmo, bo, lk, att, fence, v...)]
+--           [hash field, value, ...] (name, pri, payload, max, tmo, bo, lk, att, fence, v...),
+--           and, for a queue whose durability is "queue", the task's row as JSON text]
+--
+-- A task of a "queue" queue has no row yet: its `created` event carries the row, which the
+-- recorder inserts (queries.sql insert_created) before it records the round's other
+-- events. The text is embedded as it comes, never decoded here.
 --
 -- Returns one code per entry: OK or EXISTS; or {UNREGISTERED} and nothing done when the
 -- queue is not yet in the registry of queues (its first task, or Redis lost its data):
@@ -45,7 +50,14 @@ for i, e in ipairs(entries) do
       redis.call('ZADD', K.retrying, tonumber(run_at), id)
       later = true
     end
-    if event ~= '' then emit(task_key, id, event) else tl_bump('enq') end
+    if e[6] then
+      push_created(task_key, id, born[2] or '0', status, e[6])
+      tl_bump('enq')
+    elseif event ~= '' then
+      emit(task_key, id, event)
+    else
+      tl_bump('enq')
+    end
     codes[i] = OK
   end
 end

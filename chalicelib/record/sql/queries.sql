@@ -47,6 +47,26 @@ LIMIT %(limit)s
 -- name: queue_of
 SELECT queue FROM dtq_tasks WHERE id = %(id)s
 
+-- name: insert_created
+-- The rows of tasks accepted by a queue of durability "queue" (their `created` events,
+-- enqueue.lua): run before record_events when a batch holds any, so that the batch's
+-- later transitions of the same tasks find their rows. A row inserted before (a replay,
+-- or the create's own fallback when Redis failed) is kept.
+INSERT INTO dtq_tasks (id, name, queue, priority, payload, status, max_attempts,
+    timeout_seconds, backoff, lock_key, webhook_url, run_at, created_at, created_scheduled,
+    version)
+SELECT e.id, r.name, r.queue, r.priority, r.payload, e.st, r.max_attempts,
+       r.timeout_seconds, r.backoff, r.lock_key, r.webhook_url,
+       to_timestamp(r.run_at / 1000.0), to_timestamp(r.created_at / 1000.0),
+       e.st = 'scheduled', e.v
+FROM json_to_recordset(%(events)s::json) AS e(id uuid, ev text, st text, v bigint, "row" json)
+CROSS JOIN LATERAL json_to_record(e."row") AS r(
+    name text, queue text, priority smallint, payload jsonb, max_attempts integer,
+    timeout_seconds integer, backoff jsonb, lock_key text, webhook_url text, run_at bigint,
+    created_at bigint)
+WHERE e.ev = 'created'
+ON CONFLICT (id) DO NOTHING
+
 -- name: record_events
 -- A batch of transitions read from the queues' event streams (a JSON array of the events
 -- as the Lua scripts emitted them: each a full snapshot of the recorded fields, absent
@@ -58,6 +78,12 @@ SELECT queue FROM dtq_tasks WHERE id = %(id)s
 -- "replay only" is left out of the first attempt (chalicelib/record/store.py), because
 -- speculative insertion costs ≈ 3 µs per row and a batch is recorded twice only after a
 -- failure between commit and XACK; such a replay fails on the key and runs again whole.
+-- `created` events (durability "queue") have their row from insert_created and no
+-- history row: a row implies its creation events (chalicelib/service/taskview.py).
+-- Returns the batch's tasks that have no row: their snapshots could not be applied. That
+-- happens when another recorder has the round holding a task's `created` event and has
+-- not committed it yet; the recorder leaves such a batch pending and records it again
+-- as a replay (chalicelib/service/recorder.py).
 WITH e AS (
     SELECT * FROM json_to_recordset(%(events)s::json) AS e(
         id uuid, v bigint, ev text, at bigint, st text, att integer, w text, "by" text,
@@ -74,6 +100,7 @@ WITH e AS (
                 WHEN ev = 'progress' THEN
                jsonb_build_object('fraction', pf, 'message', pm, 'at', pat) END
     FROM e
+    WHERE ev <> 'created'
     ON CONFLICT (task_id, seq) DO NOTHING  -- replay only
 ), snapshots AS (
     UPDATE dtq_tasks t SET
@@ -93,7 +120,8 @@ WITH e AS (
                       jsonb_build_object('fraction', pf, 'message', pm, 'at', pat) AS progress
                FROM e WHERE ev = 'progress' ORDER BY id, v DESC) p ON p.id = s.id
     WHERE t.id = s.id AND t.version < s.v
-)
+    RETURNING t.id
+), deliveries AS (
 -- Notifications (docs/api.md): a webhook for succeeded, retrying and dead when the task (or
 -- its queue) has a URL; SNS for every dead task.
 INSERT INTO dtq_deliveries (task_id, seq, channel, event, target, task, at, next_at)
@@ -117,6 +145,12 @@ CROSS JOIN LATERAL (VALUES ('webhook', COALESCE(t.webhook_url, w.url)), ('sns', 
 WHERE s.ev IN ('succeeded', 'retrying', 'dead')
   AND ((c.channel = 'webhook' AND c.target IS NOT NULL) OR (c.channel = 'sns' AND s.ev = 'dead'))
 ON CONFLICT (task_id, seq, channel) DO NOTHING
+)
+-- Only tasks whose snapshot was not applied are looked up (normally none: a snapshot is
+-- skipped only when the row is at its version already, i.e. on a replay).
+SELECT DISTINCT e.id::text AS id FROM e
+WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = e.id)
+  AND NOT EXISTS (SELECT 1 FROM dtq_tasks t WHERE t.id = e.id)
 
 -- name: live_tasks
 -- Non-terminal tasks of the record, in pages, for recovery and reconciliation.

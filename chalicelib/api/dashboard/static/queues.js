@@ -1,4 +1,4 @@
-// Queues: pause / resume, concurrency and rate limit, each confirmed in the page.
+// Queues: pause / resume, concurrency, rate limit and durability, each confirmed in the page.
 
 import * as api from "./api.js";
 import { h, replace, table, route, query, num, field, dl } from "./dom.js";
@@ -44,6 +44,9 @@ export function queuePage(name) {
   const concurrency = h("input", { id: "q-concurrency", type: "number", min: "1", max: "100000", step: "1", placeholder: "no cap" });
   const perSecond = h("input", { id: "q-rate", type: "number", min: "0.001", step: "any", placeholder: "no limit" });
   const burst = h("input", { id: "q-burst", type: "number", min: "1", step: "1", placeholder: "burst" });
+  const durability = h("select", { id: "q-durability" },
+    h("option", { value: "record", text: "record: accepted once its row is committed in PostgreSQL" }),
+    h("option", { value: "queue", text: "queue: accepted once it is in Redis; recorded within the record lag" }));
   const pauseSlot = h("span");
 
   function build(q) {
@@ -64,10 +67,21 @@ export function queuePage(name) {
       act(off ? `Remove the rate limit of “${name}”?` : `Start at most ${value.per_second} tasks of “${name}” per second (burst ${value.burst})?`, "Set",
         () => patch(name, { rate_limit: value }), (r) => `Rate limit of “${name}”: ${rateText(r.rate_limit)}`, refresh);
     });
-    replace(controls, h("h2", { text: "Settings" }), h("div", { class: "actions" }, pauseSlot), concForm, rateForm);
+    const durForm = h("form", { class: "filters", "aria-label": "Durability" },
+      field("Durability of new tasks", durability), h("button", { type: "submit", text: "Set durability" }));
+    durForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const value = durability.value;
+      act(value === "queue"
+        ? `Accept new tasks of “${name}” once they are in Redis? A Redis data loss can then lose tasks not yet recorded.`
+        : `Accept new tasks of “${name}” only once their rows are committed in PostgreSQL?`, "Set",
+        () => patch(name, { durability: value }), (r) => `Durability of “${name}”: ${r.durability}`, refresh);
+    });
+    replace(controls, h("h2", { text: "Settings" }), h("div", { class: "actions" }, pauseSlot), concForm, rateForm, durForm);
     concurrency.value = q.concurrency === null ? "" : String(q.concurrency);
     perSecond.value = q.rate_limit ? String(q.rate_limit.per_second) : "";
     burst.value = q.rate_limit ? String(q.rate_limit.burst) : "";
+    durability.value = q.durability;
     built = true;
   }
 
@@ -81,6 +95,7 @@ export function queuePage(name) {
       ["Oldest queued", q.oldest_queued_age_seconds === null ? "—" : `${Math.round(q.oldest_queued_age_seconds)} s`],
       ["Concurrency", q.concurrency === null ? "no cap" : String(q.concurrency)],
       ["Rate limit", rateText(q.rate_limit)],
+      ["Durability", q.durability],
       ["Unrecorded events", num(q.unrecorded_events)],
       ["Default webhook", q.webhook_url || "—"],
       ["Tasks", h("a", { href: "#/tasks" + query({ queue: name }), text: "tasks of this queue" })],
