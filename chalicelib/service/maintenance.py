@@ -75,14 +75,22 @@ class Reconciliation:
 def reconcile(svc: Services, sample: int = RECONCILE_SAMPLE) -> Reconciliation:
     """Both directions: recorded live tasks missing from Redis are restored (e.g. created
     while Redis was down); Redis tasks missing from the record are reported, never
-    dropped (a task is recorded before it enters Redis, so each one is an anomaly)."""
+    dropped. A task is recorded before it enters Redis, so each one is an anomaly, except
+    a task of a queue of durability "queue" whose `created` event waits for a recorder."""
     restore = restore_missing(svc.tasks)
     out = Reconciliation(checked=restore.checked, restored=restore.restored)
-    ids = _redis_sample(svc, sample)
-    out.sampled = len(ids)
-    if ids:
-        known = svc.store.recorded_ids(ids)
-        out.unrecorded = [i for i in ids if i not in known]
+    sampled = _redis_sample(svc, sample)
+    out.sampled = len(sampled)
+    if sampled:
+        known = svc.store.recorded_ids(list(sampled))
+        stray = [
+            i
+            for i, queue in sampled.items()
+            if i not in known and svc.queue.created_event(queue, i) is None
+        ]
+        # One recorded between the two looks is not stray either.
+        recorded_since = svc.store.recorded_ids(stray) if stray else set()
+        out.unrecorded = [i for i in stray if i not in recorded_since]
     if out.unrecorded:
         log.warning(
             "%d task(s) in Redis have no record: %s",
@@ -92,16 +100,19 @@ def reconcile(svc: Services, sample: int = RECONCILE_SAMPLE) -> Reconciliation:
     return out
 
 
-def _redis_sample(svc: Services, sample: int) -> list[str]:
+def _redis_sample(svc: Services, sample: int) -> dict[str, str]:
+    """Task ids at the head of every state set of every queue → their queue."""
     pipe = svc.redis.pipeline(transaction=False)
+    asked = []
     for queue in svc.queue.known_queues():
         k = svc.keys.queue(queue)
         for key in (k.ready, k.scheduled, k.retrying, k.running):
             pipe.zrange(key, 0, sample - 1)
-    ids: dict[str, None] = {}
-    for members in pipe.execute():
-        ids.update((m.decode(), None) for m in members)
-    return [i for i in ids if _is_uuid(i)]
+            asked.append(queue)
+    ids: dict[str, str] = {}
+    for queue, members in zip(asked, pipe.execute(), strict=True):
+        ids.update((m.decode(), queue) for m in members)
+    return {i: q for i, q in ids.items() if _is_uuid(i)}
 
 
 def _is_uuid(value: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from chalicelib.core.clock import utcnow
-from chalicelib.core.models import Backoff, NewTask
+from chalicelib.core.models import Backoff, Durability, NewTask
 from chalicelib.service import maintenance
 from chalicelib.service.deps import Services
 from chalicelib.service.firing import fire_due
@@ -88,6 +88,20 @@ def test_reconciler_restores_recorded_tasks_and_reports_unrecorded_ones(
     assert out.restored == 1 and q.live("default", task["id"]) is not None
     assert out.unrecorded == [stray.id]
     assert maintenance.reconcile(services).restored == 0
+
+
+def test_a_task_waiting_for_the_recorder_is_not_reported_as_unrecorded(
+    services: Services,
+) -> None:
+    """Durability "queue": in Redis before its row; the reconciler knows the difference."""
+    services.queue.configure("fast", durability=Durability.QUEUE)
+    task = services.tasks.enqueue("t", queue="fast")
+    assert services.store.get_task(task["id"]) is None
+    out = maintenance.reconcile(services)
+    assert out.sampled >= 1 and out.unrecorded == []
+    # Its created event gone unrecorded (as if a stream entry were lost): now it is stray.
+    services.redis.delete(services.keys.queue("fast").events)
+    assert maintenance.reconcile(services).unrecorded == [task["id"]]
 
 
 def test_flush_records_pending_transitions(services: Services) -> None:
