@@ -70,7 +70,9 @@ def test_redis_data_loss_loses_only_the_unrecorded_tasks_and_recover_restores_th
     out = cluster.recover()
     assert "epoch" in out, out
     cluster.worker("a", concurrency=4, lease_seconds=2)
-    report = cluster.check("durability queue: Redis data lost, dtq recover", recorded)
+    report = cluster.check(
+        "durability queue: Redis data lost, dtq recover (the recorded tasks)", recorded
+    )
     report.assert_clean()
     assert report.statuses == {"succeeded": len(recorded)}
     # The window's tasks lived in Redis only: lost, and the record says so (404), not a
