@@ -3,6 +3,7 @@ claim loop, claim cost at depth, Redis memory per task, record lag)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -10,6 +11,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -75,6 +77,15 @@ class DTQ:
         self._template = None
         if self.durability != Durability.RECORD:
             self.svc.queue.configure(QUEUE, durability=self.durability)
+
+    @contextlib.contextmanager
+    def durable_as(self, durability: Durability) -> Iterator[None]:
+        """Run the block with the bench queue at ``durability`` (applied at each reset)."""
+        before, self.durability = self.durability, durability
+        try:
+            yield
+        finally:
+            self.durability = before
 
     def _forget(self) -> None:
         r = self.svc.redis

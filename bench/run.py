@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bench import SCENARIOS, drive, procs, redis_server
 from bench.peers import PEERS
 from bench.stats import Figure, fmt, percentile
+from chalicelib.core.models import Durability
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Scenarios the peers run too (through bench/peers/driver.py).
@@ -28,6 +29,10 @@ PEER_SCENARIOS = ("enqueue", "bulk", "drain", "latency")
 LOAD_NOTE = "bench/load.py: a call 2 ms after the last, with the tasks due since then"
 #: A worker keeps up with a load when it completes at least this share of it.
 KEPT_UP = 0.97
+QUEUE_NOTE = (
+    "the bench queue's durability is queue: accepted once in Redis, its row written by "
+    "the recorder (docs/guarantees.md)"
+)
 SUSTAINED_NOTE = (
     "the highest load (bench/load.py) one worker process keeps up with, the load's "
     f"enqueues on the same machine: it completes ≥ {KEPT_UP:.0%} of it"
@@ -245,6 +250,17 @@ class Bench:
                 n,
                 drive.enqueue_rate(self.dtq, n, threads=8),
             )
+            with self.dtq.durable_as(Durability.QUEUE):
+                for threads in (1, 8):
+                    r.add(
+                        "enqueue",
+                        "dtq",
+                        f"one at a time, {_threads(threads)}, durability queue",
+                        "tasks/s",
+                        n,
+                        drive.enqueue_rate(self.dtq, n, threads=threads),
+                        note=QUEUE_NOTE,
+                    )
         pn = 200 if o.quick else 5000
         for _ in range(o.peer_runs):
 
@@ -267,6 +283,16 @@ class Bench:
                 n,
                 drive.enqueue_rate(self.dtq, n, bulk=True),
             )
+            with self.dtq.durable_as(Durability.QUEUE):
+                r.add(
+                    "bulk",
+                    "dtq",
+                    "enqueue_many, 1000/call, durability queue",
+                    "tasks/s",
+                    n,
+                    drive.enqueue_rate(self.dtq, n, bulk=True),
+                    note=QUEUE_NOTE,
+                )
         pn = 2000 if o.quick else 20_000
         for _ in range(o.peer_runs):
 
@@ -508,6 +534,9 @@ class Bench:
         for _ in range(o.runs):
             idle = drive.latency(self.dtq, samples, o.work_dir)
             self._latency("dtq", "idle worker", samples, *idle)
+            with self.dtq.durable_as(Durability.QUEUE):
+                idle = drive.latency(self.dtq, samples, o.work_dir)
+            self._latency("dtq", "idle worker, durability queue", samples, *idle)
             for label, rate in loads.items():
                 self._latency_under_load(label, rate, samples)
         for _ in range(o.peer_runs):
@@ -777,10 +806,17 @@ def table(res: Results) -> str:
     return "\n".join(lines)
 
 
+def _threads(n: int) -> str:
+    return "1 thread" if n == 1 else f"{n} threads"
+
+
 #: DTQ figure ↔ the peer figure it is compared with.
 COMPARE = (
     ("enqueue", "one at a time, 1 thread", "one at a time, 1 thread"),
+    ("enqueue", "one at a time, 1 thread, durability queue", "one at a time, 1 thread"),
+    ("enqueue", "one at a time, 8 threads, durability queue", "one at a time, 1 thread"),
     ("bulk", "enqueue_many, 1000/call", "enqueue_many, 1000/call"),
+    ("bulk", "enqueue_many, 1000/call, durability queue", "enqueue_many, 1000/call"),
     ("drain", "1 process, concurrency 16", "1 process"),
     ("drain", "1 process, concurrency 1", "1 process"),
     ("drain", "2 processes, concurrency 16", "2 processes"),
@@ -789,6 +825,8 @@ COMPARE = (
     ("latency", "idle worker p50", "idle worker p50"),
     ("latency", "idle worker p90", "idle worker p90"),
     ("latency", "idle worker p99", "idle worker p99"),
+    ("latency", "idle worker, durability queue p50", "idle worker p50"),
+    ("latency", "idle worker, durability queue p99", "idle worker p99"),
     ("latency", "idle worker: enqueue call p50", "idle worker: enqueue call p50"),
 )
 
