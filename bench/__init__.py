@@ -10,6 +10,7 @@ SCENARIOS = (
     "drain",
     "inprocess",
     "latency",
+    "spawn",
     "claim",
     "memory",
     "cluster",
