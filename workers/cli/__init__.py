@@ -65,8 +65,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     import socket
     import threading
 
+    from workers.heap import freeze_startup_heap, pause_collector
+
+    pause_collector()
     from chalicelib.service.background import Background
-    from workers.heap import freeze_startup_heap
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
@@ -88,7 +90,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     svc = _services()
     consumer = args.consumer or f"{socket.gethostname()}:{os.getpid()}"
     background = Background(svc, consumer)
-    if args.ready_fd is not None:  # the worker waits for this before it claims
+    if args.ready_fd is not None:  # what the worker's supervisor thread waits for
         os.write(args.ready_fd, b"1")
         os.close(args.ready_fd)
     freeze_startup_heap()
@@ -207,7 +209,9 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The ``dtq`` parser; given the ``verb`` about to run, with that verb's parser and
+    as few others as it can."""
     parser = argparse.ArgumentParser(prog="dtq", description="DTQ task queue")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -257,8 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["admin", "worker"], required=True)
     p.set_defaults(func=cmd_user_add)
 
-    for module in VERB_MODULES:
-        importlib.import_module(module).register(sub)
+    # Only the module of the verb given is imported: each one's imports are start-up
+    # time of every process run through this command (``dtq worker`` needs neither
+    # Chalice's local server nor the dev stack). No verb, an unknown one or ``--help``
+    # imports them all, so that the help and the error list every verb.
+    if verb in VERB_MODULES:
+        modules = [VERB_MODULES[verb]]
+    elif verb in sub.choices:
+        modules = []
+    else:
+        modules = list(dict.fromkeys(VERB_MODULES.values()))
+    for module in modules:
+        importlib.import_module(ROOT + module).register(sub)
     return parser
 
 
@@ -266,21 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
 #: in a wheel (setup.py). Module names held in strings are built on it.
 ROOT = __name__.removesuffix("workers.cli")
 
-#: Modules owning further verbs; each has ``register(subparsers)`` adding its parser(s).
-VERB_MODULES = tuple(
-    ROOT + name
-    for name in (
-        "workers.cli.serve",
-        "workers.cli.worker",
-        "schedules.runner",
-        "workers.devstack.stack",
-        "workers.cli.bench",
-    )
-)
+#: The verbs other modules own, and the module owning each; a module has
+#: ``register(subparsers)`` adding the parsers of all its verbs.
+VERB_MODULES = {
+    "api": "workers.cli.serve",
+    "worker": "workers.cli.worker",
+    "scheduler": "schedules.runner",
+    "schedules": "schedules.runner",
+    "dev": "workers.devstack.stack",
+    "bench": "workers.cli.bench",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(verb).parse_args(argv)
     try:
         return int(args.func(args))
     except DTQError as exc:
