@@ -70,6 +70,8 @@ CONFLICTS_FIELD = "history_conflicts"
 #: id's age): well past the takeover of an abandoned round (``CLAIM_IDLE_MS``), which is
 #: the longest a ``created`` event can stay unrecorded while PostgreSQL answers.
 ROWLESS_GRACE_MS = 300_000
+#: How often held entries are tried again (s); new entries are recorded meanwhile.
+HOLD_RETRY_S = 0.2
 #: Characters of a parked entry shown in its log line (the table holds all of it).
 LOGGED_ENTRY_CHARS = 2000
 #: Conflicting history rows logged one per line per round; the rest as a count.
@@ -136,13 +138,20 @@ def _storable(text: str) -> str:
 
 
 class Recorder:
-    def __init__(self, queue: Queue, store: Store, consumer: str) -> None:
+    def __init__(
+        self, queue: Queue, store: Store, consumer: str, *, hold_retry_s: float = HOLD_RETRY_S
+    ) -> None:
         self.queue = queue
         self.store = store
         self.consumer = consumer
         self._grouped: set[str] = set()
         self._rounds = 0
         self._queue_of: dict[str, str] = {}  #: stream → its queue
+        #: Pending entries of ours held for their tasks' rows (see the module's
+        #: docstring), and when they were last tried (monotonic s).
+        self._held: set[bytes] = set()
+        self._held_tried = 0.0
+        self.hold_retry_s = hold_retry_s
 
     def _streams(self) -> list[str]:
         streams = []
@@ -201,7 +210,15 @@ class Recorder:
         self._rounds += 1
         if self._rounds % 50 == 1:
             self._take_over_abandoned(streams)
-        batches = self._read(streams, "0") or self._read(streams, ">")
+        batches = self._read(streams, "0")
+        if batches and self._only_held(batches):
+            # Held entries are tried again at most every HOLD_RETRY_S; meanwhile new ones
+            # are recorded, so an entry that waits cannot hold the rest up.
+            if time.monotonic() - self._held_tried < self.hold_retry_s:
+                batches = []
+            else:
+                self._held_tried = time.monotonic()
+        batches = batches or self._read(streams, ">")
         if not batches:
             return 0
         events = [fields.get(b"d") for _, batch in batches for _, fields in batch]
@@ -222,6 +239,8 @@ class Recorder:
             self._record_isolating(entries, tally)
         if tally.missing:
             batches = self._hold_rowless(batches, tally)
+        if self._held:
+            self._held.difference_update(eid for _, batch in batches for eid, _ in batch)
         pipe = self.queue.redis.pipeline(transaction=False)
         for s, batch in batches:
             ids = [eid for eid, _ in batch]
@@ -231,6 +250,9 @@ class Recorder:
             self._count(pipe, tally)
         pipe.execute()
         return sum(len(batch) for _, batch in batches)
+
+    def _only_held(self, batches: list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]) -> bool:
+        return all(eid in self._held for _, batch in batches for eid, _ in batch)
 
     def _hold_rowless(
         self,
@@ -255,6 +277,9 @@ class Recorder:
                     error = "no row for task(s) " + ", ".join(rowless[:10])
                     self._park(entry, error + "; the entry's other events were recorded", tally)
                     ack.append((eid, fields))
+                else:
+                    self._held.add(eid)
+                    self._held_tried = time.monotonic()
             if ack:
                 kept.append((stream, ack))
         held = sum(len(b) for _, b in batches) - sum(len(b) for _, b in kept)

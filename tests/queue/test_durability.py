@@ -159,7 +159,7 @@ def test_another_recorders_uncommitted_round_holds_the_later_events_back(
     and records them once the row exists."""
     _queue_mode(services)
     a = Recorder(services.queue, services.store, "a")
-    b = Recorder(services.queue, services.store, "b")
+    b = Recorder(services.queue, services.store, "b", hold_retry_s=0)
     assert a.drain() == 0  # creates the consumer group
     task = services.tasks.enqueue("t")
     stream = services.keys.queue("default").events
@@ -201,6 +201,12 @@ def test_an_entry_naming_a_task_without_a_row_is_parked_after_the_grace(
     assert recorder.drain_once() == 0
     assert services.redis.xlen(stream) == 1
     assert services.store.parked(queue="orph") == []
+    # The waiting entry does not hold up the ones written after it.
+    [lease] = services.queue.claim(["orph"], "w1", 1, 30_000).leases
+    assert recorder.drain_once() == 1
+    row = _row(services, lease.task_id)
+    assert row is not None and row["status"] == "running"
+    assert services.redis.xlen(stream) == 1  # the waiting one
 
     # The same entry, as if written past the grace: a stream id is its time in ms.
     services.redis.delete(stream)
