@@ -13,15 +13,15 @@ environment; this module holds both sides of that arrangement:
 - :func:`exit_with_parent` (child side) ends the child when the worker dies without
   stopping it (SIGKILL, or the second signal's ``os._exit``).
 
-The worker starts claiming once its first child is ready (or after ``READY_TIMEOUT_S``):
-the child's start-up, a fraction of a second of CPU for its imports, otherwise ran on
-the cores the worker's first tasks needed (on two cores, about a fifth of the CPU of a
-short drain; bench/HISTORY.md).
+The worker claims first and starts its child right after its first claim
+(:meth:`RecorderChild.launch`), without waiting for it: until 2026-12-06 it waited for
+the child to be ready, and the child's start-up (its imports: ≈ 0.2 s of CPU) made a new
+worker ≈ 0.3 s slower to start the tasks waiting for it (bench/HISTORY.md). Nothing is
+lost meanwhile: the transitions of the first tasks wait in the streams for the child.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import select
@@ -30,8 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-
-from workers.children import describe_exit
 
 log = logging.getLogger("dtq.worker")
 
@@ -46,7 +44,7 @@ STABLE_S = 60.0
 #: How often the child checks that its parent is still the worker (where PDEATHSIG is not
 #: available).
 PARENT_POLL_S = 1.0
-#: How long the worker waits for its first child to be ready before it claims anyway.
+#: How long :meth:`RecorderChild.start` and the supervisor wait for a child to be ready.
 READY_TIMEOUT_S = 10.0
 
 #: ``python -m`` this for the ``dtq`` command: workers.cli, under whatever name this
@@ -82,15 +80,20 @@ class RecorderChild:
             target=self._supervise, name="dtq-recorder-child", daemon=True
         )
 
+    def launch(self) -> None:
+        """Start the child and return at once (the worker: right after its first claim)."""
+        self._thread.start()
+
     def start(self) -> None:
         """Start the child; return once it is ready to record, has died, or
-        ``READY_TIMEOUT_S`` passed (a worker never waits on its recorder for good)."""
-        self._thread.start()
+        ``READY_TIMEOUT_S`` passed (never waits on it for good)."""
+        self.launch()
         self._ready.wait(READY_TIMEOUT_S)
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(STOP_TIMEOUT_S + 5.0)
+        if self._thread.ident is not None:  # launched
+            self._thread.join(STOP_TIMEOUT_S + 5.0)
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
         ready_r, ready_w = os.pipe()
@@ -132,6 +135,8 @@ class RecorderChild:
             if time.monotonic() - started > STABLE_S:
                 delay = BACKOFF_S[0]
             if proc is not None:
+                from workers.children import describe_exit
+
                 log.warning(
                     "recorder process %d exited unexpectedly (%s); restarting it in %.1f s",
                     proc.pid,
@@ -146,6 +151,10 @@ class RecorderChild:
 
     @staticmethod
     def _terminate(proc: subprocess.Popen[bytes]) -> None:
+        # Imported when needed: workers.children is dtq dev's, and a worker starts faster
+        # without it.
+        from workers.children import describe_exit
+
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # it finishes its batch, then exits 0
             try:
@@ -165,6 +174,8 @@ def exit_with_parent(parent_pid: int, stop: threading.Event) -> None:
     """Set ``stop`` (a graceful exit: the batch in hand is finished) once ``parent_pid``
     is no longer this process's parent. Call it first thing in the child."""
     if sys.platform.startswith("linux"):
+        import ctypes  # here, not at the top: the worker imports this module too
+
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             # The kernel sends SIGTERM the moment the parent dies, however it dies.

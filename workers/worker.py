@@ -25,6 +25,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, Literal
@@ -130,6 +131,7 @@ class Worker:
         self._retry_at = 0.0
         self._claim_after = 0.0
         self._created_dirty = journal.count_created() > 0
+        self._then: Callable[[], object] | None = None
         self.counts = {
             "succeeded": 0,
             "failed": 0,
@@ -157,8 +159,13 @@ class Worker:
     def online(self) -> bool:
         return self._online
 
-    def run(self, *, burst: bool = False) -> None:
-        """Work until :meth:`stop` (or, with ``burst``, until nothing is left to claim)."""
+    def run(self, *, burst: bool = False, then: Callable[[], object] | None = None) -> None:
+        """Work until :meth:`stop` (or, with ``burst``, until nothing is left to claim).
+
+        ``then`` runs in a thread of its own right after the first claim (or once the
+        worker finds itself offline before it): the start-up work a first claim does not
+        need, so that a new worker starts the task waiting for it sooner."""
+        self._then = then
         for t in self._threads:
             t.start()
         self._reconnect()  # registers and syncs what a previous run journaled
@@ -167,12 +174,28 @@ class Worker:
         finally:
             self._shutdown()
 
+    def _started(self) -> None:
+        then, self._then = self._then, None
+        if then is None:
+            return
+
+        def step() -> None:
+            try:
+                then()
+            except Exception:
+                log.exception("start-up after the first claim failed")
+
+        thread = threading.Thread(target=step, name="dtq-startup", daemon=True)
+        thread.start()
+        self._threads.append(thread)  # joined at shutdown, as the others are
+
     def _loop(self, burst: bool) -> None:
         cfg = self.config
         settled = False
         while not self._stop.is_set():
             now = time.monotonic()
             if not self._online:
+                self._started()
                 if now >= self._retry_at:
                     self._reconnect()
                 if not self._online:
@@ -191,6 +214,7 @@ class Worker:
             ):
                 want = free
                 claimed = self._claim(free, now)
+            self._started()
             if claimed:
                 settled = False
                 continue

@@ -5,7 +5,9 @@ recorder moves the queue's transitions into Postgres and a notifier sends what t
 schedule, so the record stays current without an API running (``--record process``, the
 default: one child process, see ``workers.recorder_child``; ``thread``: threads of the
 worker; ``off``/``--no-record`` when ``dtq record`` runs elsewhere). Tasks created by
-handlers are recorded before they are queued.
+handlers are recorded before they are queued. A worker claims first: its recorder (child
+or threads) starts right after its first claim, so that a worker started for waiting
+tasks (scaling from zero) starts them sooner (``dtq bench --scenario spawn``).
 HTTP mode (``--api URL``) needs only the API and the worker credentials
 (``DTQ_WORKER_USERNAME`` / ``DTQ_WORKER_PASSWORD``).
 """
@@ -20,16 +22,20 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.core.errors import ConfigError
 from chalicelib.core.settings import Settings
-from workers import registry
-from workers.heap import freeze_startup_heap
-from workers.offline import Journal, JournalBusy
-from workers.slots import PoolFactory, SlotPool
-from workers.worker import Worker, WorkerConfig
+from workers.heap import freeze_startup_heap, pause_collector
+
+# The runtime is imported by cmd_worker, once the collector is paused (workers/heap.py).
+if TYPE_CHECKING:
+    from chalicelib.service.deps import Services
+    from workers.offline import Journal
+    from workers.slots import PoolFactory
+    from workers.worker import Worker, WorkerConfig
 
 log = logging.getLogger("dtq.worker")
 
@@ -104,6 +110,8 @@ def _add_path_option(p: argparse.ArgumentParser, option: str) -> None:
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> WorkerConfig:
+    from workers.worker import WorkerConfig
+
     if args.concurrency < 1:
         raise ConfigError("--concurrency: must be at least 1")
     if args.prefetch is not None and args.prefetch < 0:
@@ -128,6 +136,8 @@ def _config(args: argparse.Namespace, settings: Settings) -> WorkerConfig:
 
 
 def _journal(path: str | None, hostname: str) -> Journal:
+    from workers.offline import Journal, JournalBusy
+
     if path is None:
         return Journal.first_free(".dtq", hostname)
     try:
@@ -154,11 +164,57 @@ def _install_signals(worker: Worker) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # What the first claim needs comes first; the rest starts right after it (``then``).
+    pause_collector()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env(os.environ)
     config = _config(args, settings)
     # First: a worker refused its journal stops before it loads or starts anything.
     journal = _journal(args.offline_db, config.hostname)
+    closers: list[Callable[[], object]] = [journal.close]
+    then: list[Callable[[], object]] = []
+    stop_recorder = threading.Event()
+    try:
+        worker = _worker(args, settings, config, journal, closers, then, stop_recorder)
+        _install_signals(worker)
+        log.info(
+            "worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
+            worker.worker_id,
+            ",".join(config.queues),
+            config.concurrency,
+            args.pool,
+            worker.transport.mode,
+            ", ".join(worker.registry.names()),
+        )
+        freeze_startup_heap(collect=False)
+
+        def after_first_claim() -> None:
+            for step in then:
+                step()
+
+        worker.run(burst=args.burst, then=after_first_claim)
+    finally:
+        # The recorder's last round follows the worker's last events.
+        stop_recorder.set()
+        for close in reversed(closers):
+            close()
+    log.info("worker %s stopped: %s", worker.worker_id, worker.counts)
+    return 0
+
+
+def _worker(
+    args: argparse.Namespace,
+    settings: Settings,
+    config: WorkerConfig,
+    journal: Journal,
+    closers: list[Callable[[], object]],
+    then: list[Callable[[], object]],
+    stop_recorder: threading.Event,
+) -> Worker:
+    from workers import registry
+    from workers.slots import SlotPool
+    from workers.worker import Worker
+
     modules = (args.tasks if args.tasks is not None else settings.tasks).split(",")
     registry.use_import_path(args.path or ["."])
     handlers = registry.load(modules)
@@ -167,80 +223,43 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from workers.procpool import ProcessPool
 
         pool = functools.partial(ProcessPool, modules=modules)
-    stop_recorder = threading.Event()
-    closers: list[Any] = [journal.close]
     if args.api:
         from workers.http_transport import HttpTransport
 
-        transport: Any = HttpTransport(args.api, settings.worker_username, settings.worker_password)
-        worker = Worker(config, transport, handlers, journal, pool=pool)
-    else:
-        worker = _redis_worker(
-            settings,
-            config,
-            handlers,
-            journal,
-            args.record == "thread",
-            stop_recorder,
-            closers,
-            pool,
-        )
-        if args.record == "process":
-            from workers.recorder_child import RecorderChild
-
-            child = RecorderChild(consumer=f"{config.worker_id}:rec")
-            child.start()
-            closers.append(child.close)  # closed first, once the worker's last events exist
-    _install_signals(worker)
-    log.info(
-        "worker %s: queues %s, concurrency %d (%s pool), %s mode, handlers: %s",
-        worker.worker_id,
-        ",".join(config.queues),
-        config.concurrency,
-        args.pool,
-        worker.transport.mode,
-        ", ".join(handlers.names()),
-    )
-    freeze_startup_heap()
-    try:
-        worker.run(burst=args.burst)
-    finally:
-        stop_recorder.set()
-        for close in reversed(closers):
-            close()
-    log.info("worker %s stopped: %s", worker.worker_id, worker.counts)
-    return 0
-
-
-def _redis_worker(
-    settings: Settings,
-    config: WorkerConfig,
-    handlers: registry.Registry,
-    journal: Journal,
-    record_threads: bool,
-    stop_recorder: threading.Event,
-    closers: list[Any],
-    pool: PoolFactory,
-) -> Worker:
+        transport = HttpTransport(args.api, settings.worker_username, settings.worker_password)
+        return Worker(config, transport, handlers, journal, pool=pool)
     from chalicelib.queue.locks import LockScripts
     from chalicelib.service import deps
-    from chalicelib.service.background import Background
     from chalicelib.service.fleet import Fleet
     from workers.transport import RedisTransport
 
     svc = deps.build(settings, pool_size=4)
-    deps.check_redis(svc)
     closers.append(svc.close)
-    transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.tasks)
+    deps.check_redis(svc)
+    redis_transport = RedisTransport(svc.queue, Fleet(svc.queue, svc.store), svc.tasks)
     locks = LockScripts(svc.redis, svc.queue.on_new_server)
-    worker = Worker(config, transport, handlers, journal, locks=(locks, svc.keys), pool=pool)
-    if record_threads:
-        # The record and the notifications it schedules follow this worker's own work, so
-        # a deployment of workers alone (no API process) keeps both current.
-        background = Background(svc, f"{config.worker_id}:rec")
-        background.start(stop_recorder)
-        closers.append(lambda: background.close(5.0))
-    return worker
+    if args.record == "process":
+        from workers.recorder_child import RecorderChild
+
+        child = RecorderChild(consumer=f"{config.worker_id}:rec")
+        then.append(child.launch)
+        closers.append(child.close)  # after the worker's last events, before svc.close
+    elif args.record == "thread":
+        then.append(lambda: _record_threads(svc, config.worker_id, stop_recorder, closers))
+    return Worker(config, redis_transport, handlers, journal, locks=(locks, svc.keys), pool=pool)
+
+
+def _record_threads(
+    svc: Services, worker_id: str, stop: threading.Event, closers: list[Callable[[], object]]
+) -> None:
+    """``--record thread``: the record and the notifications it schedules follow this
+    worker's own work, so a deployment of workers alone (no API process) keeps both
+    current."""
+    from chalicelib.service.background import Background
+
+    background = Background(svc, f"{worker_id}:rec")
+    background.start(stop)
+    closers.append(lambda: background.close(5.0))
 
 
 if __name__ == "__main__":  # pragma: no cover
