@@ -33,7 +33,7 @@ from chalice import (  # type: ignore[attr-defined]
 from chalice.app import AuthResponse
 from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
-from hypothesis import given
+from hypothesis import HealthCheck, event, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
@@ -77,7 +77,11 @@ def via_edge(app: Chalice, method: str, path: str, headers: dict[str, str], body
     return Edge(app).dispatch(method, path, lower, body)
 
 
-def assert_same(app: Chalice, requests: list[tuple[str, str, dict[str, str], bytes | None]]):
+def assert_same(
+    app: Chalice, requests: list[tuple[str, str, dict[str, str], bytes | None]]
+) -> list[Answer | None]:
+    """Each request through both; the answers (the same), in order."""
+    answers = []
     for method, path, headers, body in requests:
         expected = via_gateway(app, method, path, headers, body)
         got = via_edge(app, method, path, headers, body)
@@ -87,6 +91,8 @@ def assert_same(app: Chalice, requests: list[tuple[str, str, dict[str, str], byt
             assert got.status == expected.status, (method, path, got, expected)
             assert list(got.headers.items()) == list(expected.headers.items()), (method, path)
             assert got.body == expected.body, (method, path)
+        answers.append(got)
+    return answers
 
 
 # -- DTQ's app through both ------------------------------------------------------------
@@ -132,6 +138,84 @@ def test_answers_as_chalice_local_does(api: Web, admin_token: str, worker_token:
         ("GET", "http://[::1/x", {}, None),  # urlparse refuses it: no route
     ]
     assert_same(app, requests)
+
+
+#: Routes whose answers change between two identical calls (health's latencies, the
+#: metrics' counts, the timeline's minutes) or that wait (the long poll).
+RESTLESS = {"health", "metrics", "stats", "wait"}
+#: Segments for generated requests: the other routes' literals, and a few more.
+CALM = sorted(
+    {part for resource in app_module.app.routes for part in resource.split("/") if "{" not in part}
+    - RESTLESS
+    | {"0190aa2e-2f39-7cc3-8d6c-0a2b3c4d5e6f", "x", "a%2Fb", ""}
+)
+VIEWS = sorted(
+    (method, resource)
+    for resource, views in app_module.app.routes.items()
+    if not RESTLESS & set(resource.split("/"))
+    for method in views
+)
+
+
+def fill(view: tuple[tuple[str, str], str]) -> tuple[str, str]:
+    """(method, route) and a segment → (method, the route with the segment as each
+    parameter)."""
+    (method, resource), segment = view
+    return method, re.sub(r"\{[a-z]+\}", segment, resource)
+
+
+# The fixtures hold for every example: the two dispatchers share them, in turn.
+@examples(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method_path=st.one_of(
+        # A view of app.py, its parameters filled in (two times in three)...
+        st.tuples(st.sampled_from(VIEWS), st.sampled_from(CALM)).map(fill),
+        st.tuples(st.sampled_from(VIEWS), st.sampled_from(CALM)).map(fill),
+        # ...or any method on any path made of the routes' words.
+        st.tuples(
+            st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "FOO"]),
+            st.lists(st.sampled_from(CALM), min_size=1, max_size=4).map(
+                lambda s: "/" + "/".join(s)
+            ),
+        ),
+    ),
+    query=st.lists(
+        st.tuples(
+            st.sampled_from(["limit", "queue", "status", "x"]),
+            st.sampled_from(["", "1", "a", "queued"]),
+        ),
+        max_size=3,
+    ),
+    content_type=st.sampled_from([None, "application/json", "text/plain", "application/x+json"]),
+    accept=st.sampled_from([None, "*/*", "image/png", "application/json"]),
+    token=st.sampled_from(["admin", "worker", "none"]),
+    body=st.sampled_from([None, b"", b"{", b"{}", b"[]", b'{"name": ""}', b'{"queues": []}']),
+)
+def test_generated_requests_answer_as_chalice_local_does(
+    api: Web,
+    admin_token: str,
+    worker_token: str,
+    method_path: tuple[str, str],
+    query: list[tuple[str, str]],
+    content_type: str | None,
+    accept: str | None,
+    token: str,
+    body: bytes | None,
+) -> None:
+    method, path = method_path
+    if query:
+        path += "?" + "&".join(f"{k}={v}" for k, v in query)
+    headers = {"Content-Type": content_type, "Accept": accept}
+    headers["Authorization"] = {
+        "admin": f"Bearer {admin_token}",
+        "worker": f"Bearer {worker_token}",
+        "none": None,
+    }[token]
+    sent = {k: v for k, v in headers.items() if v is not None}
+    answer = assert_same(app_module.app, [(method, path, sent, body)])[0]
+    event(f"status {answer.status if answer else 'no route'}")
 
 
 # -- Chalice's own features, which DTQ's app does not use ------------------------------
