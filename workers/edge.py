@@ -2,10 +2,11 @@
 
 ``chalice.local`` answers a request by building the Lambda event and context that API
 Gateway would send (dictionaries, a UUID, a fresh handler object), then unpacking them
-again in ``Chalice.__call__``; that was ≈ 180 µs of the API's CPU per request, a third
-of a ``POST /tasks``. :class:`Edge` does the same steps on the request itself, in the
-same order and with the same answers, so ``dtq api`` and ``chalice local`` (and the
-tests' ``chalice.test.Client``) answer alike, byte for byte:
+again in ``Chalice.__call__``. :class:`Edge` does the same steps on the request itself
+(≈ 11 µs), in the same order and with the same answers, so ``dtq api`` and ``chalice
+local`` (and the tests' ``chalice.test.Client``) answer alike, byte for byte; with the
+leaner header reading in ``workers/cli/serve.py`` the API spends ≈ 130 µs less CPU per
+``POST /tasks`` (bench/HISTORY.md, 2026-12-06):
 
 1. the route, as ``chalice.local.RouteMatcher`` finds it (routes in sorted order,
    ``urlparse``, one trailing slash dropped, query strings with blank values kept);
