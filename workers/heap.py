@@ -30,7 +30,7 @@ def pause_collector() -> None:
 def freeze_startup_heap(*, collect: bool = True) -> None:
     """Call once set-up is done, before serving; the collector then runs as usual again.
     ``collect``: first collect the start-up garbage, so that none of it is kept for good.
-    ``dtq worker`` does not: the collection would cost its first claim 15–20 ms, and its
+    ``dtq worker`` does not: the collection would cost its first claim 15 to 20 ms, and its
     start-up leaves ≈ 740 unreachable objects of ≈ 50,000, which stay frozen."""
     if collect:
         gc.collect()
