@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import redis
 
 from chalicelib.core.models import Durability, NewTask, Outcome
 from chalicelib.core.settings import Settings
 from chalicelib.core.taskspec import parse_task
 from chalicelib.record import migrate
 from chalicelib.service import deps
-from chalicelib.service.recorder import Recorder
+from chalicelib.service.recorder import GROUP, Recorder
 from chalicelib.service.tasks import TaskService
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +87,29 @@ class DTQ:
             yield
         finally:
             self.durability = before
+
+    def hold(self) -> None:
+        """Pause the bench queue (a drain enqueues into it, then starts the workers)."""
+        self.svc.queue.configure(QUEUE, paused="1")
+
+    def release(self, workers: list[Any], timeout_s: float = 60.0) -> None:
+        """Resume the queue once every worker process's recorder reads the queue's event
+        stream: a worker starts its recorder child after its first claim, and a drain
+        timed from the first task would count that start-up."""
+        r = self.svc.redis
+        stream = self.svc.keys.queue(QUEUE).events
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                consumers = len(r.xinfo_consumers(stream, GROUP))
+            except redis.ResponseError:  # no stream or group yet
+                consumers = 0
+            if consumers >= len(workers):
+                break
+            if time.monotonic() > deadline or not all(w.poll() is None for w in workers):
+                raise RuntimeError(f"dtq: {consumers} of {len(workers)} recorders started")
+            time.sleep(0.01)
+        self.svc.queue.configure(QUEUE, paused="0")
 
     def _forget(self) -> None:
         r = self.svc.redis
