@@ -188,11 +188,11 @@ signal.sigwait({signal.SIGTERM})
 """
 
 
-def test_the_worker_claims_only_once_its_recorder_child_is_ready(tmp_path: Path) -> None:
+def test_start_returns_once_the_recorder_child_is_ready(tmp_path: Path) -> None:
     marker = tmp_path / "ready"
     child = RecorderChild(consumer="w:rec")
     child.argv = [sys.executable, "-c", STAND_IN, str(marker), "ready"]
-    child.start()  # what the worker does before its first claim
+    child.start()  # launch() and wait: the child is recording when it returns
     try:
         assert marker.exists()  # start() returned after the child's start-up, not before
     finally:
