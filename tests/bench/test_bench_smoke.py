@@ -48,10 +48,17 @@ def quick_bench(database_url: str, tmp_path: Path, scenarios: str, n: int) -> Fi
 def test_quick_bench_reports_every_figure_with_n_runs_and_spread(
     database_url: str, tmp_path: Path
 ) -> None:
-    figures = quick_bench(database_url, tmp_path, "enqueue,drain,claim,memory", 30)
+    figures = quick_bench(database_url, tmp_path, "enqueue,bulk,drain,claim,memory,spawn", 30)
     for key in [
         ("enqueue", "one at a time, 1 thread"),
         ("enqueue", "one at a time, 8 threads"),
+        ("enqueue", "one at a time, 1 thread, durability queue"),
+        ("enqueue", "one at a time, 8 threads, durability queue"),
+        ("bulk", "enqueue_many, 1000/call"),
+        ("bulk", "enqueue_many, 1000/call, durability queue"),
+        ("spawn", "spawn → first claim, default (--record process)"),
+        ("spawn", "spawn → first claim, --record off"),
+        ("spawn", "spawn → its task recorded in PostgreSQL (--record process)"),
         ("drain", "1 process, concurrency 1"),
         ("drain", "1 process, concurrency 16"),
         ("drain", "2 processes, concurrency 16"),
@@ -103,6 +110,7 @@ def test_quick_latency_scenario_loads_at_half_of_both_peaks(
         assert p99["median"] > 0 and p99["n"] == 20
     for p in (50, 90, 99):
         assert figures[("latency", f"idle worker p{p}")]["median"] > 0
+        assert figures[("latency", f"idle worker, durability queue p{p}")]["median"] > 0
 
 
 def test_quick_cluster_scenario_drains_on_one_and_three_shards(
