@@ -16,7 +16,7 @@ import redis
 
 from bench.redis_server import LocalCluster
 from chalicelib.core.errors import ConfigError
-from chalicelib.core.models import Outcome
+from chalicelib.core.models import Durability, Outcome
 from chalicelib.core.settings import Settings
 from chalicelib.queue.locks import DistributedLock, LockNotAcquired, LockScripts
 from chalicelib.service import deps, maintenance
@@ -291,3 +291,19 @@ def test_a_one_shard_cluster_checks_its_node_and_runs_tasks(
     finally:
         svc.redis.flushall()
         svc.close()
+
+
+def test_durability_queue_on_every_shard(services: Services) -> None:
+    """Tasks accepted in Redis alone, on queues of every node: found, read from their
+    created events, then recorded by one recorder reading every shard's stream."""
+    for queue in QUEUES:
+        services.queue.configure(queue, durability=Durability.QUEUE)
+    ids = {q: services.tasks.enqueue("t", {"q": q}, queue=q)["id"] for q in QUEUES}
+    for queue, task_id in ids.items():
+        assert services.store.get_task(task_id) is None
+        seen = services.tasks.get(task_id)
+        assert (seen["queue"], seen["payload"], seen["status"]) == (queue, {"q": queue}, "queued")
+    Recorder(services.queue, services.store, "test").drain()
+    for queue, task_id in ids.items():
+        row = recorded(services, task_id)
+        assert (row["queue"], row["status"]) == (queue, "queued")
