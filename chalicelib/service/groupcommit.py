@@ -10,6 +10,9 @@ leader is done one of them leads the next batch with everything gathered since. 
 caller therefore pays no thread hand-off at all, and a crowd shares each fsync. A caller
 still returns only after its own row is committed and its task is in Redis, so nothing
 about the guarantees changes — only how many tasks share each fsync.
+
+Queues of durability "queue" use a second group whose commit is the enqueue script
+itself (chalicelib/service/tasks.py): concurrent creates share script calls.
 """
 
 from __future__ import annotations

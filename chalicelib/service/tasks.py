@@ -81,6 +81,9 @@ class TaskService:
         #: Set with DTQ_PAYLOAD_BUCKET: larger payloads and results go to S3.
         self.payloads = payloads
         self._group = GroupCommit(self._commit_shared, self._dispatch)
+        #: Concurrent single creates of queues of durability "queue" share script calls
+        #: the same way (nothing to commit: accepting them is the enqueue itself).
+        self._group_in_queue = GroupCommit(self._accept_in_queue, _nothing)
         #: When each single create waiting for a shared commit arrived (monotonic s).
         self._arrived: dict[str, float] = {}
         # A task never changes queue, so its id → queue lookup can be cached forever.
@@ -146,7 +149,7 @@ class TaskService:
         stored = [self._offloaded(t) for t in new]
         if len(stored) == 1 and stored[0].idempotency_key is None:
             if schedule_id is None and self._in_queue_only(stored):
-                self._accept_in_queue(stored)
+                self._group_in_queue.submit(stored)
                 return [(taskview.from_new(new[0]), True)]
             # The hot path of many concurrent single creates: nothing can conflict, so
             # the task may share its transaction and Redis round trip with others.
@@ -562,6 +565,10 @@ class TaskService:
     def queue_stats(self) -> dict[str, dict[str, Any]]:
         queues = self.queue.known_queues()
         return self.queue.depths(queues)
+
+
+def _nothing(tasks: Sequence[NewTask]) -> None:
+    pass
 
 
 def _row_to_new_task(row: Row) -> NewTask:

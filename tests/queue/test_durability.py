@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -239,3 +240,29 @@ def test_a_batch_with_a_malformed_queue_is_refused_whatever_the_modes(services: 
             services.tasks.enqueue_many([{"name": "ok"}, {"name": "b", "queue": bad}])
         assert "tasks[1].queue" in str(err.value.details)
     assert services.queue.depths(["default"])["default"]["queued"] == 0
+
+
+def test_concurrent_single_creates_share_script_calls_and_each_is_accepted(
+    services: Services,
+) -> None:
+    _queue_mode(services)
+    start = threading.Barrier(8)
+    made: list[str] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        start.wait()
+        for i in range(25):
+            task = services.tasks.enqueue("t", {"i": i})
+            with lock:
+                made.append(task["id"])
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 200
+    assert services.queue.depths(["default"])["default"]["queued"] == 200
+    Recorder(services.queue, services.store, "test").drain()
+    assert len(services.store.get_tasks(made)) == 200
