@@ -298,7 +298,12 @@ class TaskService:
     # -- read --------------------------------------------------------------------
 
     def _queue_of(self, task_id: str) -> str:
-        queue = self.store.queue_of(task_id)
+        try:
+            queue = self.store.queue_of(task_id)
+        except Unavailable:
+            queue = self._unrecorded_queue(task_id)
+            if queue is None:
+                raise
         if queue is None:
             queue = self._unrecorded_queue(task_id)
         if queue is None:
@@ -312,12 +317,26 @@ class TaskService:
         except redis.RedisError:
             return None
 
-    def _row(self, task_id: str) -> Row | None:
-        """The task's record; for a task of a queue of durability "queue" not recorded
-        yet, the row its ``created`` event carries to the recorder."""
-        row = self.store.get_task(task_id)
+    def _row(self, task_id: str) -> tuple[Row | None, bool]:
+        """The task's record, and whether it is one. A task of a queue of durability
+        "queue" not recorded yet has the row its ``created`` event carries to the
+        recorder; so it is read while PostgreSQL is down too."""
+        try:
+            row = self.store.get_task(task_id)
+        except Unavailable:
+            unrecorded = self._created_row(task_id)
+            if unrecorded is None:
+                raise
+            return unrecorded, False
         if row is not None:
-            return row
+            return row, True
+        unrecorded = self._created_row(task_id)
+        if unrecorded is None:  # none, or recorded (its entry deleted) since the first look
+            row = self.store.get_task(task_id)
+            return row, row is not None
+        return unrecorded, False
+
+    def _created_row(self, task_id: str) -> Row | None:
         queue = self._unrecorded_queue(task_id)
         if queue is None:
             return None
@@ -325,25 +344,25 @@ class TaskService:
             created = self.queue.created_event(queue, task_id)
         except redis.RedisError:
             return None
-        if created is None:  # recorded (and its entry deleted) since the first look
-            return self.store.get_task(task_id)
-        return taskview.row_from_created(created)
+        return None if created is None else taskview.row_from_created(created)
 
     def get(self, task_id: str, *, history: bool = True) -> dict[str, Any]:
         """The task: its record overlaid with its live Redis state (so a read right after
         a change sees it even before the recorder has caught up), plus its history."""
-        row = self._row(task_id)
+        row, recorded = self._row(task_id)
         if row is None:
             raise NotFound(f"task {task_id} not found")
         live = self._live(row["queue"], task_id)
         task = self._resolved(taskview.from_record(row, live))
         if history:
-            events = [taskview.recorded_event(e) for e in self.store.history(task_id)]
+            # An unrecorded task has no history rows and no deliveries yet (the recorder
+            # writes both): PostgreSQL is not asked, and may be down.
+            past = self.store.history(task_id) if recorded else []
+            events = [taskview.recorded_event(e) for e in past]
             if live is not None and live.version > int(row["version"]):
                 events += self._unrecorded(row)
-            task["history"] = merge_history(
-                taskview.creation_events(row) + events, Deliveries(self.store).history(task_id)
-            )
+            deliveries = Deliveries(self.store).history(task_id) if recorded else []
+            task["history"] = merge_history(taskview.creation_events(row) + events, deliveries)
         return task
 
     def _unrecorded(self, row: Row) -> list[dict[str, Any]]:
@@ -393,7 +412,7 @@ class TaskService:
         """The task once it is final (succeeded, dead or canceled), or as it is when
         ``timeout_s`` passes. Waits on the queue's event stream, so a finished task is
         seen within milliseconds and PostgreSQL is read once at each end, not polled."""
-        row = self._row(task_id)
+        row, _ = self._row(task_id)
         if row is None:
             raise NotFound(f"task {task_id} not found")
         queue = row["queue"]

@@ -118,3 +118,24 @@ def test_post_tasks_answers_503_to_every_concurrent_caller(
         assert error["message"] == "PostgreSQL is unavailable"
     times = sorted(s for s, _ in answers)
     print(f"\n503 answers of {len(times)} POST /tasks: {times[0]:.2f}-{times[-1]:.2f} s")
+
+
+def test_a_queue_of_durability_queue_accepts_and_shows_tasks_while_postgres_is_down(
+    api: str, postgres_proxy: Proxy, settings: Settings
+) -> None:
+    issuer = TokenIssuer(str(settings.jwt_secret).encode())
+    token, _ = issuer.issue("admin", Role.ADMIN, utcnow())
+    status, queue = http_json("PATCH", api + "/queues/fast", {"durability": "queue"}, token)
+    assert (status, queue["durability"]) == (200, "queue")
+    postgres_proxy.cut()
+    status, created = http_json("POST", api + "/tasks", {"name": "t", "queue": "fast"}, token)
+    assert status == 201, created
+    status, task = http_json("GET", api + f"/tasks/{created['id']}", None, token)
+    assert status == 200, task
+    assert (task["status"], task["queue"]) == ("queued", "fast")
+    assert [e["event"] for e in task["history"]] == ["created", "queued"]
+    status, canceled = http_json("POST", api + f"/tasks/{created['id']}/cancel", {}, token)
+    assert (status, canceled["status"]) == (200, "canceled"), canceled
+    # A queue of durability record still answers 503, as the test above shows.
+    status, refused = http_json("POST", api + "/tasks", {"name": "t"}, token)
+    assert_error(Answer(status, refused), 503, "unavailable")
