@@ -305,6 +305,8 @@ class Bench:
 
     def api(self) -> None:
         from bench.api import ApiServer, post_rate
+        from bench.dtq_system import QUEUE
+        from chalicelib.queue.scripts import DURABILITY_TTL_S
 
         o, r = self.opts, self.res
         server = ApiServer(
@@ -347,6 +349,20 @@ class Bench:
                     batches * size,
                     post_rate(server, batches, 2, size),
                 )
+                for durability in (Durability.QUEUE, Durability.RECORD):
+                    self.dtq.svc.queue.configure(QUEUE, durability=durability)
+                    # The API process reads a queue's durability at most once a second.
+                    time.sleep(DURABILITY_TTL_S + 0.1)
+                    if durability == Durability.QUEUE:
+                        r.add(
+                            "api",
+                            "dtq",
+                            "POST /tasks, 8 connections, durability queue",
+                            "requests/s",
+                            one_n,
+                            post_rate(server, one_n, 8, 0),
+                            note=QUEUE_NOTE,
+                        )
             r.add(
                 "api", "dtq", "API process RSS", "MB", 0, server.rss_bytes() / 2**20, higher=False
             )
