@@ -54,6 +54,13 @@ class ServerClock:
         return int(time.time() * 1000 + self._offset_ms)
 
 
+#: Stream entries a read of an unrecorded task's ``created`` event looks through, in
+#: pages, from the millisecond its enqueue ran: the entry is among the first few (those
+#: of the same millisecond), unless the clock stepped back.
+CREATED_PAGE = 100
+CREATED_PAGES = 10
+
+
 class QueueReads:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         # redis-py annotates replies as sync/async unions; typed wrappers below say what
@@ -131,15 +138,29 @@ class QueueReads:
 
     def created_event(self, queue: str, task_id: str) -> dict[str, Any] | None:
         """The task's ``created`` event while it waits in the stream for the recorder
-        (durability "queue"): it carries the task's row. None once recorded."""
+        (durability "queue"): it carries the task's row. None once recorded. The hash
+        holds the millisecond its enqueue script ran (``ce``); the event is in the first
+        stream entries from then on (matched on the id's text before any is decoded)."""
         qk = self.keys.queue(queue)
-        entry = self.redis.hget(qk.task(task_id), taskhash.CREATED_ENTRY)
-        if entry is None:
+        since = self.redis.hget(qk.task(task_id), taskhash.CREATED_ENTRY)
+        if since is None:
             return None
-        for _, fields in self.redis.xrange(qk.events, entry, entry):
-            for e in json.loads(fields.get(b"d", b"[]")):
-                if isinstance(e, dict) and e.get("id") == task_id and e.get("ev") == "created":
-                    return e
+        needle, start = task_id.encode(), since.decode()
+        for _ in range(CREATED_PAGES):
+            entries = self.redis.xrange(qk.events, start, "+", count=CREATED_PAGE)
+            for _, fields in entries:
+                data = fields.get(b"d", b"")
+                if needle in data:
+                    for e in json.loads(data):
+                        if (
+                            isinstance(e, dict)
+                            and e.get("id") == task_id
+                            and e.get("ev") == "created"
+                        ):
+                            return e
+            if len(entries) < CREATED_PAGE:
+                return None
+            start = "(" + entries[-1][0].decode()
         return None
 
     def live(self, queue: str, task_id: str) -> LiveTask | None:

@@ -25,8 +25,8 @@ ERROR, RESULT, CANCEL_REQUESTED = "err", "res", "cr"
 # and whether the newest is still unrecorded (held back by the once-a-second throttle).
 PROGRESS_FRACTION, PROGRESS_MESSAGE, PROGRESS_AT = "pf", "pm", "pat"
 PROGRESS_EMITTED, PROGRESS_UNRECORDED = "pe", "pu"
-# Durability "queue": the id of the event-stream entry holding the task's `created` event
-# (its row, until the recorder has written it).
+# Durability "queue": the millisecond (server time) the task's enqueue script ran, from
+# which its `created` event (its row, until the recorder has written it) is found.
 CREATED_ENTRY = "ce"
 
 FIELDS = frozenset(

@@ -102,11 +102,8 @@ local function push_fast(id, v, ev, st, att, fence, w, sa, fa, run, err, res)
 end
 
 -- The `created` event of a task whose row the recorder writes (durability "queue",
--- enqueue.lua): `row` is the row's JSON text (NewTask.row_json). flush() notes the
--- entry's id in the task hash (`ce`), where a read finds the row until it is recorded.
-local CREATED = {}
-local function push_created(task_key, id, v, st, row)
-  CREATED[#CREATED + 1] = task_key
+-- enqueue.lua): `row` is the row's JSON text (NewTask.row_json).
+local function push_created(id, v, st, row)
   local n = #EVENTS
   EVENTS[n + 1] = ',{"id":"'
   EVENTS[n + 2] = id
@@ -240,8 +237,7 @@ local function flush()
   end
   for field, n in pairs(STATS) do redis.call('HINCRBY', K.stats, field, n) end
   if #EVENTS > 0 then
-    local entry = redis.call('XADD', K.events, '*', 'd', '[' .. string.sub(table.concat(EVENTS), 2) .. ']')
-    for _, task_key in ipairs(CREATED) do redis.call('HSET', task_key, 'ce', entry) end
+    redis.call('XADD', K.events, '*', 'd', '[' .. string.sub(table.concat(EVENTS), 2) .. ']')
   end
 end
 

@@ -36,7 +36,14 @@ for i, e in ipairs(entries) do
     codes[i] = EXISTS
   else
     if born[1] then redis.call('HSET', task_key, born[1], born[2]) end
-    redis.call('HSET', task_key, 'st', status, 'run', run_at, unpack(fields))
+    if e[6] then
+      -- Where a read finds the `created` event until the row is recorded: the first
+      -- stream entries from this millisecond on (the script's XADD comes at its end,
+      -- at this time or, after a clock step back, just after the stream's last entry).
+      redis.call('HSET', task_key, 'st', status, 'run', run_at, 'ce', NOW_S, unpack(fields))
+    else
+      redis.call('HSET', task_key, 'st', status, 'run', run_at, unpack(fields))
+    end
     if status == 'queued' then
       local pri = false  -- none given: ready_score fails loudly, as an HGET of it did
       for j = 1, #fields - 1, 2 do
@@ -51,7 +58,7 @@ for i, e in ipairs(entries) do
       later = true
     end
     if e[6] then
-      push_created(task_key, id, born[2] or '0', status, e[6])
+      push_created(id, born[2] or '0', status, e[6])
       tl_bump('enq')
     elseif event ~= '' then
       emit(task_key, id, event)
