@@ -29,7 +29,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import psycopg
 
@@ -38,6 +38,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bench.redis_server import RedisServer  # noqa: E402
+from bench.run import drop_database, fresh_database  # noqa: E402
 from chalicelib.core import passwords  # noqa: E402
 from chalicelib.core.settings import Settings  # noqa: E402
 from chalicelib.record import migrate  # noqa: E402
@@ -81,22 +82,6 @@ LATERAL (SELECT
          WHEN i > %(n)s - 2000 AND i %% 7 = 0 THEN 'running'
          ELSE 'succeeded' END AS status) AS t
 """
-
-
-def fresh_database(url: str) -> str:
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    name = f"dtq_bench_dash_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def drop_database(url: str) -> None:
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 
 def fill_postgres(url: str, n: int) -> float:
@@ -166,7 +151,7 @@ def main() -> int:
 
     base = Settings.from_env(os.environ)
     redis = RedisServer()
-    db_url = fresh_database(base.database_url)
+    db_url = fresh_database(base.database_url, prefix="dtq_bench_dash_")
     svc = None
     try:
         migrate.ensure_database(db_url)

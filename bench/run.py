@@ -105,15 +105,17 @@ def _say(msg: str) -> None:
 RUN_DB_PREFIX = "dtq_bench_run_"
 
 
-def _fresh_database(url: str) -> str:
+def fresh_database(url: str, prefix: str = RUN_DB_PREFIX) -> str:
+    """The URL of ``<prefix><pid>`` on ``url``'s server, dropped first if it exists, as
+    are the ones of runs whose process is gone (created by ``migrate``)."""
     import psycopg
 
     parts = urlsplit(url)
     admin = urlunsplit(parts._replace(path="/postgres"))
-    name = f"{RUN_DB_PREFIX}{os.getpid()}"
+    name = f"{prefix}{os.getpid()}"
     with psycopg.connect(admin, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", (RUN_DB_PREFIX + "%",)
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)
         ).fetchall()
         for (old,) in rows:
             pid = str(old).rsplit("_", 1)[-1]
@@ -122,7 +124,7 @@ def _fresh_database(url: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _drop_database(url: str) -> None:
+def drop_database(url: str) -> None:
     import psycopg
 
     parts = urlsplit(url)
@@ -147,7 +149,7 @@ class Bench:
             redis_url = opts.redis_url
         self.redis_url = redis_url
         self.own_database = opts.database_url is None
-        self.database_url = opts.database_url or _fresh_database(base.database_url)
+        self.database_url = opts.database_url or fresh_database(base.database_url)
         #: PostgreSQL peers queue in their own database on the same server: bench_<peer>.
         self.peer_database_server = base.database_url
         from bench.dtq_system import DTQ
@@ -821,7 +823,7 @@ class Bench:
             if self.server is not None:
                 self.server.stop()
             if self.own_database:
-                _drop_database(self.database_url)
+                drop_database(self.database_url)
 
 
 # -- output ----------------------------------------------------------------------------------

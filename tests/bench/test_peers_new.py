@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 
 from bench.peers import setup
 from bench.redis_server import RedisServer
+from bench.run import drop_database
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_ROOT = str(REPO / ".dtq" / "bench-venv")
@@ -47,13 +47,6 @@ def redis_url() -> Iterator[str]:
 def _peer_database(database_url: str, peer: str) -> str:
     parts = urlsplit(database_url)
     return urlunsplit(parts._replace(path=f"/bench_{peer}_test_{os.getpid()}"))
-
-
-def _drop(database: str) -> None:
-    parts = urlsplit(database)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 
 def drive(
@@ -97,7 +90,7 @@ def test_peer_runs_every_scenario_and_drains_all_jobs(
         assert 0 < out["p50"] <= out["p90"] <= out["p99"]
     finally:
         if peer != "bullmq":
-            _drop(database)
+            drop_database(database)
 
 
 @pytest.mark.timeout(120)
