@@ -76,6 +76,11 @@ REASONS = {
 }
 
 
+def durability_of(meta_value: str | None) -> Durability:
+    """A queue's durability from its meta field (absent, or anything else: "record")."""
+    return Durability.QUEUE if meta_value == Durability.QUEUE.value else Durability.RECORD
+
+
 def raise_for(code: int, task_id: str) -> None:
     """The one mapping from script codes to exceptions."""
     if code in (Code.OK, Code.EXISTS, Code.CANCEL_PENDING):
@@ -550,7 +555,7 @@ class Queue(QueueReads):
         if cached is not None and now - cached[1] < DURABILITY_TTL_S:
             return cached[0]
         value = self.redis.hget(self.keys.queue(queue).meta, DURABILITY_FIELD)
-        durability = Durability.QUEUE if value == b"queue" else Durability.RECORD
+        durability = durability_of(None if value is None else value.decode())
         self._durability[queue] = (durability, now)
         return durability
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from chalicelib.core.errors import NotFound, Unavailable
 from chalicelib.core.models import Durability
-from chalicelib.queue.scripts import DURABILITY_FIELD, Queue
+from chalicelib.queue.scripts import DURABILITY_FIELD, Queue, durability_of
 from chalicelib.record.deliveries import Deliveries
 from chalicelib.record.store import Store
 
@@ -83,9 +83,7 @@ def _describe(
                 "concurrency": int(meta["concurrency"]) if "concurrency" in meta else None,
                 "unrecorded_events": int(d["unrecorded_events"]),
                 "webhook_url": (webhooks or {}).get(name),
-                "durability": (
-                    Durability.QUEUE if meta.get(DURABILITY_FIELD) == "queue" else Durability.RECORD
-                ).value,
+                "durability": durability_of(meta.get(DURABILITY_FIELD)).value,
             }
         )
     return out

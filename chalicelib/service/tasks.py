@@ -324,22 +324,23 @@ class TaskService:
         try:
             row = self.store.get_task(task_id)
         except Unavailable:
-            unrecorded = self._created_row(task_id)
+            queue = self._unrecorded_queue(task_id)
+            unrecorded = None if queue is None else self._created_row(queue, task_id)
             if unrecorded is None:
                 raise
             return unrecorded, False
         if row is not None:
             return row, True
-        unrecorded = self._created_row(task_id)
-        if unrecorded is None:  # none, or recorded (its entry deleted) since the first look
+        queue = self._unrecorded_queue(task_id)
+        if queue is None:  # in neither store
+            return None, False
+        unrecorded = self._created_row(queue, task_id)
+        if unrecorded is None:  # recorded (its entry deleted) since the first look
             row = self.store.get_task(task_id)
             return row, row is not None
         return unrecorded, False
 
-    def _created_row(self, task_id: str) -> Row | None:
-        queue = self._unrecorded_queue(task_id)
-        if queue is None:
-            return None
+    def _created_row(self, queue: str, task_id: str) -> Row | None:
         try:
             created = self.queue.created_event(queue, task_id)
         except redis.RedisError:
